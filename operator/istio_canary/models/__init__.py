@@ -1,0 +1,39 @@
+"""Pydantic models of the CanaryRelease API: the single source of the CRD schema."""
+
+from istio_canary.models.analysis import AnalysisSpec, AnalysisStatus, CheckResult, Promotion, Verdict
+from istio_canary.models.spec import (
+    CanaryReleaseSpec,
+    CanarySpec,
+    CookieMatch,
+    MatchRule,
+    OfflineAction,
+    OperatingSystem,
+    Policy,
+    StableSpec,
+    Strategy,
+    StringMatch,
+    TrafficSpec,
+)
+from istio_canary.models.status import (
+    CanaryReleaseStatus,
+    Condition,
+    ConditionType,
+    Phase,
+    Role,
+    TrafficStatus,
+    VersionMetrics,
+    VersionStatus,
+)
+
+GROUP = "releases.istio-canary.io"
+VERSION = "v1alpha1"
+KIND = "CanaryRelease"
+PLURAL = "canaryreleases"
+
+__all__ = [
+    "GROUP", "KIND", "PLURAL", "VERSION",
+    "AnalysisSpec", "AnalysisStatus", "CanaryReleaseSpec", "CanaryReleaseStatus", "CanarySpec",
+    "CheckResult", "Condition", "ConditionType", "CookieMatch", "MatchRule", "OfflineAction",
+    "OperatingSystem", "Phase", "Policy", "Promotion", "Role", "StableSpec", "Strategy",
+    "StringMatch", "TrafficSpec", "TrafficStatus", "Verdict", "VersionMetrics", "VersionStatus",
+]

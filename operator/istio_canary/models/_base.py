@@ -1,0 +1,28 @@
+"""The base every API model shares: frozen, strict about unknown fields, camelCase on the wire."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+__all__ = ["ApiModel"]
+
+
+class ApiModel(BaseModel):
+    """A frozen pydantic model whose wire names are camelCase (``versionLabel``).
+
+    ``populate_by_name`` lets Python code build models with snake_case keywords while
+    objects read from the API server use the aliases.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_enum_values=False,
+    )
+
+    def to_wire(self) -> dict[str, object]:
+        """JSON-ready dict with camelCase keys, leaving out fields that were never set to a value."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,247 @@
+"""The CanaryRelease spec: the API contract of design.md section 2.
+
+These models are the single source of the CRD schema (``crds/`` is generated from them).
+Rules that the API server can check are also written as CEL (``x-kubernetes-validations``)
+in ``json_schema_extra`` so that a bad spec is refused at ``kubectl apply``; the pydantic
+validators repeat them so the operator never acts on a spec that slipped past an old CRD.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+
+from istio_canary.models._base import ApiModel
+from istio_canary.models.analysis import AnalysisSpec
+
+__all__ = [
+    "CanaryReleaseSpec",
+    "CanarySpec",
+    "CookieMatch",
+    "MatchRule",
+    "OfflineAction",
+    "OperatingSystem",
+    "Policy",
+    "StableSpec",
+    "Strategy",
+    "StringMatch",
+    "TrafficSpec",
+]
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Lowercase HTTP token characters (RFC 9110): Istio requires lowercase header names.
+HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
+
+DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+
+
+class Strategy(str, enum.Enum):
+    """How traffic is shared between the stable and the canary version."""
+
+    CANARY = "Canary"
+    """Weights (``traffic.weight``) and request-content rules (``traffic.match``) send some requests to the canary."""
+    BLUE_GREEN = "BlueGreen"
+    """The canary runs with no traffic until ``takeOver`` names it; then everything switches at once."""
+    MIRROR = "Mirror"
+    """Stable answers every request; ``traffic.mirrorPercent`` of them are copied to the canary."""
+
+
+class Policy(str, enum.Enum):
+    """When traffic may start to flow to the canary."""
+
+    WAIT_FOR_WORKLOAD_READY = "WaitForWorkloadReady"
+    """Route to the canary only once its Deployment has ready pods (the default)."""
+    IMMEDIATELY = "Immediately"
+    """Write the routes at once; weights still never point at a version without ready pods."""
+    PAUSED = "Paused"
+    """Create and keep the workloads, but leave the routing exactly as it is."""
+
+
+class OfflineAction(str, enum.Enum):
+    """What job offline does to the workload of the version that is taken offline."""
+
+    DELETE = "Delete"
+    """Delete the Deployment."""
+    SCALE_TO_ZERO = "ScaleToZero"
+    """Scale it to zero replicas and keep it: for workloads that GitOps or another tool owns."""
+
+
+class OperatingSystem(str, enum.Enum):
+    """Client operating systems recognised from the User-Agent header."""
+
+    WINDOWS = "Windows"
+    MACOS = "macOS"
+    LINUX = "Linux"
+    ANDROID = "Android"
+    IOS = "iOS"
+
+
+_ONE_OF_STRING_MATCH = "[has(self.exact), has(self.prefix), has(self.regex)].filter(x, x).size() == 1"
+
+
+class StringMatch(ApiModel):
+    """Exactly one of ``exact``, ``prefix`` or ``regex`` (RE2 syntax, whole-value match)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": _ONE_OF_STRING_MATCH, "message": "set exactly one of exact, prefix or regex"}
+            ]
+        }
+    }
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StringMatch:
+        chosen = [v for v in (self.exact, self.prefix, self.regex) if v is not None]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one of exact, prefix or regex")
+        return self
+
+
+class CookieMatch(ApiModel):
+    """One cookie inside the Cookie header, matched by name and value."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+    value: StringMatch
+
+
+class MatchRule(ApiModel):
+    """One request-content rule: every condition set here must hold (AND)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.headers) && size(self.headers) > 0) || has(self.uri) "
+                    "|| has(self.cookie) || (has(self.os) && size(self.os) > 0)",
+                    "message": "a match rule needs at least one condition (headers, uri, cookie or os)",
+                },
+                {
+                    "rule": "!has(self.headers) || self.headers.all(k, k.matches('" + HEADER_NAME + "'))",
+                    "message": "header names must be lowercase HTTP tokens, as Istio requires",
+                },
+            ]
+        }
+    }
+
+    headers: dict[str, StringMatch] = Field(default_factory=dict)
+    uri: StringMatch | None = None
+    cookie: CookieMatch | None = None
+    os: list[OperatingSystem] = Field(default_factory=list, max_length=5)
+
+    @field_validator("headers")
+    @classmethod
+    def _lowercase_header_names(cls, headers: dict[str, StringMatch]) -> dict[str, StringMatch]:
+        for name in headers:
+            if not re.match(HEADER_NAME, name):
+                raise ValueError(f"header name {name!r} must be a lowercase HTTP token, as Istio requires")
+        return headers
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MatchRule:
+        if not (self.headers or self.uri or self.cookie or self.os):
+            raise ValueError("a match rule needs at least one condition (headers, uri, cookie or os)")
+        return self
+
+
+class TrafficSpec(ApiModel):
+    """How much traffic the canary gets, and which requests."""
+
+    weight: Annotated[int, Field(ge=0, le=100)] = 0
+    match: list[MatchRule] = Field(default_factory=list, max_length=32)
+    mirror_percent: Annotated[float, Field(ge=0, le=100)] = 100.0
+
+
+class StableSpec(ApiModel):
+    """The running version."""
+
+    version: DnsLabel
+
+
+class CanarySpec(ApiModel):
+    """The new version: a copy of the stable Deployment with new image(s)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.image) && has(self.images) && size(self.images) > 0)",
+                    "message": "set image (single-container pods) or images (container name -> image), not both",
+                }
+            ]
+        }
+    }
+
+    version: DnsLabel
+    image: Annotated[str, Field(min_length=1)] | None = None
+    images: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    replicas: Annotated[int, Field(ge=0, le=10000)] | None = None
+
+    @model_validator(mode="after")
+    def _image_or_images(self) -> CanarySpec:
+        if self.image is not None and self.images:
+            raise ValueError("set image (single-container pods) or images (container name -> image), not both")
+        return self
+
+
+_SPEC_RULES: list[dict[str, Any]] = [
+    {
+        "rule": "self.stable.version != self.canary.version",
+        "message": "canary.version must differ from stable.version",
+    },
+    {
+        "rule": "!has(self.takeOver) || self.takeOver == '' || self.takeOver == self.stable.version "
+        "|| self.takeOver == self.canary.version",
+        "message": "takeOver must be empty or name stable.version or canary.version",
+    },
+    {
+        "rule": "!has(self.offline) || !self.offline || (has(self.takeOver) && self.takeOver != '')",
+        "message": "offline needs takeOver: name the version that keeps the traffic first",
+    },
+    {"rule": "self.service == oldSelf.service", "message": "service is immutable"},
+    {"rule": "self.stable.version == oldSelf.stable.version", "message": "stable.version is immutable"},
+    {"rule": "self.canary.version == oldSelf.canary.version", "message": "canary.version is immutable"},
+    {
+        "rule": "!has(oldSelf.offline) || !oldSelf.offline || (has(self.offline) && self.offline)",
+        "message": "offline cannot be undone: the other version is already removed",
+    },
+]
+
+
+class CanaryReleaseSpec(ApiModel):
+    """What the user wants; every verb (take over, offline, abort) is a field."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _SPEC_RULES}}
+
+    service: DnsLabel
+    version_label: Annotated[str, Field(min_length=1, max_length=316)] = "version"
+    stable: StableSpec
+    canary: CanarySpec
+    strategy: Strategy = Strategy.CANARY
+    traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+    policy: Policy = Policy.WAIT_FOR_WORKLOAD_READY
+    take_over: Annotated[str, Field(max_length=63)] = ""
+    offline: bool = False
+    offline_action: OfflineAction = OfflineAction.DELETE
+    abort: bool = False
+    analysis: AnalysisSpec | None = None
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> CanaryReleaseSpec:
+        if self.stable.version == self.canary.version:
+            raise ValueError("canary.version must differ from stable.version")
+        if self.take_over not in ("", self.stable.version, self.canary.version):
+            raise ValueError(
+                f"takeOver {self.take_over!r} must be empty or name stable.version "
+                f"{self.stable.version!r} or canary.version {self.canary.version!r}"
+            )
+        if self.offline and not self.take_over:
+            raise ValueError("offline needs takeOver: name the version that keeps the traffic first")
+        return self

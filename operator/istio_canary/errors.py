@@ -1,0 +1,25 @@
+"""Domain errors, one small class each. Handlers turn them into status conditions.
+
+``InvalidSpecError`` and its subclasses mean "the spec cannot be carried out as written":
+the operator reports it and never moves traffic. Anything else is a bug or a cluster problem.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ForeignObjectError", "InvalidSpecError", "ReleaseError", "RoutingError"]
+
+
+class ReleaseError(Exception):
+    """Base of every error the operator raises on purpose."""
+
+
+class InvalidSpecError(ReleaseError):
+    """The CanaryRelease spec (or the objects it names) cannot be carried out."""
+
+
+class RoutingError(InvalidSpecError):
+    """The requested routing cannot be expressed in Istio (bad regex, match rule on a TCP port...)."""
+
+
+class ForeignObjectError(ReleaseError):
+    """A routing object belongs to someone else: another release, or nobody the operator knows."""

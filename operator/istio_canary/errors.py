@@ -6,7 +6,15 @@ the operator reports it and never moves traffic. Anything else is a bug or a clu
 
 from __future__ import annotations
 
-__all__ = ["ForeignObjectError", "InvalidSpecError", "ReleaseError", "RoutingError"]
+__all__ = [
+    "AmbiguousStableDeploymentError",
+    "ForeignObjectError",
+    "InvalidSpecError",
+    "ReleaseError",
+    "RoutingError",
+    "StableDeploymentNotFoundError",
+    "WorkloadError",
+]
 
 
 class ReleaseError(Exception):
@@ -23,3 +31,15 @@ class RoutingError(InvalidSpecError):
 
 class ForeignObjectError(ReleaseError):
     """A routing object belongs to someone else: another release, or nobody the operator knows."""
+
+
+class WorkloadError(InvalidSpecError):
+    """The canary Deployment cannot be built from the stable one as the spec asks."""
+
+
+class StableDeploymentNotFoundError(WorkloadError):
+    """No Deployment runs the stable version behind the Service."""
+
+
+class AmbiguousStableDeploymentError(WorkloadError):
+    """Several Deployments run the stable version behind the Service; the operator will not guess."""

@@ -124,9 +124,7 @@ class OperatorMetrics:
     ) -> None:
         """Record a release's phase and the weight of each of its versions."""
         key = (namespace, name)
-        labels = {
-            (namespace, name, w.version, _text(w.role)): w.weight for w in weights
-        }
+        labels = {(namespace, name, w.version, _text(w.role)): w.weight for w in weights}
         with self._lock:
             self._phases[key] = _text(phase)
             for stale in self._weight_labels.get(key, set()) - labels.keys():

@@ -61,8 +61,13 @@ def test_a_version_taken_offline_loses_its_weight_series(m: OperatorMetrics) -> 
         namespace="ns", name="r", phase="Completed", weights=[VersionWeight("v2", "canary", 100)]
     )
 
-    assert sample(m, "weight_percent", namespace="ns", release="r", version="v1", role="stable") is None
-    assert sample(m, "weight_percent", namespace="ns", release="r", version="v2", role="canary") == 100
+    assert (
+        sample(m, "weight_percent", namespace="ns", release="r", version="v1", role="stable")
+        is None
+    )
+    assert (
+        sample(m, "weight_percent", namespace="ns", release="r", version="v2", role="canary") == 100
+    )
 
 
 def test_forgetting_a_release_removes_its_weight_series(m: OperatorMetrics) -> None:
@@ -85,9 +90,17 @@ def test_observe_status_reads_phase_and_weights_from_a_status(m: OperatorMetrics
     m.observe_status(namespace="bookinfo", name="reviews", status=status)
 
     assert sample(m, "releases", phase="Progressing") == 1
-    assert sample(
-        m, "weight_percent", namespace="bookinfo", release="reviews", version="v2", role="canary"
-    ) == 10
+    assert (
+        sample(
+            m,
+            "weight_percent",
+            namespace="bookinfo",
+            release="reviews",
+            version="v2",
+            role="canary",
+        )
+        == 10
+    )
 
 
 def test_reconcile_timer_observes_also_when_the_handler_raises(m: OperatorMetrics) -> None:
@@ -122,9 +135,10 @@ def test_verdicts_and_rollbacks_are_counted(m: OperatorMetrics) -> None:
 def test_module_functions_act_on_the_default_metrics() -> None:
     metrics.observe_release(namespace="unit-test", name="default-metrics", phase="Paused")
     try:
-        assert metrics.DEFAULT.registry.get_sample_value(
-            "istio_canary_releases", {"phase": "Paused"}
-        ) == 1
+        assert (
+            metrics.DEFAULT.registry.get_sample_value("istio_canary_releases", {"phase": "Paused"})
+            == 1
+        )
     finally:
         metrics.forget_release(namespace="unit-test", name="default-metrics")
 

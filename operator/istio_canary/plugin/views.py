@@ -1,0 +1,166 @@
+"""Pure renderers of CanaryRelease and Event objects (plain dicts) into rich renderables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from istio_canary.plugin.patches import Body
+
+__all__ = ["RECENT_EVENTS", "age", "render_releases", "render_status", "weight_bar"]
+
+RECENT_EVENTS = 10
+
+
+def weight_bar(weight: int, *, width: int = 20) -> str:
+    """``█████···············  25%``: a fixed-width bar that reads the same in any terminal."""
+    weight = max(0, min(100, weight))
+    filled = round(weight * width / 100)
+    return f"{'█' * filled}{'·' * (width - filled)} {weight:>3}%"
+
+
+def age(timestamp: str | None, *, now: datetime) -> str:
+    """Kubernetes-style age (``45s``, ``12m``, ``3h``, ``4d``) of an RFC 3339 timestamp."""
+    if not timestamp:
+        return "-"
+    then = datetime.fromisoformat(timestamp)  # Python 3.11 reads the trailing "Z" itself
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _version_weight(release: Body, role: str) -> str:
+    """``v1 70%``: version from the spec, weight as read back into the status."""
+    version = release.get("spec", {}).get(role, {}).get("version", "?")
+    traffic = release.get("status", {}).get("traffic") or {}
+    weight = traffic.get(role)
+    return f"{version} {weight}%" if weight is not None else f"{version} -"
+
+
+def render_releases(releases: Sequence[Body], *, now: datetime, all_namespaces: bool) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    if all_namespaces:
+        table.add_column("NAMESPACE")
+    for column in ("NAME", "STRATEGY", "PHASE", "STABLE", "CANARY", "TAKEOVER", "AGE"):
+        table.add_column(column)
+    for release in sorted(
+        releases, key=lambda r: (r["metadata"].get("namespace", ""), r["metadata"]["name"])
+    ):
+        meta, spec = release["metadata"], release.get("spec", {})
+        row = [
+            meta["name"],
+            spec.get("strategy", "Canary"),
+            release.get("status", {}).get("phase", "Pending"),
+            _version_weight(release, "stable"),
+            _version_weight(release, "canary"),
+            spec.get("takeOver") or "-",
+            age(meta.get("creationTimestamp"), now=now),
+        ]
+        table.add_row(*([meta.get("namespace", "")] if all_namespaces else []), *row)
+    return table
+
+
+def _number(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _versions_table(status: Body) -> Table:
+    table = Table(title="Versions", title_justify="left", header_style="bold")
+    for column in (
+        "VERSION",
+        "ROLE",
+        "DEPLOYMENT",
+        "READY",
+        "WEIGHT",
+        "RPS",
+        "SUCCESS",
+        "P50",
+        "P99",
+    ):
+        table.add_column(column)
+    for entry in status.get("versions", []):
+        metrics = entry.get("metrics") or {}
+        success = metrics.get("successRate")
+        table.add_row(
+            entry.get("version", "?"),
+            entry.get("role", "?"),
+            entry.get("deployment", "-"),
+            f"{entry.get('readyReplicas', 0)}/{entry.get('replicas', 0)}",
+            weight_bar(int(entry.get("weight", 0))),
+            _number(metrics.get("requestRate"), ".2f"),
+            "-" if success is None else f"{success * 100:.2f}%",
+            _number(metrics.get("latencyP50Ms"), ".0f")
+            + ("ms" if metrics.get("latencyP50Ms") is not None else ""),
+            _number(metrics.get("latencyP99Ms"), ".0f")
+            + ("ms" if metrics.get("latencyP99Ms") is not None else ""),
+            style="dim" if metrics.get("stale") else None,
+        )
+    return table
+
+
+def _events_table(events: Sequence[Body], *, now: datetime) -> Table:
+    table = Table(title="Events", title_justify="left", header_style="bold")
+    for column in ("TYPE", "REASON", "AGE", "MESSAGE"):
+        table.add_column(column)
+
+    def when(event: Body) -> str:
+        return str(
+            event.get("lastTimestamp")
+            or event.get("eventTime")
+            or event["metadata"].get("creationTimestamp")
+            or ""
+        )
+
+    for event in sorted(events, key=when)[-RECENT_EVENTS:]:
+        kind = event.get("type", "Normal")
+        table.add_row(
+            Text(kind, style="yellow" if kind == "Warning" else ""),
+            event.get("reason", ""),
+            age(when(event) or None, now=now),
+            event.get("message", ""),
+        )
+    return table
+
+
+def render_status(release: Body, events: Sequence[Body], *, now: datetime) -> RenderableType:
+    """Phase, weights as bars, per-version traffic health, and the latest Events."""
+    meta, spec = release["metadata"], release.get("spec", {})
+    status = release.get("status", {})
+    phase = status.get("phase", "Pending")
+    colour = {"Failed": "red", "Aborted": "yellow", "Completed": "green", "TakenOver": "green"}.get(
+        phase, "cyan"
+    )
+    header = Text.assemble(
+        (f"{meta.get('namespace', '')}/{meta['name']}", "bold"),
+        "  ",
+        (phase, f"bold {colour}"),
+        f"  strategy={spec.get('strategy', 'Canary')} policy={spec.get('policy', 'WaitForWorkloadReady')}",
+    )
+    if spec.get("takeOver"):
+        header.append(f" takeOver={spec['takeOver']}")
+    if spec.get("offline"):
+        header.append(" offline")
+    if spec.get("abort"):
+        header.append(" abort", style="yellow")
+    parts: list[RenderableType] = [header]
+    if status.get("message"):
+        parts.append(Text(status["message"], style="italic"))
+    traffic = status.get("traffic") or {}
+    for role in ("stable", "canary"):
+        version = spec.get(role, {}).get("version", "?")
+        parts.append(
+            Text(f"{role:<7}{version:<12}{weight_bar(int(traffic.get(role, 0)), width=40)}")
+        )
+    if traffic.get("mirrorPercent") is not None:
+        parts.append(Text(f"mirroring {traffic['mirrorPercent']}% of requests to the canary"))
+    if traffic.get("matchedToCanary"):
+        parts.append(Text("requests matching traffic.match rules go to the canary"))
+    parts.append(_versions_table(status))
+    parts.append(_events_table(events, now=now))
+    return Group(*parts)

@@ -37,20 +37,59 @@ class Verdict(str, enum.Enum):
 
 
 class AnalysisSpec(ApiModel):
-    """Steps, checks and deadlines for automatic progression."""
+    """Steps, checks and deadlines for automatic progression (see docs/analysis.md)."""
 
-    interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
-    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=list, max_length=100)
-    step_weight: Annotated[int, Field(ge=1, le=100)] = 10
-    max_weight: Annotated[int, Field(ge=1, le=100)] = 50
-    promotion: Promotion = Promotion.TAKE_OVER
-    max_error_rate_increase: Annotated[float, Field(ge=0, le=1)] = 0.01
-    max_latency_increase_ms: Annotated[float, Field(ge=0)] = 50.0
-    latency_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.99
-    min_requests: Annotated[int, Field(ge=1)] = 20
-    unreachable_timeout_seconds: Annotated[int, Field(ge=1)] = 120
-    ready_deadline_seconds: Annotated[int, Field(ge=1)] = 600
-    prometheus_url: str | None = None
+    interval_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
+        10, description="Seconds between two looks at the metrics."
+    )
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Canary weights, in percent, one per step. Empty: stepWeight up to maxWeight.",
+    )
+    step_weight: Annotated[int, Field(ge=1, le=100)] = Field(
+        10, description="Weight added at each step when steps is empty."
+    )
+    max_weight: Annotated[int, Field(ge=1, le=100)] = Field(
+        50, description="Weight of the last step when steps is empty; take over follows it."
+    )
+    promotion: Promotion = Field(
+        Promotion.TAKE_OVER, description="What happens after the last step passed."
+    )
+    max_error_rate_increase: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.01,
+        description="Largest tolerated excess of the canary's 5xx rate over stable's, as a fraction "
+        "(0.01 = one percentage point). A canary is failed only when it exceeds this.",
+    )
+    max_latency_increase_ms: Annotated[float, Field(ge=0, le=3600000)] = Field(
+        50.0,
+        description="Largest tolerated excess of the canary's latency quantile over stable's, in ms.",
+    )
+    latency_quantile: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.99, description="The latency quantile that is compared (0.99 = p99)."
+    )
+    min_requests: Annotated[int, Field(ge=1)] = Field(
+        20, description="Requests each version must serve in a step before the step can pass."
+    )
+    max_false_rollback_rate: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        0.01,
+        description="Largest chance that a canary no worse than stable is rolled back, over the "
+        "whole release. Smaller waits for more evidence before a rollback.",
+    )
+    max_false_promotion_rate: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        0.05,
+        description="Largest chance that a step passes a canary worse than the tolerances allow. "
+        "Smaller waits for more requests before each step passes.",
+    )
+    unreachable_timeout_seconds: Annotated[int, Field(ge=1)] = Field(
+        120, description="Roll back when Prometheus has not answered for this long."
+    )
+    ready_deadline_seconds: Annotated[int, Field(ge=1)] = Field(
+        600, description="Fail when the canary Deployment has no ready pod after this long."
+    )
+    prometheus_url: Annotated[str, Field(max_length=2048)] | None = Field(
+        None, description="Prometheus base URL; default: the operator's --prometheus-url."
+    )
 
     def weights(self) -> list[int]:
         """The canary weight of each step, in order, ending below 100 (take over does the rest)."""

@@ -1,0 +1,67 @@
+"""The DestinationRule that defines one subset per version of the Service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from istio_canary.istio.ownership import object_metadata
+from istio_canary.istio.plan import RoutePlan
+
+__all__ = ["API_VERSION", "build_destination_rule"]
+
+API_VERSION = "networking.istio.io/v1"
+
+
+def build_destination_rule(
+    *, plan: RoutePlan, existing: Mapping[str, Any] | None, release_name: str
+) -> dict[str, Any]:
+    """The DestinationRule to write for ``plan``, as a JSON-ready dict.
+
+    Subsets are named after versions and select ``{versionLabel: version}``. When ``existing``
+    (a DestinationRule for the same host that the operator did not create) is given, it is
+    adopted: only the subsets named after the release's two versions change (a same-named
+    subset keeps its own ``trafficPolicy``); every other field and subset stays as it was.
+    """
+    metadata, spec = object_metadata(
+        existing=existing, name=plan.service, namespace=plan.namespace, release_name=release_name
+    )
+    if spec is None:
+        spec = {"host": plan.service}
+    spec["subsets"] = _merge_subsets(plan, spec.get("subsets") or [])
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DestinationRule",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def _merge_subsets(plan: RoutePlan, existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace the release's subsets in place (where the first of them was), keep the others.
+
+    Both versions count as the release's, not only those in ``plan.subsets``: job offline
+    removes a version's subset by leaving it out of the plan.
+    """
+    ours = {plan.stable_version, plan.canary_version}
+    previous = {subset.get("name"): subset for subset in existing if subset.get("name") in ours}
+    wanted = [_subset(plan, version, previous.get(version)) for version in plan.subsets]
+
+    merged: list[dict[str, Any]] = []
+    inserted = False
+    for subset in existing:
+        if subset.get("name") not in ours:
+            merged.append(subset)
+        elif not inserted:
+            merged.extend(wanted)
+            inserted = True
+    if not inserted:
+        merged.extend(wanted)
+    return merged
+
+
+def _subset(plan: RoutePlan, version: str, previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    subset: dict[str, Any] = {"name": version, "labels": {plan.version_label: version}}
+    if previous is not None and "trafficPolicy" in previous:
+        subset["trafficPolicy"] = previous["trafficPolicy"]
+    return subset

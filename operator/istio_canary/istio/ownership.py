@@ -1,0 +1,99 @@
+"""Who a routing object belongs to: created by a release, adopted by one, or someone else's.
+
+A VirtualService or DestinationRule the operator *creates* carries the owner labels and is
+deleted when the release is undone. One that already existed is *adopted*: its spec before the
+first change is kept, as JSON, in the ``original-spec`` annotation, and put back on abort or
+delete. The annotation is written once, so rebuilding an adopted object never loses the
+original.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from istio_canary.errors import ForeignObjectError
+from istio_canary.models import GROUP
+
+__all__ = [
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "ORIGINAL_SPEC_ANNOTATION",
+    "RELEASE_LABEL",
+    "created_by_operator",
+    "object_metadata",
+]
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "istio-canary-operator"
+RELEASE_LABEL = f"{GROUP}/release"
+ORIGINAL_SPEC_ANNOTATION = f"{GROUP}/original-spec"
+
+# Set by the API server; a builder's output is a desired state, so it leaves them out and the
+# caller adds resourceVersion when it wants a conflict-checked replace.
+_SERVER_FIELDS = (
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+)
+
+
+def created_by_operator(obj: Mapping[str, Any]) -> bool:
+    """Whether the operator created ``obj`` (rather than adopting it or never touching it)."""
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return bool(labels.get(MANAGED_BY_LABEL) == MANAGED_BY)
+
+
+def _check_release(obj: Mapping[str, Any], *, release_name: str) -> None:
+    metadata = obj.get("metadata", {})
+    owner = (metadata.get("labels") or {}).get(RELEASE_LABEL)
+    if owner is not None and owner != release_name:
+        raise ForeignObjectError(
+            f"{obj.get('kind', 'object')} {metadata.get('name')!r} belongs to release {owner!r}, "
+            f"not {release_name!r}: one Service can be in one release at a time"
+        )
+
+
+def object_metadata(
+    *, existing: Mapping[str, Any] | None, name: str, namespace: str, release_name: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Metadata for the object to write, and the spec to start from (None: start from scratch).
+
+    With no ``existing`` object, or one this release created, the object is (re)built from
+    scratch with the owner labels. Otherwise ``existing`` is adopted: its metadata is kept,
+    the release label is added, and its spec is recorded in the annotation unless it already is.
+    """
+    if existing is None:
+        return _created_metadata(name=name, namespace=namespace, release_name=release_name), None
+    _check_release(existing, release_name=release_name)
+    if created_by_operator(existing):
+        return _created_metadata(name=name, namespace=namespace, release_name=release_name), None
+
+    metadata = {
+        key: copy.deepcopy(value)
+        for key, value in existing.get("metadata", {}).items()
+        if key not in _SERVER_FIELDS
+    }
+    spec = copy.deepcopy(dict(existing.get("spec") or {}))
+    annotations = dict(metadata.get("annotations") or {})
+    annotations.setdefault(
+        ORIGINAL_SPEC_ANNOTATION, json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    )
+    metadata["annotations"] = annotations
+    metadata["labels"] = dict(metadata.get("labels") or {}) | {RELEASE_LABEL: release_name}
+    return metadata, spec
+
+
+def _created_metadata(*, name: str, namespace: str, release_name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY, RELEASE_LABEL: release_name},
+    }

@@ -1,0 +1,50 @@
+"""Reading VirtualService routes: which host a destination names, which routes are a service's.
+
+Shared by the builder (which replaces a service's routes) and the read-back (which reports
+what they say), so both agree on what "the routes for this service" are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["is_catch_all", "is_service_host", "routes_only_to"]
+
+
+def is_service_host(host: str, *, service: str, namespace: str | None) -> bool:
+    """Whether ``host`` names the Service from a rule in the Service's own namespace.
+
+    Accepted: the short name (``reviews``), ``reviews.<ns>``, ``reviews.<ns>.svc`` and
+    ``reviews.<ns>.svc.<cluster domain>``. Without a namespace, any ``reviews.*`` counts.
+    """
+    if host == service:
+        return True
+    if namespace is None:
+        return host.startswith(service + ".")
+    qualified = f"{service}.{namespace}"
+    return host in (qualified, qualified + ".svc") or host.startswith(qualified + ".svc.")
+
+
+def routes_only_to(route: Mapping[str, Any], *, service: str, namespace: str | None) -> bool:
+    """Whether ``route`` (an http or tcp route) forwards, and only to the Service.
+
+    A route that redirects, answers directly or delegates has no ``route`` list and is not
+    the Service's; neither is one that splits between the Service and another host.
+    """
+    if any(key in route for key in ("redirect", "directResponse", "delegate")):
+        return False
+    destinations = route.get("route") or []
+    return bool(destinations) and all(
+        is_service_host(
+            str((entry.get("destination") or {}).get("host", "")),
+            service=service,
+            namespace=namespace,
+        )
+        for entry in destinations
+    )
+
+
+def is_catch_all(route: Mapping[str, Any]) -> bool:
+    """Whether ``route`` takes every request (on its port): no match, or matches on port alone."""
+    return all(set(request) <= {"port"} for request in route.get("match") or [])

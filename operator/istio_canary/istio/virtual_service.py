@@ -1,0 +1,244 @@
+"""The VirtualService that splits a Service's traffic between its stable and canary versions.
+
+Per routed port of the Service, in this order:
+
+1. one ``http`` route per match rule, named ``istio-canary-<release>-<port>-match-<i>``,
+   sending matching requests to the canary subset;
+2. one weighted ``http`` route, named ``istio-canary-<release>-<port>-weighted``, that splits
+   the rest by weight and may mirror to the canary;
+3. for TCP (and protocol-sniffed) ports, one weighted ``tcp`` route (tcp routes have no name).
+
+Destinations with weight 0 are left out, and a single destination carries no weight (an
+implicit 100): every Istio version accepts that, and the VirtualService then never names a
+subset that takes no traffic, so a subset can be removed from the DestinationRule right after
+the routes stop using it. With more than one Service port, every match entry carries
+``port: N`` and every destination ``port.number: N``.
+
+Adopting an existing VirtualService: the routes "for this service" are replaced and every
+other route and field is kept. A route is for this service when it forwards (it has a
+``route`` list and no redirect, direct response or delegate) and *every* destination names
+this Service's host (short name or FQDN in the Service's namespace), whatever its match,
+subset or port. A route that splits between this host and another is someone else's and stays.
+The operator's routes take the place of the first replaced route, so foreign routes keep
+their precedence. Per port, the last replaced route that applies to that port (in a
+well-formed VirtualService, the default route) lends its ``timeout``, ``retries``, ``fault``,
+``headers``, ``corsPolicy`` and ``rewrite`` to every generated route, and its mirror too when
+it mirrors elsewhere and the plan does not mirror.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from istio_canary.errors import RoutingError
+from istio_canary.istio.destination_rule import API_VERSION
+from istio_canary.istio.match import match_requests
+from istio_canary.istio.ownership import object_metadata
+from istio_canary.istio.plan import PortKind, RoutePlan, ServicePort
+from istio_canary.istio.routes import is_service_host, routes_only_to
+
+__all__ = ["build_virtual_service", "route_name_prefix"]
+
+_CARRIED_FIELDS = ("corsPolicy", "fault", "headers", "retries", "rewrite", "timeout")
+_MIRROR_FIELDS = ("mirror", "mirrorPercentage", "mirrors")
+_HTTP_KINDS = (PortKind.HTTP, PortKind.SNIFFED)
+_TCP_KINDS = (PortKind.TCP, PortKind.SNIFFED)
+
+
+def route_name_prefix(release_name: str) -> str:
+    """The prefix of every http route name the release writes."""
+    return f"istio-canary-{release_name}-"
+
+
+def build_virtual_service(
+    *,
+    plan: RoutePlan,
+    ports: Sequence[ServicePort],
+    existing: Mapping[str, Any] | None,
+    release_name: str,
+) -> dict[str, Any]:
+    """The VirtualService to write for ``plan``, as a JSON-ready dict.
+
+    Raises RoutingError when the plan cannot be expressed for these ports: no port Istio
+    routes, an invalid regex in a match rule, or match rules or mirroring on an opaque TCP port.
+    """
+    routed = sorted(
+        (port for port in ports if port.kind is not PortKind.UNROUTED), key=lambda p: p.port
+    )
+    _check_expressible(plan, routed)
+    # Match rules are translated once: they are the same on every port.
+    requests_per_rule = [
+        match_requests(rule, path=f"traffic.match[{i}]") for i, rule in enumerate(plan.match)
+    ]
+    multi_port = len(ports) > 1
+
+    metadata, spec = object_metadata(
+        existing=existing, name=plan.service, namespace=plan.namespace, release_name=release_name
+    )
+    if spec is None:
+        spec = {"hosts": [plan.service]}
+
+    def ours(route: Mapping[str, Any]) -> bool:
+        return str(route.get("name", "")).startswith(
+            route_name_prefix(release_name)
+        ) or routes_only_to(route, service=plan.service, namespace=plan.namespace)
+
+    http_replaced = [route for route in spec.get("http") or [] if ours(route)]
+    http_routes: list[dict[str, Any]] = []
+    tcp_routes: list[dict[str, Any]] = []
+    for port in routed:
+        number = port.port if multi_port else None
+        if port.kind in _HTTP_KINDS:
+            template = _template(http_replaced, port=port.port, plan=plan)
+            http_routes += _http_routes(
+                plan,
+                requests_per_rule,
+                port=port.port,
+                number=number,
+                template=template,
+                release_name=release_name,
+            )
+        if port.kind in _TCP_KINDS:
+            tcp_routes.append(_tcp_route(plan, number=number))
+
+    _splice(spec, "http", http_routes, ours)
+    _splice(spec, "tcp", tcp_routes, ours)
+    return {"apiVersion": API_VERSION, "kind": "VirtualService", "metadata": metadata, "spec": spec}
+
+
+def _check_expressible(plan: RoutePlan, routed: Sequence[ServicePort]) -> None:
+    if not routed:
+        raise RoutingError(f"Service {plan.service!r} has no TCP port, and Istio routes only TCP")
+    opaque = [port.label for port in routed if port.kind is PortKind.TCP]
+    if not opaque:
+        return
+    hint = (
+        f"port {', '.join(opaque)} of Service {plan.service!r} carries opaque TCP, where Istio "
+        "cannot see requests (name the port http-... or set appProtocol if it serves HTTP)"
+    )
+    if plan.match:
+        raise RoutingError(f"traffic.match: {hint}")
+    if plan.mirror_percent is not None:
+        raise RoutingError(f"traffic.mirrorPercent: {hint}")
+
+
+def _destination(plan: RoutePlan, version: str, *, number: int | None) -> dict[str, Any]:
+    destination: dict[str, Any] = {"host": plan.service, "subset": version}
+    if number is not None:
+        destination["port"] = {"number": number}
+    return destination
+
+
+def _weighted(plan: RoutePlan, *, number: int | None) -> list[dict[str, Any]]:
+    entries = [
+        {
+            "destination": _destination(plan, version, number=number),
+            "weight": plan.weight_of(version),
+        }
+        for version in (plan.stable_version, plan.canary_version)
+        if plan.weight_of(version) > 0
+    ]
+    if len(entries) == 1:
+        del entries[0]["weight"]
+    return entries
+
+
+def _http_routes(
+    plan: RoutePlan,
+    requests_per_rule: Sequence[Sequence[dict[str, Any]]],
+    *,
+    port: int,
+    number: int | None,
+    template: Mapping[str, Any],
+    release_name: str,
+) -> list[dict[str, Any]]:
+    """Match routes, then the weighted route, for one port (``number`` None: a one-port Service)."""
+    prefix = f"{route_name_prefix(release_name)}{port}"
+    port_match = {} if number is None else {"port": number}
+    routes = []
+    for index, requests in enumerate(requests_per_rule):
+        route = copy.deepcopy(dict(template))
+        route.update(
+            name=f"{prefix}-match-{index}",
+            match=[dict(request) | port_match for request in requests],
+            route=[{"destination": _destination(plan, plan.canary_version, number=number)}],
+        )
+        routes.append(route)
+
+    weighted = copy.deepcopy(dict(template))
+    weighted.update(name=f"{prefix}-weighted", route=_weighted(plan, number=number))
+    if port_match:
+        weighted["match"] = [port_match]
+    if plan.mirror_percent is not None:
+        weighted["mirror"] = _destination(plan, plan.canary_version, number=number)
+        weighted["mirrorPercentage"] = {"value": float(plan.mirror_percent)}
+    routes.append(weighted)
+    return routes
+
+
+def _tcp_route(plan: RoutePlan, *, number: int | None) -> dict[str, Any]:
+    route: dict[str, Any] = {"route": _weighted(plan, number=number)}
+    if number is not None:
+        route["match"] = [{"port": number}]
+    return route
+
+
+def _applies_to_port(route: Mapping[str, Any], port: int) -> bool:
+    """Whether a route may carry requests for ``port``, judged by its match, then destinations."""
+    requests = route.get("match") or []
+    if requests and all("port" in request for request in requests):
+        return any(request["port"] == port for request in requests)
+    numbers = [
+        ((entry.get("destination") or {}).get("port") or {}).get("number")
+        for entry in route.get("route") or []
+    ]
+    if numbers and None not in numbers:
+        return port in numbers
+    return True
+
+
+def _template(
+    replaced: Sequence[Mapping[str, Any]], *, port: int, plan: RoutePlan
+) -> dict[str, Any]:
+    """The fields generated routes inherit from the last replaced route that applies to ``port``."""
+    candidates = [route for route in replaced if _applies_to_port(route, port)]
+    if not candidates:
+        return {}
+    source = candidates[-1]
+    template = {key: source[key] for key in _CARRIED_FIELDS if key in source}
+    # A mirror to this Service is the operator's business (possibly its own mirror from an
+    # earlier plan); only a mirror elsewhere is the user's, and only when the plan does not mirror.
+    if plan.mirror_percent is None and not _mirrors_to_service(source, plan):
+        template |= {key: source[key] for key in _MIRROR_FIELDS if key in source}
+    return template
+
+
+def _mirrors_to_service(route: Mapping[str, Any], plan: RoutePlan) -> bool:
+    hosts = [str((route.get("mirror") or {}).get("host", ""))] if "mirror" in route else []
+    hosts += [
+        str((entry.get("destination") or {}).get("host", ""))
+        for entry in route.get("mirrors") or []
+    ]
+    return any(
+        is_service_host(host, service=plan.service, namespace=plan.namespace) for host in hosts
+    )
+
+
+def _splice(
+    spec: dict[str, Any],
+    key: str,
+    generated: list[dict[str, Any]],
+    ours: Callable[[Mapping[str, Any]], bool],
+) -> None:
+    """Put ``generated`` where the first replaced route was (or at the end); drop an empty list."""
+    existing = spec.get(key) or []
+    kept = [route for route in existing if not ours(route)]
+    # Every route before the first replaced one is kept, so its index is also the index in kept.
+    at = next((index for index, route in enumerate(existing) if ours(route)), len(existing))
+    routes = kept[:at] + generated + kept[at:]
+    if routes:
+        spec[key] = routes
+    else:
+        spec.pop(key, None)

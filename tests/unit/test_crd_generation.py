@@ -93,11 +93,17 @@ def test_printer_columns_show_strategy_phase_weights_success_and_age() -> None:
     assert columns["Strategy"]["jsonPath"] == ".spec.strategy"
     assert columns["Phase"]["jsonPath"] == ".status.phase"
     assert (columns["Stable"]["jsonPath"], columns["Stable"]["type"]) == (
-        ".status.traffic.stable", "integer")
+        ".status.traffic.stable",
+        "integer",
+    )
     assert (columns["Canary"]["jsonPath"], columns["Canary"]["type"]) == (
-        ".status.traffic.canary", "integer")
+        ".status.traffic.canary",
+        "integer",
+    )
     assert (columns["Success"]["jsonPath"], columns["Success"]["type"]) == (
-        ".status.successRate", "number")
+        ".status.successRate",
+        "number",
+    )
     assert columns["Success"]["priority"] == 0
     assert columns["Age"]["type"] == "date"
 
@@ -129,8 +135,16 @@ def test_every_schema_node_names_its_type() -> None:
 def test_status_schema_is_generated_not_preserved() -> None:
     status = _root()["properties"]["status"]
     for path, node in _walk(status):
-        assert not (isinstance(node, dict) and node.get("x-kubernetes-preserve-unknown-fields")), path
-    assert set(status["properties"]) >= {"phase", "traffic", "versions", "conditions", "successRate"}
+        assert not (isinstance(node, dict) and node.get("x-kubernetes-preserve-unknown-fields")), (
+            path
+        )
+    assert set(status["properties"]) >= {
+        "phase",
+        "traffic",
+        "versions",
+        "conditions",
+        "successRate",
+    }
     assert status["properties"]["phase"]["enum"] == [p.value for p in models.Phase]
 
 
@@ -158,8 +172,13 @@ def test_spec_defaults_are_the_ones_the_models_apply() -> None:
 
 
 def test_defaults_inside_analysis_are_filled_when_analysis_is_given() -> None:
-    given = {"service": "reviews", "stable": {"version": "v1"}, "canary": {"version": "v2"},
-             "analysis": {}, "traffic": {"match": [{"uri": {"prefix": "/"}}]}}
+    given = {
+        "service": "reviews",
+        "stable": {"version": "v1"},
+        "canary": {"version": "v2"},
+        "analysis": {},
+        "traffic": {"match": [{"uri": {"prefix": "/"}}]},
+    }
     defaulted = _apply_defaults(_spec(), given)
     assert defaulted == models.CanaryReleaseSpec.model_validate(given).to_wire()
     assert defaulted["analysis"]["intervalSeconds"] == 10
@@ -214,8 +233,11 @@ def _match_rule_schema() -> dict[str, Any]:
 
 
 def test_header_name_rule_quotes_the_pattern_so_cel_can_compile_it() -> None:
-    rule = next(r["rule"] for r in _match_rule_schema()["x-kubernetes-validations"]
-                if "headers.all" in r["rule"])
+    rule = next(
+        r["rule"]
+        for r in _match_rule_schema()["x-kubernetes-validations"]
+        if "headers.all" in r["rule"]
+    )
     assert f'"{models.spec.HEADER_NAME}"' in rule
     assert f"'{models.spec.HEADER_NAME}'" not in rule
 

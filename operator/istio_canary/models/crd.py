@@ -49,11 +49,25 @@ REGENERATE_COMMAND = f"python -m istio_canary.models.crd > {CRD_FILE}"
 JsonSchema = dict[str, Any]
 
 # Keywords copied as they are: the subset of JSON Schema that OpenAPI v3 and CRDs share.
-_KEPT = frozenset({
-    "type", "description", "enum", "format", "pattern",
-    "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
-    "minProperties", "maxProperties", "required", "x-kubernetes-validations",
-})
+_KEPT = frozenset(
+    {
+        "type",
+        "description",
+        "enum",
+        "format",
+        "pattern",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "required",
+        "x-kubernetes-validations",
+    }
+)
 _DROPPED = frozenset({"title", "$defs"})
 
 # Upper bounds that the API server's CEL cost estimator needs on collections a rule iterates
@@ -135,8 +149,10 @@ def status_schema() -> JsonSchema:
 
 def render_crd_yaml() -> str:
     """The CRD as the YAML document stored in ``crds/``."""
-    header = f"# Generated from the pydantic models in istio_canary.models; do not edit.\n" \
+    header = (
+        f"# Generated from the pydantic models in istio_canary.models; do not edit.\n"
         f"# Regenerate: {REGENERATE_COMMAND}\n"
+    )
     body = yaml.dump(build_crd(), Dumper=_CrdDumper, sort_keys=False, width=100, allow_unicode=True)
     return header + body
 
@@ -164,12 +180,25 @@ def _printer_columns() -> list[dict[str, Any]]:
     return [
         {"name": "Strategy", "type": "string", "jsonPath": ".spec.strategy"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Stable", "type": "integer", "jsonPath": ".status.traffic.stable",
-         "description": "Percent of requests to the stable version, as stored in the VirtualService"},
-        {"name": "Canary", "type": "integer", "jsonPath": ".status.traffic.canary",
-         "description": "Percent of requests to the canary version, as stored in the VirtualService"},
-        {"name": "Success", "type": "number", "jsonPath": ".status.successRate", "priority": 0,
-         "description": "Success rate of the canary's requests, in percent"},
+        {
+            "name": "Stable",
+            "type": "integer",
+            "jsonPath": ".status.traffic.stable",
+            "description": "Percent of requests to the stable version, read from the VirtualService",
+        },
+        {
+            "name": "Canary",
+            "type": "integer",
+            "jsonPath": ".status.traffic.canary",
+            "description": "Percent of requests to the canary version, read from the VirtualService",
+        },
+        {
+            "name": "Success",
+            "type": "number",
+            "jsonPath": ".status.successRate",
+            "priority": 0,
+            "description": "Success rate of the canary's requests, in percent",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
 
@@ -189,7 +218,7 @@ class _FactoryDefaultsSchema(GenerateJsonSchema):
 
 
 def structural_schema(model: type[BaseModel], *, with_defaults: bool) -> JsonSchema:
-    """The model's JSON Schema rewritten as a structural CRD schema; ``CrdSchemaError`` if impossible."""
+    """The model's JSON Schema as a structural CRD schema; ``CrdSchemaError`` if impossible."""
     schema = model.model_json_schema(by_alias=True, schema_generator=_FactoryDefaultsSchema)
     converter = _Converter(defs=schema.get("$defs", {}), with_defaults=with_defaults)
     return converter.convert(schema, owner=model.__name__)
@@ -226,7 +255,9 @@ class _Converter:
                 if value is False:
                     continue  # unknown fields are pruned anyway; CRDs forbid it beside properties
                 if not isinstance(value, dict):
-                    raise CrdSchemaError(f"{owner}: additionalProperties {value!r} is not structural")
+                    raise CrdSchemaError(
+                        f"{owner}: additionalProperties {value!r} is not structural"
+                    )
                 out[key] = self.convert(value)
             elif key in ("exclusiveMinimum", "exclusiveMaximum"):
                 # JSON Schema 2020-12 gives the bound; OpenAPI v3.0 wants the bound plus a flag.
@@ -238,7 +269,9 @@ class _Converter:
         if "enum" in out:
             out["description"] = self._describe_enum(owner, out.get("description", ""))
         if "x-kubernetes-validations" in out:
-            out["x-kubernetes-validations"] = [_fix_rule(r) for r in out["x-kubernetes-validations"]]
+            out["x-kubernetes-validations"] = [
+                _fix_rule(r) for r in out["x-kubernetes-validations"]
+            ]
         if not out.get("description", True):
             del out["description"]
         # Type and description first: the YAML reads like the API reference it is.
@@ -255,7 +288,9 @@ class _Converter:
         if "anyOf" in node:
             variants = [v for v in node["anyOf"] if v != {"type": "null"}]
             if len(variants) != 1:
-                raise CrdSchemaError(f"anyOf with {len(variants)} non-null variants is not structural")
+                raise CrdSchemaError(
+                    f"anyOf with {len(variants)} non-null variants is not structural"
+                )
             siblings = {k: v for k, v in node.items() if k != "anyOf"}
             if siblings.get("default", ...) is None:
                 del siblings["default"]  # optional: absent, never null on the wire

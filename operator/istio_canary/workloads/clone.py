@@ -1,0 +1,229 @@
+"""Finding the stable Deployment and cloning it into the canary.
+
+Every function takes and returns Deployments as the API server serves them: plain dicts with
+camelCase keys. Nothing here talks to the cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from istio_canary.errors import (
+    AmbiguousStableDeploymentError,
+    StableDeploymentNotFoundError,
+    WorkloadError,
+)
+from istio_canary.models import GROUP, CanaryReleaseSpec
+
+__all__ = [
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "RELEASE_ANNOTATION",
+    "RELEASE_UID_ANNOTATION",
+    "build_canary_deployment",
+    "canary_deployment_name",
+    "find_stable_deployment",
+    "is_created_by",
+]
+
+Deployment = dict[str, Any]
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "istio-canary-operator"
+RELEASE_ANNOTATION = f"{GROUP}/release"
+RELEASE_UID_ANNOTATION = f"{GROUP}/release-uid"
+
+# Written by the API server or by controllers: a new object must not carry the stable one's.
+_SERVER_METADATA = (
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+)
+# Ownership by the stable's owner (a Helm release, an Argo CD app via ownerReferences) must not
+# be inherited: the operator removes the canary itself, and a canary that took over must not be
+# garbage-collected with whatever owned the stable Deployment.
+_NOT_INHERITED_METADATA = ("ownerReferences",)
+_NOT_INHERITED_ANNOTATIONS = (
+    "deployment.kubernetes.io/revision",
+    "kubectl.kubernetes.io/last-applied-configuration",
+)
+
+
+def find_stable_deployment(
+    *,
+    deployments: Sequence[Mapping[str, Any]],
+    service_selector: Mapping[str, str],
+    version_label: str,
+    version: str,
+) -> Deployment:
+    """The one Deployment whose pods the Service selects and whose version label is ``version``.
+
+    Deployments being deleted are not candidates. Raises ``StableDeploymentNotFoundError`` or
+    ``AmbiguousStableDeploymentError`` with a message fit for ``status.message``.
+    """
+    if not service_selector:
+        # A Service without a selector routes to manually managed endpoints: no Deployment
+        # can be cloned from it, and every Deployment would "match" an empty selector.
+        raise StableDeploymentNotFoundError(
+            "the Service has no selector, so no Deployment can be found behind it"
+        )
+    wanted = {**service_selector, version_label: version}
+    matches = [
+        d
+        for d in deployments
+        if not d.get("metadata", {}).get("deletionTimestamp")
+        and _contains(_template_labels(d), wanted)
+    ]
+    shown = _format_labels(wanted)
+    if not matches:
+        raise StableDeploymentNotFoundError(
+            f"no Deployment has pods labelled {shown} "
+            "(the Service's selector plus versionLabel=stable.version)"
+        )
+    if len(matches) > 1:
+        names = ", ".join(sorted(str(d.get("metadata", {}).get("name")) for d in matches))
+        raise AmbiguousStableDeploymentError(
+            f"{len(matches)} Deployments have pods labelled {shown}: {names}; "
+            "the stable version must run in exactly one Deployment"
+        )
+    return copy.deepcopy(dict(matches[0]))
+
+
+def canary_deployment_name(spec: CanaryReleaseSpec) -> str:
+    """``<service>-<canary.version>``, as Bookinfo names its versions (``reviews-v2``)."""
+    return f"{spec.service}-{spec.canary.version}"
+
+
+def build_canary_deployment(
+    *,
+    stable: Mapping[str, Any],
+    spec: CanaryReleaseSpec,
+    release_namespace: str,
+    release_name: str,
+    release_uid: str,
+) -> Deployment:
+    """The canary Deployment: a copy of ``stable`` running ``spec.canary``'s version and images.
+
+    The version label changes on the Deployment, its selector and its pod template; owner
+    references are dropped and ownership is marked with a label and annotations instead (see
+    ``is_created_by``). Raises ``WorkloadError`` when the images do not fit the containers.
+    """
+    version_label, version = spec.version_label, spec.canary.version
+    canary: Deployment = copy.deepcopy(dict(stable))
+    canary.pop("status", None)
+
+    metadata = canary.setdefault("metadata", {})
+    for field in (*_SERVER_METADATA, *_NOT_INHERITED_METADATA):
+        metadata.pop(field, None)
+    metadata["name"] = canary_deployment_name(spec)
+    metadata["labels"] = {
+        **(metadata.get("labels") or {}),
+        version_label: version,
+        MANAGED_BY_LABEL: MANAGED_BY,
+    }
+    annotations = {
+        k: v
+        for k, v in (metadata.get("annotations") or {}).items()
+        if k not in _NOT_INHERITED_ANNOTATIONS
+    }
+    annotations[RELEASE_ANNOTATION] = f"{release_namespace}/{release_name}"
+    annotations[RELEASE_UID_ANNOTATION] = release_uid
+    metadata["annotations"] = annotations
+
+    deployment_spec = canary.setdefault("spec", {})
+    # A paused stable Deployment would leave the canary paused, never rolled out, never ready.
+    deployment_spec.pop("paused", None)
+    deployment_spec["replicas"] = _canary_replicas(stable, spec)
+    _relabel_selector(deployment_spec, version_label=version_label, version=version)
+    template = deployment_spec.setdefault("template", {})
+    template_metadata = template.setdefault("metadata", {})
+    template_metadata["labels"] = {
+        **(template_metadata.get("labels") or {}),
+        version_label: version,
+    }
+    _replace_images(template.setdefault("spec", {}), spec)
+    return canary
+
+
+def is_created_by(
+    *,
+    deployment: Mapping[str, Any],
+    release_namespace: str,
+    release_name: str,
+) -> bool:
+    """Whether this release created ``deployment``: the operator never overwrites any other."""
+    metadata = deployment.get("metadata", {})
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    return bool(
+        labels.get(MANAGED_BY_LABEL) == MANAGED_BY
+        and annotations.get(RELEASE_ANNOTATION) == f"{release_namespace}/{release_name}"
+    )
+
+
+def _canary_replicas(stable: Mapping[str, Any], spec: CanaryReleaseSpec) -> int:
+    if spec.canary.replicas is not None:
+        return spec.canary.replicas
+    # An absent replicas field means 1 to the API server, so it means 1 here too.
+    replicas = stable.get("spec", {}).get("replicas")
+    return 1 if replicas is None else int(replicas)
+
+
+def _relabel_selector(deployment_spec: dict[str, Any], *, version_label: str, version: str) -> None:
+    selector = deployment_spec.setdefault("selector", {})
+    for expression in selector.get("matchExpressions") or []:
+        if expression.get("key") == version_label:
+            # Rewriting an expression (In, NotIn, Exists...) safely is guesswork; refuse clearly.
+            raise WorkloadError(
+                f"the stable Deployment selects pods with a matchExpression on {version_label!r}; "
+                "only matchLabels can be rewritten for the canary"
+            )
+    # Always pin the version in the canary's selector, even when the stable one does not, so
+    # that the two Deployments never select each other's pods.
+    selector["matchLabels"] = {**(selector.get("matchLabels") or {}), version_label: version}
+
+
+def _replace_images(pod_spec: dict[str, Any], spec: CanaryReleaseSpec) -> None:
+    containers: list[dict[str, Any]] = pod_spec.get("containers") or []
+    if spec.canary.image is not None:
+        if len(containers) != 1:
+            names = ", ".join(str(c.get("name")) for c in containers)
+            raise WorkloadError(
+                f"canary.image needs pods with exactly one container, but the stable pods have "
+                f"{len(containers)} ({names}); name each container in canary.images instead"
+            )
+        containers[0]["image"] = spec.canary.image
+        return
+    # ``images`` may also name an init container: a new version can ship a new migration step.
+    by_name = {c.get("name"): c for c in [*(pod_spec.get("initContainers") or []), *containers]}
+    unknown = sorted(set(spec.canary.images) - set(by_name))
+    if unknown:
+        known = ", ".join(sorted(str(n) for n in by_name))
+        raise WorkloadError(
+            f"canary.images names {', '.join(unknown)}, but the stable pods' containers are {known}"
+        )
+    for name, image in spec.canary.images.items():
+        by_name[name]["image"] = image
+
+
+def _template_labels(deployment: Mapping[str, Any]) -> Mapping[str, str]:
+    template = deployment.get("spec", {}).get("template", {})
+    labels: Mapping[str, str] = template.get("metadata", {}).get("labels") or {}
+    return labels
+
+
+def _contains(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in wanted.items())
+
+
+def _format_labels(labels: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}"

@@ -1,12 +1,14 @@
 """The VirtualService that splits a Service's traffic between its stable and canary versions.
 
-Per routed port of the Service, in this order:
+Per routed port of the Service:
 
-1. one ``http`` route per match rule, named ``istio-canary-<release>-<port>-match-<i>``,
-   sending matching requests to the canary subset;
-2. one weighted ``http`` route, named ``istio-canary-<release>-<port>-weighted``, that splits
-   the rest by weight and may mirror to the canary;
-3. for TCP (and protocol-sniffed) ports, one weighted ``tcp`` route (tcp routes have no name).
+- one ``http`` route per match rule, named ``istio-canary-<release>-<port>-match-<i>``,
+  sending matching requests to the canary subset;
+- one weighted ``http`` route, named ``istio-canary-<release>-<port>-weighted``, that splits
+  the rest by weight and may mirror to the canary;
+- for TCP (and protocol-sniffed) ports, one weighted ``tcp`` route (tcp routes have no name).
+
+All match routes (of every port) come before all weighted routes.
 
 Destinations with weight 0 are left out, and a single destination carries no weight (an
 implicit 100): every Istio version accepts that, and the VirtualService then never names a
@@ -19,11 +21,13 @@ other route and field is kept. A route is for this service when it forwards (it 
 ``route`` list and no redirect, direct response or delegate) and *every* destination names
 this Service's host (short name or FQDN in the Service's namespace), whatever its match,
 subset or port. A route that splits between this host and another is someone else's and stays.
-The operator's routes take the place of the first replaced route, so foreign routes keep
-their precedence. Per port, the last replaced route that applies to that port (in a
-well-formed VirtualService, the default route) lends its ``timeout``, ``retries``, ``fault``,
-``headers``, ``corsPolicy`` and ``rewrite`` to every generated route, and its mirror too when
-it mirrors elsewhere and the plan does not mirror.
+The match routes take the place of the first replaced route and the weighted routes that of
+the last one, so foreign routes keep their precedence over or under the service's routes.
+Per port, the last replaced catch-all route that applies to that port (the default route the
+user wrote; failing one, the last replaced route) lends its ``timeout``, ``retries``,
+``fault``, ``headers``, ``corsPolicy`` and ``rewrite`` to every generated route, and its
+mirror too when it mirrors elsewhere and the plan does not mirror. Destination-level fields
+of the replaced routes (per-destination ``headers``) are not carried over.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from istio_canary.istio.destination_rule import API_VERSION
 from istio_canary.istio.match import match_requests
 from istio_canary.istio.ownership import object_metadata
 from istio_canary.istio.plan import PortKind, RoutePlan, ServicePort
-from istio_canary.istio.routes import is_service_host, routes_only_to
+from istio_canary.istio.routes import is_catch_all, is_service_host, routes_only_to
 
 __all__ = ["build_virtual_service", "route_name_prefix"]
 
@@ -86,25 +90,25 @@ def build_virtual_service(
         ) or routes_only_to(route, service=plan.service, namespace=plan.namespace)
 
     http_replaced = [route for route in spec.get("http") or [] if ours(route)]
-    http_routes: list[dict[str, Any]] = []
+    match_routes: list[dict[str, Any]] = []
+    weighted_routes: list[dict[str, Any]] = []
     tcp_routes: list[dict[str, Any]] = []
     for port in routed:
         number = port.port if multi_port else None
         if port.kind in _HTTP_KINDS:
             template = _template(http_replaced, port=port.port, plan=plan)
-            http_routes += _http_routes(
-                plan,
-                requests_per_rule,
-                port=port.port,
-                number=number,
-                template=template,
-                release_name=release_name,
+            prefix = f"{route_name_prefix(release_name)}{port.port}"
+            match_routes += _match_routes(
+                plan, requests_per_rule, number=number, template=template, prefix=prefix
+            )
+            weighted_routes.append(
+                _weighted_route(plan, number=number, template=template, prefix=prefix)
             )
         if port.kind in _TCP_KINDS:
             tcp_routes.append(_tcp_route(plan, number=number))
 
-    _splice(spec, "http", http_routes, ours)
-    _splice(spec, "tcp", tcp_routes, ours)
+    _splice(spec, "http", early=match_routes, late=weighted_routes, ours=ours)
+    _splice(spec, "tcp", early=[], late=tcp_routes, ours=ours)
     return {"apiVersion": API_VERSION, "kind": "VirtualService", "metadata": metadata, "spec": spec}
 
 
@@ -145,17 +149,15 @@ def _weighted(plan: RoutePlan, *, number: int | None) -> list[dict[str, Any]]:
     return entries
 
 
-def _http_routes(
+def _match_routes(
     plan: RoutePlan,
     requests_per_rule: Sequence[Sequence[dict[str, Any]]],
     *,
-    port: int,
     number: int | None,
     template: Mapping[str, Any],
-    release_name: str,
+    prefix: str,
 ) -> list[dict[str, Any]]:
-    """Match routes, then the weighted route, for one port (``number`` None: a one-port Service)."""
-    prefix = f"{route_name_prefix(release_name)}{port}"
+    """One route per match rule, to the canary (``number`` None: a one-port Service)."""
     port_match = {} if number is None else {"port": number}
     routes = []
     for index, requests in enumerate(requests_per_rule):
@@ -166,16 +168,21 @@ def _http_routes(
             route=[{"destination": _destination(plan, plan.canary_version, number=number)}],
         )
         routes.append(route)
-
-    weighted = copy.deepcopy(dict(template))
-    weighted.update(name=f"{prefix}-weighted", route=_weighted(plan, number=number))
-    if port_match:
-        weighted["match"] = [port_match]
-    if plan.mirror_percent is not None:
-        weighted["mirror"] = _destination(plan, plan.canary_version, number=number)
-        weighted["mirrorPercentage"] = {"value": float(plan.mirror_percent)}
-    routes.append(weighted)
     return routes
+
+
+def _weighted_route(
+    plan: RoutePlan, *, number: int | None, template: Mapping[str, Any], prefix: str
+) -> dict[str, Any]:
+    """The catch-all route of one port: the weights, and the mirror when the plan mirrors."""
+    route = copy.deepcopy(dict(template))
+    route.update(name=f"{prefix}-weighted", route=_weighted(plan, number=number))
+    if number is not None:
+        route["match"] = [{"port": number}]
+    if plan.mirror_percent is not None:
+        route["mirror"] = _destination(plan, plan.canary_version, number=number)
+        route["mirrorPercentage"] = {"value": float(plan.mirror_percent)}
+    return route
 
 
 def _tcp_route(plan: RoutePlan, *, number: int | None) -> dict[str, Any]:
@@ -202,11 +209,15 @@ def _applies_to_port(route: Mapping[str, Any], port: int) -> bool:
 def _template(
     replaced: Sequence[Mapping[str, Any]], *, port: int, plan: RoutePlan
 ) -> dict[str, Any]:
-    """The fields generated routes inherit from the last replaced route that applies to ``port``."""
+    """The fields generated routes inherit from a replaced route that applies to ``port``.
+
+    The last catch-all one is the default route the user wrote for the port; failing that,
+    the last one.
+    """
     candidates = [route for route in replaced if _applies_to_port(route, port)]
     if not candidates:
         return {}
-    source = candidates[-1]
+    source = ([route for route in candidates if is_catch_all(route)] or candidates)[-1]
     template = {key: source[key] for key in _CARRIED_FIELDS if key in source}
     # A mirror to this Service is the operator's business (possibly its own mirror from an
     # earlier plan); only a mirror elsewhere is the user's, and only when the plan does not mirror.
@@ -229,15 +240,26 @@ def _mirrors_to_service(route: Mapping[str, Any], plan: RoutePlan) -> bool:
 def _splice(
     spec: dict[str, Any],
     key: str,
-    generated: list[dict[str, Any]],
+    *,
+    early: list[dict[str, Any]],
+    late: list[dict[str, Any]],
     ours: Callable[[Mapping[str, Any]], bool],
 ) -> None:
-    """Put ``generated`` where the first replaced route was (or at the end); drop an empty list."""
+    """Replace the routes that are ``ours`` in ``spec[key]``; drop the list if it ends up empty.
+
+    ``early`` (match routes) goes where the first replaced route was and ``late`` (catch-all
+    routes) where the last one was, so a foreign route that sat between the user's own routes
+    for this service still comes before the catch-all. With nothing replaced, both go last.
+    """
     existing = spec.get(key) or []
     kept = [route for route in existing if not ours(route)]
-    # Every route before the first replaced one is kept, so its index is also the index in kept.
-    at = next((index for index, route in enumerate(existing) if ours(route)), len(existing))
-    routes = kept[:at] + generated + kept[at:]
+    replaced_at = [index for index, route in enumerate(existing) if ours(route)]
+    if replaced_at:
+        # Index into ``kept``: the position in ``existing`` minus the replaced routes before it.
+        first, last = replaced_at[0], replaced_at[-1] - (len(replaced_at) - 1)
+    else:
+        first = last = len(kept)
+    routes = kept[:first] + early + kept[first:last] + late + kept[last:]
     if routes:
         spec[key] = routes
     else:

@@ -1,0 +1,391 @@
+"""The simulator: routes synthetic and single requests, draws answers, counts and exports them.
+
+All mutable state sits behind one lock, so the library API can be called from a test's thread
+while the simulator's own event loop (in-process via :meth:`Simulator.start`, or in a thread
+via :meth:`Simulator.start_in_thread`) polls the cluster, generates load and serves HTTP.
+Traffic is simulated in time steps (``tick`` seconds): each step draws a Poisson number of
+requests per loaded service; no real HTTP request is made per synthetic request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Self
+
+from meshsim import metrics, traffic
+from meshsim import stats as stats_
+from meshsim.matching import Request
+from meshsim.mesh import MeshSnapshot, fqdn
+from meshsim.routing import FLAG_OK, route
+
+__all__ = ["Simulator"]
+
+log = logging.getLogger(__name__)
+
+SOURCE_WORKLOAD = "meshsim-client"
+# Envoy answers 404/503 itself within a fraction of a millisecond.
+LOCAL_REPLY_MS = 0.2
+
+
+class Simulator:
+    """A simulated Istio data plane over the given namespaces of a cluster.
+
+    ``api_client`` (a ``kubernetes.client.ApiClient``) is where VirtualServices,
+    DestinationRules, Services and Deployments are read from; ``snapshot_source`` replaces it
+    with any callable returning a :class:`~meshsim.mesh.MeshSnapshot` (tests use a fixed one).
+    ``listen`` is ``(host, port)`` for the control API and ``/metrics``; port 0 picks a free
+    port, see :attr:`port`.
+    """
+
+    def __init__(
+        self,
+        api_client: Any = None,
+        *,
+        namespaces: Sequence[str] = (),
+        seed: int | None = None,
+        listen: tuple[str, int] | None = None,
+        poll_interval: float = 0.5,
+        tick: float = 0.1,
+        version_label: str = "version",
+        snapshot_source: Callable[[], MeshSnapshot] | None = None,
+    ) -> None:
+        if snapshot_source is None:
+            if api_client is None:
+                raise ValueError("a Simulator needs an api_client or a snapshot_source")
+            from meshsim.cluster import ClusterReader  # the Kubernetes client only when used
+
+            snapshot_source = ClusterReader(api_client, namespaces=namespaces).read
+        self._source = snapshot_source
+        self._listen = listen
+        self._poll_interval = poll_interval
+        self._tick = tick
+        self._version_label = version_label
+        self._lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self._snapshot = MeshSnapshot()
+        self._behaviours: dict[tuple[str, str, str], traffic.VersionBehaviour] = {}
+        self._loads: dict[tuple[str, str], traffic.LoadSpec] = {}
+        self._stats: dict[str, stats_.ServiceStats] = collections.defaultdict(stats_.ServiceStats)
+        self.metrics = metrics.IstioMetrics()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: Any = None
+        self._port: int | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_stop: asyncio.Event | None = None
+
+    # --- state the user sets -------------------------------------------------------------
+
+    def set_version_behaviour(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        version: str,
+        error_rate: float = 0.0,
+        latency_p50_ms: float = 10.0,
+        latency_p99_ms: float = 50.0,
+    ) -> None:
+        """How ``version`` of ``service`` answers from now on (errors are HTTP 500)."""
+        behaviour = traffic.VersionBehaviour(error_rate, latency_p50_ms, latency_p99_ms)
+        self.put_behaviour(
+            namespace=namespace, service=service, version=version, behaviour=behaviour
+        )
+
+    def put_behaviour(
+        self, *, namespace: str, service: str, version: str, behaviour: traffic.VersionBehaviour
+    ) -> None:
+        with self._lock:
+            self._behaviours[namespace, service, version] = behaviour
+
+    def behaviour(self, *, namespace: str, service: str, version: str) -> traffic.VersionBehaviour:
+        with self._lock:
+            return self._behaviours.get((namespace, service, version), traffic.DEFAULT_BEHAVIOUR)
+
+    def behaviours(self) -> dict[str, Any]:
+        with self._lock:
+            return {"/".join(key): b.to_json() for key, b in sorted(self._behaviours.items())}
+
+    def set_load(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        rps: float,
+        mix: Iterable[traffic.RequestTemplate | Mapping[str, Any]] = (),
+        port: int | None = None,
+        path: str = "/",
+    ) -> None:
+        """Send ``rps`` synthetic requests per second to ``service``; ``rps=0`` stops them.
+
+        ``mix`` entries are :class:`~meshsim.traffic.RequestTemplate` or their JSON form,
+        e.g. ``{"fraction": 0.1, "headers": {"end-user": "jason"}}``.
+        """
+        templates = tuple(
+            t if isinstance(t, traffic.RequestTemplate) else traffic.RequestTemplate.from_json(t)
+            for t in mix
+        )
+        load = traffic.LoadSpec(rps=rps, port=port, path=path, mix=templates)
+        self.put_load(namespace=namespace, service=service, load=load)
+
+    def put_load(self, *, namespace: str, service: str, load: traffic.LoadSpec) -> None:
+        with self._lock:
+            if load.rps > 0:
+                self._loads[namespace, service] = load
+            else:
+                self._loads.pop((namespace, service), None)
+
+    def loads(self) -> dict[str, Any]:
+        with self._lock:
+            return {"/".join(key): load.to_json() for key, load in sorted(self._loads.items())}
+
+    # --- the mesh ------------------------------------------------------------------------
+
+    def refresh(self) -> MeshSnapshot:
+        """Read the cluster now (blocking) and route by what it says from here on."""
+        snapshot = self._source()
+        with self._lock:
+            self._snapshot = snapshot
+        return snapshot
+
+    @property
+    def snapshot(self) -> MeshSnapshot:
+        with self._lock:
+            return self._snapshot
+
+    def describe(self) -> dict[str, Any]:
+        """What the simulator currently sees, for people debugging a route."""
+        snapshot = self.snapshot
+        names = [
+            "{namespace}/{name}".format(**(obj.get("metadata") or {}))
+            for obj in snapshot.virtual_services
+        ]
+        rules = [
+            "{namespace}/{name}".format(**(obj.get("metadata") or {}))
+            for obj in snapshot.destination_rules
+        ]
+        return {
+            "virtualServices": names,
+            "destinationRules": rules,
+            "services": [f"{s.namespace}/{s.name}" for s in snapshot.services],
+            "workloads": [
+                {
+                    "workload": f"{w.namespace}/{w.name}",
+                    "version": w.labels.get(self._version_label),
+                    "readyReplicas": w.ready_replicas,
+                }
+                for w in snapshot.workloads
+            ],
+        }
+
+    # --- requests ------------------------------------------------------------------------
+
+    def request(
+        self,
+        *,
+        host: str,
+        namespace: str,
+        port: int | None = None,
+        path: str = "/",
+        headers: Mapping[str, str] | None = None,
+        method: str = "GET",
+    ) -> stats_.RequestOutcome:
+        """Send one request through the mesh, as a client in ``namespace`` would."""
+        req = Request(
+            host=host,
+            namespace=namespace,
+            port=port,
+            path=path,
+            headers=dict(headers or {}),
+            method=method,
+            source_labels={"app": SOURCE_WORKLOAD},
+        )
+        with self._lock:
+            return self._serve(req)
+
+    def _serve(self, req: Request) -> stats_.RequestOutcome:
+        decision = route(req, self._snapshot, rng=self._rng, version_label=self._version_label)
+        stats = self._stats[stats_.stats_key(req, decision)]
+        stats.requests += 1
+        destination = decision.destination
+        observed = metrics.Observation(
+            source_workload=SOURCE_WORKLOAD,
+            source_namespace=req.namespace,
+            service=destination.service if destination else None,
+            host=destination.host if destination else fqdn(req.host, req.namespace),
+            workload=destination.workload if destination else None,
+            version=destination.version if destination else None,
+            code=decision.status_code or 0,
+            flags=decision.flag,
+            latency_ms=LOCAL_REPLY_MS,
+        )
+        if decision.flag != FLAG_OK or destination is None or destination.workload is None:
+            stats.responses[str(observed.code)] += 1
+            stats.flags[decision.flag] += 1
+            self.metrics.record(observed, reporter="source")
+            return stats_.RequestOutcome(None, observed.code, LOCAL_REPLY_MS, decision.flag, None)
+        version = destination.version or metrics.UNKNOWN
+        code, latency = self._answer(observed, version)
+        observed = dataclasses.replace(observed, code=code, latency_ms=latency)
+        stats.served[version] += 1
+        stats.responses[str(code)] += 1
+        if code >= 500:
+            stats.errors[version] += 1
+        self.metrics.record(observed, reporter="destination")
+        self.metrics.record(observed, reporter="source")
+        mirrored = []
+        for mirror in decision.served_mirrors:
+            mirror_version = mirror.version or metrics.UNKNOWN
+            copy = dataclasses.replace(
+                observed,
+                service=mirror.service,
+                host=mirror.host,
+                workload=mirror.workload,
+                version=mirror.version,
+            )
+            mirror_code, mirror_latency = self._answer(copy, mirror_version)
+            copy = dataclasses.replace(copy, code=mirror_code, latency_ms=mirror_latency)
+            self.metrics.record(copy, reporter="destination")
+            stats.mirrored[mirror_version] += 1
+            mirrored.append(mirror_version)
+        return stats_.RequestOutcome(
+            version, code, latency, FLAG_OK, destination.workload.name, tuple(mirrored)
+        )
+
+    def _answer(self, observed: metrics.Observation, version: str) -> tuple[int, float]:
+        service = observed.service
+        key = (service.namespace, service.name, version) if service else ("", "", version)
+        behaviour = self._behaviours.get(key, traffic.DEFAULT_BEHAVIOUR)
+        return behaviour.draw(self._rng)
+
+    def step(self, seconds: float | None = None) -> int:
+        """Simulate ``seconds`` (default: one tick) of the configured load; returns requests sent."""
+        dt = self._tick if seconds is None else seconds
+        sent = 0
+        with self._lock:
+            for (namespace, service), load in list(self._loads.items()):
+                for _ in range(traffic.draw_poisson(load.rps * dt, self._rng)):
+                    path, headers = load.draw(self._rng)
+                    req = Request(
+                        host=service,
+                        namespace=namespace,
+                        port=load.port,
+                        path=path,
+                        headers=headers,
+                        source_labels={"app": SOURCE_WORKLOAD},
+                    )
+                    self._serve(req)
+                    sent += 1
+        return sent
+
+    def stats(self) -> dict[str, Any]:
+        """Counts since start (or the last reset), keyed by ``namespace/service``."""
+        with self._lock:
+            return {"services": {key: s.to_json() for key, s in sorted(self._stats.items())}}
+
+    def reset_stats(self) -> None:
+        """Zero the counts of :meth:`stats`; Prometheus counters keep counting, as counters do."""
+        with self._lock:
+            self._stats.clear()
+
+    # --- running -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int | None:
+        """The port the control API listens on, once started."""
+        return self._port
+
+    @property
+    def url(self) -> str | None:
+        if self._listen is None or self._port is None:
+            return None
+        return f"http://{self._listen[0]}:{self._port}"
+
+    async def start(self) -> None:
+        """Read the cluster once, then poll, generate load and serve HTTP in this event loop."""
+        await asyncio.to_thread(self.refresh)
+        if self._listen is not None:
+            from meshsim import server
+
+            self._runner, self._port = await server.serve(
+                self, host=self._listen[0], port=self._listen[1]
+            )
+        self._tasks = [
+            asyncio.create_task(self._poll_forever(), name="meshsim-poll"),
+            asyncio.create_task(self._generate_forever(), name="meshsim-load"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # keep routing by the last snapshot
+                log.exception("reading the cluster failed; routing by the last snapshot")
+
+    async def _generate_forever(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self._tick)
+            now = time.monotonic()
+            # Steps follow the wall clock so the rate holds when the loop runs late; a long
+            # stall (a suspended process) is not made up for in one burst.
+            self.step(min(now - last, 1.0))
+            last = now
+
+    def start_in_thread(self, *, timeout: float = 30.0) -> None:
+        """Run :meth:`start` in a daemon thread with its own event loop; returns once running."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        async def main() -> None:
+            self._thread_loop = asyncio.get_running_loop()
+            self._thread_stop = asyncio.Event()
+            try:
+                await self.start()
+            except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread below
+                failure.append(error)
+                started.set()
+                return
+            started.set()
+            await self._thread_stop.wait()
+            await self.stop()
+
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(main(),), name="meshsim", daemon=True
+        )
+        self._thread.start()
+        if not started.wait(timeout):
+            raise TimeoutError("the simulator did not start in time")
+        if failure:
+            raise failure[0]
+
+    def stop_in_thread(self, *, timeout: float = 30.0) -> None:
+        if self._thread is None or self._thread_loop is None or self._thread_stop is None:
+            return
+        self._thread_loop.call_soon_threadsafe(self._thread_stop.set)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start_in_thread()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop_in_thread()

@@ -21,7 +21,7 @@ class Kubectl(Protocol):
         self,
         *args: str,
         check: bool = ...,
-        input: str | None = ...,  # noqa: A002
+        input: str | None = ...,
     ) -> subprocess.CompletedProcess[str]: ...
 
 

@@ -11,11 +11,10 @@ import math
 from collections import deque
 from typing import Literal, Protocol
 
+from _traffic import Window
 from istio_canary.analysis import counts as counts_
 from istio_canary.analysis import judge as judge_
 from istio_canary.models.analysis import AnalysisSpec, Verdict
-
-from _traffic import Window
 
 __all__ = ["Decision", "FlaggerThreshold", "OurJudge", "Policy", "WaldSprt"]
 

@@ -22,13 +22,12 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
+from _policies import FlaggerThreshold, OurJudge, Policy, WaldSprt
+from _traffic import ISTIO_BUCKETS_MS, Burst, Scenario, bucket_probabilities, simulate_interval
 from istio_canary.analysis import counts as counts_
 from istio_canary.models.analysis import AnalysisSpec
 from rich.console import Console
 from rich.table import Table
-
-from _policies import FlaggerThreshold, OurJudge, Policy, WaldSprt
-from _traffic import ISTIO_BUCKETS_MS, Burst, Scenario, bucket_probabilities, simulate_interval
 
 LOOK_S = 10
 """Seconds between looks: one Prometheus scrape interval, the judge's intervalSeconds."""

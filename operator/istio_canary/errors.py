@@ -10,6 +10,7 @@ __all__ = [
     "AmbiguousStableDeploymentError",
     "ForeignObjectError",
     "InvalidSpecError",
+    "MetricsUnavailableError",
     "ReleaseError",
     "RoutingError",
     "StableDeploymentNotFoundError",
@@ -43,3 +44,7 @@ class StableDeploymentNotFoundError(WorkloadError):
 
 class AmbiguousStableDeploymentError(WorkloadError):
     """Several Deployments run the stable version behind the Service; the operator will not guess."""
+
+
+class MetricsUnavailableError(ReleaseError):
+    """Prometheus did not answer (unreachable, timed out, or refused the query): hold the weight."""

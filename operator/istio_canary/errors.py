@@ -8,11 +8,13 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousStableDeploymentError",
+    "DeploymentConflictError",
     "ForeignObjectError",
     "InvalidSpecError",
     "MetricsUnavailableError",
     "ReleaseError",
     "RoutingError",
+    "ServiceNotFoundError",
     "StableDeploymentNotFoundError",
     "WorkloadError",
 ]
@@ -44,6 +46,14 @@ class StableDeploymentNotFoundError(WorkloadError):
 
 class AmbiguousStableDeploymentError(WorkloadError):
     """Several Deployments run the stable version behind the Service; the operator will not guess."""
+
+
+class ServiceNotFoundError(InvalidSpecError):
+    """spec.service names no Service in the release's namespace."""
+
+
+class DeploymentConflictError(InvalidSpecError):
+    """The canary Deployment's name is taken by a Deployment this release did not create."""
 
 
 class MetricsUnavailableError(ReleaseError):

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +58,58 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+class OperatorProcess:
+    """``istio-canary-operator run`` in a subprocess, watching one namespace."""
+
+    def __init__(self, cluster: Cluster, namespace: str, extra: list[str], env: dict[str, str] | None = None) -> None:
+        self.cluster, self.namespace, self.extra, self.env = cluster, namespace, extra, env or {}
+        self.log_path = cluster.state_dir / f"operator-{namespace}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        exe = Path(sys.executable).parent / "istio-canary-operator"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(exe), "run", "--namespace", self.namespace, "--kubeconfig", self.cluster.kubeconfig,
+             "--log-format", "json", *self.extra],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no finalizers, like a crashed pod."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if hasattr(self, "_log"):
+            self._log.close()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start the operator for the test's namespace; every process is stopped afterwards."""
+    started: list[OperatorProcess] = []
+
+    def start(*extra: str, env: dict[str, str] | None = None) -> OperatorProcess:
+        op = OperatorProcess(cluster, namespace, list(extra), env).start()
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()

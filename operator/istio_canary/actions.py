@@ -1,0 +1,74 @@
+"""What the state machine asks the Kubernetes adapter to do: small frozen values, in order.
+
+The adapter (``istio_canary.k8s``) executes each one idempotently: applying an object that
+already matches writes nothing, deleting a missing object is success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "Action",
+    "ApplyDeployment",
+    "ApplyRouting",
+    "DeleteObject",
+    "Event",
+    "RestoreRouting",
+    "ScaleDeployment",
+]
+
+RoutingKind = Literal["VirtualService", "DestinationRule"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyDeployment:
+    """Create the canary Deployment, or patch the fields the operator owns when they differ."""
+
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyRouting:
+    """Create a VirtualService or DestinationRule, or replace its spec when it differs."""
+
+    kind: RoutingKind
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreRouting:
+    """Give an adopted object back its recorded original spec, or delete one the operator created."""
+
+    kind: RoutingKind
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteObject:
+    """Delete a Deployment (404 is success)."""
+
+    kind: Literal["Deployment"]
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScaleDeployment:
+    """Scale a Deployment that someone else manages (job offline with offlineAction ScaleToZero)."""
+
+    name: str
+    replicas: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """A Kubernetes Event on the CanaryRelease."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+Action = ApplyDeployment | ApplyRouting | RestoreRouting | DeleteObject | ScaleDeployment

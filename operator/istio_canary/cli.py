@@ -1,0 +1,84 @@
+"""The ``istio-canary-operator`` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="istio-canary-operator",
+        description="Canary releases on Istio, driven by CanaryRelease objects.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], metavar="NAME",
+        help="watch this namespace (repeatable; a glob like 'team-*' works too)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    run.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    run.add_argument("--context", default=None, help="kubeconfig context")
+    run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"), help="Prometheus HTTP API base URL")
+    run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between per-version metric refreshes")
+    run.add_argument("--metrics-port", type=int, default=None, help="serve the operator's own metrics on this port")
+    run.add_argument("--liveness", default=None, metavar="URL", help="kopf health endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--peering", default=None, metavar="NAME", help="kopf peering object (several replicas, one active)")
+    run.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")
+    run.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from istio_canary import handlers  # noqa: F401 - registers the handlers
+    from istio_canary import metrics as opmetrics
+    from istio_canary.k8s.cluster import Cluster, load_client
+    from istio_canary.logs import configure_logging
+    from istio_canary.reconcile import Reconciler, Settings
+
+    configure_logging(json_format={"json": True, "console": False, "auto": None}[args.log_format], verbose=args.verbose)
+    if not args.namespace and not args.all_namespaces:
+        print("error: give --namespace NAME (repeatable) or --all-namespaces", file=sys.stderr)
+        return 2
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
+    prometheus = None
+    if args.prometheus_url:
+        from istio_canary.analysis.prometheus import PrometheusMetrics
+
+        prometheus = PrometheusMetrics(args.prometheus_url)
+    reconciler = Reconciler(
+        cluster=Cluster(load_client(args.kubeconfig, args.context)),
+        settings=Settings.from_env(prometheus_url=args.prometheus_url, metrics_interval_seconds=args.metrics_interval),
+        prometheus=prometheus,
+    )
+    if args.metrics_port:
+        opmetrics.start_metrics_server(args.metrics_port)
+    kopf.run(
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness,
+        memo=kopf.Memo(reconciler=reconciler),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

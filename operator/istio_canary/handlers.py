@@ -1,0 +1,99 @@
+"""kopf wiring only: each handler hands the body to the reconciler and reports what came back.
+
+Handlers register on import; ``cli.run`` imports this module and starts kopf. The reconciler
+and settings arrive through kopf's ``memo`` (one per operator process).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import pydantic
+
+from istio_canary import actions as act
+from istio_canary import errors
+from istio_canary import metrics as opmetrics
+from istio_canary.k8s.cluster import ConflictError
+from istio_canary.models import GROUP, PLURAL, VERSION, Phase
+from istio_canary.reconcile import Outcome, Reconciler
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+TICK_SECONDS = 1.0
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Keep kopf's bookkeeping under our own API group, not kopf.zalando.org.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # Events come from our decisions, not kopf's logs.
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 30
+
+
+def _emitter(body: kopf.Body) -> Any:
+    def emit(event: act.Event) -> None:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+    return emit
+
+
+async def _run(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, deleting: bool, handler: str) -> Outcome:
+    reconciler: Reconciler = memo.reconciler
+    with opmetrics.DEFAULT.reconcile_timer(handler):
+        try:
+            outcome = await reconciler.reconcile(body=body, emit=_emitter(body), deleting=deleting)
+        except pydantic.ValidationError as err:
+            message = f"invalid spec: {_first_error(err)}"
+            kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
+            patch.status["phase"] = Phase.FAILED.value
+            patch.status["message"] = message
+            raise kopf.PermanentError(message) from err
+        except ConflictError as err:
+            raise kopf.TemporaryError(str(err), delay=0.5) from err
+        except errors.InvalidSpecError as err:
+            kopf.event(body, type="Warning", reason=type(err).__name__, message=str(err))
+            raise kopf.TemporaryError(str(err), delay=30) from err
+    if outcome.status_patch:
+        patch.status.update(outcome.status_patch)
+    return outcome
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE)
+async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    await _run(body, patch, memo, deleting=False, handler="change")
+
+
+@kopf.timer(*RESOURCE, interval=TICK_SECONDS)
+async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kopf.Meta, **_: Any) -> None:
+    reconciler: Reconciler = memo.reconciler
+    if meta.get("deletionTimestamp") or not reconciler.is_due(namespace=meta["namespace"], name=meta["name"]):
+        return
+    try:
+        await _run(body, patch, memo, deleting=False, handler="timer")
+    except (kopf.TemporaryError, kopf.PermanentError):
+        pass  # already reported; the next tick tries again
+
+
+@kopf.on.delete(*RESOURCE)
+async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kopf.Meta, **_: Any) -> None:
+    try:
+        outcome = await _run(body, patch, memo, deleting=True, handler="delete")
+    except kopf.PermanentError:
+        return  # an invalid spec never changed anything: nothing to undo
+    if not outcome.decision.done:
+        raise kopf.TemporaryError(outcome.decision.message, delay=1)
+    memo.reconciler.forget(namespace=meta["namespace"], name=meta["name"])
+
+
+def _first_error(err: pydantic.ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))

@@ -1,0 +1,223 @@
+"""The only code that talks to the Kubernetes API (besides kopf's own machinery).
+
+Reads build ``phases.Observed``; writes carry out ``actions`` idempotently:
+
+* applying an object that already matches writes nothing (zero writes when nothing changed);
+* deleting a missing object is success (404);
+* a resourceVersion conflict raises ``ConflictError``, and the caller decides again from a
+  fresh read instead of forcing a stale object over someone else's change.
+
+The kubernetes client is synchronous; handlers call these functions in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from istio_canary import actions as act
+from istio_canary import errors, workloads
+from istio_canary.istio import ownership, restore
+from istio_canary.models import GROUP, PLURAL, VERSION
+from istio_canary.phases import Observed
+
+__all__ = ["Cluster", "ConflictError", "load_client"]
+
+ISTIO_GROUP, ISTIO_VERSION = "networking.istio.io", "v1"
+ROUTING_PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
+
+
+class ConflictError(errors.ReleaseError):
+    """Someone else changed an object between our read and our write: decide again."""
+
+
+def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    return config.new_client_from_config(config_file=kubeconfig, context=context)
+
+
+def _host_names(service: str, namespace: str) -> set[str]:
+    return {service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"}
+
+
+class Cluster:
+    """Reads and writes for one operator process; thread-safe like the client it wraps."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def observe(self, *, namespace: str, service: str) -> Observed:
+        """Everything ``phases.decide`` needs, read fresh from the API server."""
+        svc = self._get_or_none(lambda: self.core.read_namespaced_service(service, namespace))
+        deployments = self.apps.list_namespaced_deployment(namespace)
+        return Observed(
+            service=self.api.sanitize_for_serialization(svc) if svc is not None else None,
+            deployments=tuple(self.api.sanitize_for_serialization(d) for d in deployments.items),
+            virtual_service=self._routing_for_host("VirtualService", namespace=namespace, service=service),
+            destination_rule=self._routing_for_host("DestinationRule", namespace=namespace, service=service),
+        )
+
+    def _routing_for_host(self, kind: str, *, namespace: str, service: str) -> dict[str, Any] | None:
+        """The object for this host: the one named after the Service first, else the first whose host matches."""
+        items = self.custom.list_namespaced_custom_object(
+            ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind]
+        )["items"]
+        names = _host_names(service, namespace)
+
+        def serves(obj: dict[str, Any]) -> bool:
+            spec = obj.get("spec", {})
+            hosts = spec.get("hosts", []) if kind == "VirtualService" else [spec.get("host", "")]
+            return bool(names.intersection(hosts))
+
+        matching = sorted((o for o in items if serves(o)), key=lambda o: (o["metadata"]["name"] != service, o["metadata"]["name"]))
+        return matching[0] if matching else None
+
+    def get_routing(self, kind: str, *, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(
+            lambda: self.custom.get_namespaced_custom_object(ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name)
+        )
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def execute(self, action: act.Action, *, namespace: str, release_name: str) -> dict[str, Any] | None:
+        """Carry out one action; returns the stored object when it is a routing object or Deployment."""
+        if isinstance(action, act.ApplyRouting):
+            return self.apply_routing(action.kind, action.body, namespace=namespace)
+        if isinstance(action, act.RestoreRouting):
+            self.restore_routing(action.kind, namespace=namespace, name=action.name, release_name=release_name)
+            return None
+        if isinstance(action, act.ApplyDeployment):
+            return self.apply_deployment(action.body, namespace=namespace, release_name=release_name)
+        if isinstance(action, act.DeleteObject):
+            self._ignore_404(lambda: self.apps.delete_namespaced_deployment(action.name, namespace, propagation_policy="Background"))
+            return None
+        if isinstance(action, act.ScaleDeployment):
+            current = self._get_or_none(lambda: self.apps.read_namespaced_deployment(action.name, namespace))
+            if current is not None and current.spec.replicas != action.replicas:
+                self.apps.patch_namespaced_deployment(action.name, namespace, {"spec": {"replicas": action.replicas}})
+            return None
+        raise TypeError(f"unknown action {action!r}")
+
+    def apply_routing(self, kind: str, body: dict[str, Any], *, namespace: str) -> dict[str, Any]:
+        plural, name = ROUTING_PLURALS[kind], body["metadata"]["name"]
+        current = self.get_routing(kind, namespace=namespace, name=name)
+        if current is None:
+            try:
+                created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+                    ISTIO_GROUP, ISTIO_VERSION, namespace, plural, body
+                )
+            except ApiException as err:
+                raise self._translate(err, f"{kind} {name}") from err
+            return created
+        desired = _merged(current, body)
+        if desired == current:
+            return current
+        try:
+            replaced: dict[str, Any] = self.custom.replace_namespaced_custom_object(
+                ISTIO_GROUP, ISTIO_VERSION, namespace, plural, name, desired
+            )
+        except ApiException as err:
+            raise self._translate(err, f"{kind} {name}") from err
+        return replaced
+
+    def restore_routing(self, kind: str, *, namespace: str, name: str, release_name: str) -> None:
+        """Put back what the release found: the recorded original, or nothing when it created the object."""
+        current = self.get_routing(kind, namespace=namespace, name=name)
+        if current is None:
+            return
+        owner = (current.get("metadata", {}).get("labels") or {}).get(ownership.RELEASE_LABEL)
+        if owner != release_name:
+            return  # never touched by this release: not ours to restore
+        original = restore.restored_object(current)
+        try:
+            if original is None:
+                self._ignore_404(
+                    lambda: self.custom.delete_namespaced_custom_object(
+                        ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name
+                    )
+                )
+            else:
+                self.custom.replace_namespaced_custom_object(
+                    ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name, original
+                )
+        except ApiException as err:
+            raise self._translate(err, f"{kind} {name}") from err
+
+    def apply_deployment(self, body: dict[str, Any], *, namespace: str, release_name: str) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        current = self._get_or_none(lambda: self.apps.read_namespaced_deployment(name, namespace))
+        if current is None:
+            try:
+                created = self.apps.create_namespaced_deployment(namespace, body)
+            except ApiException as err:
+                raise self._translate(err, f"Deployment {name}") from err
+            return dict(self.api.sanitize_for_serialization(created))
+        stored: dict[str, Any] = self.api.sanitize_for_serialization(current)
+        if not workloads.is_created_by(deployment=stored, release_namespace=namespace, release_name=release_name):
+            raise errors.DeploymentConflictError(f"Deployment {name} exists and was not created by this release")
+        patch = workloads.deployment_patch(current=stored, desired=body)
+        if patch is None:
+            return stored
+        patched = self.apps.patch_namespaced_deployment(name, namespace, patch)
+        return dict(self.api.sanitize_for_serialization(patched))
+
+    # -- the CanaryRelease itself ---------------------------------------------------------------
+
+    def patch_release_spec(self, *, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": patch})
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _get_or_none(fn: Any) -> Any:
+        try:
+            return fn()
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    @staticmethod
+    def _ignore_404(fn: Any) -> None:
+        try:
+            fn()
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    @staticmethod
+    def _translate(err: ApiException, what: str) -> Exception:
+        if err.status == 409:
+            return ConflictError(f"{what} changed while being written; deciding again")
+        if err.status == 422:
+            try:
+                message = json.loads(err.body or "{}").get("message", err.reason)
+            except ValueError:
+                message = err.reason
+            return errors.RoutingError(f"the API server refused {what}: {message}")
+        return err
+
+
+def _merged(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """The current object with the desired spec and with our labels and annotations added."""
+    merged = json.loads(json.dumps(current))
+    merged["spec"] = desired.get("spec", {})
+    meta, want = merged.setdefault("metadata", {}), desired.get("metadata", {})
+    for key in ("labels", "annotations"):
+        if want.get(key):
+            meta[key] = {**(meta.get(key) or {}), **want[key]}
+    return merged

@@ -1,0 +1,574 @@
+"""The state machine: every phase transition of a CanaryRelease, as one pure function.
+
+``decide`` takes the spec, what the cluster holds now, the analysis verdict and the time, and
+returns the phase plus the ordered writes that move the cluster towards the spec. It reads no
+clock and calls no API, so a reconcile that is killed half-way is simply decided again by the
+next operator process from what it finds (restart safety by construction).
+
+Ordering rules the actions follow, because Envoy answers 503 for a subset it does not know and
+the Service's selector matches the canary's pods too:
+
+* routes pin traffic to stable *before* the canary Deployment exists;
+* a DestinationRule gains a subset before a VirtualService points at it, and a VirtualService
+  stops pointing at a subset before the DestinationRule loses it;
+* on abort the canary is removed while routes still pin stable, and the user's original
+  routing comes back only once the canary is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from istio_canary import actions as act
+from istio_canary import errors, workloads
+from istio_canary.istio import destination_rule, ownership, virtual_service
+from istio_canary.istio import plan as routeplan
+from istio_canary.istio.plan import RoutePlan, ServicePort
+from istio_canary.models import (
+    AnalysisStatus,
+    CanaryReleaseSpec,
+    CanaryReleaseStatus,
+    OfflineAction,
+    Phase,
+    Policy,
+    Promotion,
+    Strategy,
+    Verdict,
+)
+from istio_canary.models.analysis import CheckResult
+
+__all__ = ["Decision", "Observed", "ReleaseRef", "decide"]
+
+# How soon to look again while waiting for something the cluster does by itself.
+WAIT_SECONDS = 2.0
+RETRY_INVALID_SECONDS = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseRef:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    deleting: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observed:
+    """What the cluster holds in the release's namespace, as read just before deciding."""
+
+    service: dict[str, Any] | None
+    deployments: tuple[dict[str, Any], ...] = ()
+    virtual_service: dict[str, Any] | None = None
+    destination_rule: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    phase: Phase
+    reason: str
+    message: str
+    actions: tuple[act.Action, ...] = ()
+    events: tuple[act.Event, ...] = ()
+    requeue_after: float | None = None
+    invalid: bool = False
+    """The spec or the objects it names are unusable; the user has to change something."""
+    done: bool = False
+    """Deleting: everything the release changed is undone; the finalizer may go."""
+    analysis: AnalysisStatus | None = None
+    canary_ready: bool | None = None
+    plan: RoutePlan | None = None
+    stable_deployment: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Context:
+    release: ReleaseRef
+    spec: CanaryReleaseSpec
+    observed: Observed
+    previous: CanaryReleaseStatus
+    now: datetime
+    ports: tuple[ServicePort, ...] = ()
+    stable: dict[str, Any] | None = None
+    canary: dict[str, Any] | None = None
+    extra_events: tuple[act.Event, ...] = field(default=())
+
+
+def decide(
+    *,
+    release: ReleaseRef,
+    spec: CanaryReleaseSpec,
+    observed: Observed,
+    previous: CanaryReleaseStatus,
+    now: datetime,
+    check: CheckResult | None = None,
+) -> Decision:
+    """The next phase and the writes that get there.
+
+    ``check`` is the analysis judge's latest look at the metrics (only when ``spec.analysis``
+    is set and the release is progressing); ``None`` means no new look this time.
+    """
+    ctx = _Context(release=release, spec=spec, observed=observed, previous=previous, now=now)
+    if previous.phase is Phase.COMPLETED:
+        return Decision(phase=Phase.COMPLETED, reason="Completed", message=previous.message, done=True)
+    if release.deleting:
+        return _tear_down(ctx, final_phase=previous.phase, reason="Deleting", deleting=True)
+    if previous.phase is Phase.ABORTED and (
+        spec.abort or previous.observed_generation in (None, release.generation)
+    ):
+        # Aborted stays aborted until the user changes the spec (for example sets abort back to false).
+        return _tear_down(ctx, final_phase=Phase.ABORTED, reason=_abort_reason(previous), deleting=False)
+    if spec.abort:
+        return _tear_down(ctx, final_phase=Phase.ABORTED, reason="Aborted", deleting=False)
+
+    try:
+        # After job offline to the canary, the stable Deployment is gone on purpose.
+        ctx = _resolve_workloads(ctx, stable_may_be_gone=spec.offline and spec.take_over == spec.canary.version)
+    except errors.InvalidSpecError as err:
+        return _failed(ctx, reason=type(err).__name__.removesuffix("Error"), message=str(err))
+
+    try:
+        if spec.offline:
+            return _go_offline(ctx, survivor=spec.take_over)
+        return _progress(ctx, check=check)
+    except errors.InvalidSpecError as err:
+        return _failed(ctx, reason=type(err).__name__.removesuffix("Error"), message=str(err))
+
+
+# -- resolving the workloads ------------------------------------------------------------------
+
+
+def _resolve_workloads(ctx: _Context, *, stable_may_be_gone: bool = False) -> _Context:
+    spec, observed = ctx.spec, ctx.observed
+    if observed.service is None:
+        raise errors.ServiceNotFoundError(
+            f"Service {ctx.release.namespace}/{spec.service} not found: "
+            "spec.service must name a Service in the release's namespace"
+        )
+    selector = dict(observed.service.get("spec", {}).get("selector") or {})
+    ports = routeplan.service_ports(observed.service)
+    stable: dict[str, Any] | None
+    try:
+        stable = workloads.find_stable_deployment(
+            deployments=list(observed.deployments),
+            service_selector=selector,
+            version_label=spec.version_label,
+            version=spec.stable.version,
+        )
+    except errors.StableDeploymentNotFoundError:
+        if not stable_may_be_gone:
+            raise
+        stable = None
+    canary_name = workloads.canary_deployment_name(spec)
+    canary = next((d for d in observed.deployments if d["metadata"]["name"] == canary_name), None)
+    if canary is not None and not workloads.is_created_by(
+        deployment=canary, release_namespace=ctx.release.namespace, release_name=ctx.release.name
+    ):
+        raise errors.DeploymentConflictError(
+            f"Deployment {canary_name} already exists and was not created by this release; "
+            "the operator never overwrites a Deployment it did not create: "
+            "delete it or choose another canary.version"
+        )
+    return replace(ctx, ports=tuple(ports), stable=stable, canary=canary)
+
+
+# -- the normal flow: canary, blue-green, mirror, take over ------------------------------------
+
+
+def _canary_routable(ctx: _Context) -> bool:
+    """May the canary receive traffic? Full rollout first under WaitForWorkloadReady."""
+    if ctx.canary is None or not workloads.has_ready_pods(ctx.canary):
+        return False
+    if ctx.spec.policy is Policy.WAIT_FOR_WORKLOAD_READY and ctx.previous.phase not in (
+        Phase.PROGRESSING,
+        Phase.TAKEN_OVER,
+        Phase.PAUSED,
+    ):
+        desired = int(ctx.canary.get("spec", {}).get("replicas", 1))
+        return workloads.ready_replicas(ctx.canary) >= max(desired, 1)
+    return True
+
+
+def _progress(ctx: _Context, *, check: CheckResult | None) -> Decision:
+    spec = ctx.spec
+    assert ctx.stable is not None  # noqa: S101 - _resolve_workloads guarantees it
+    stable_ready = workloads.has_ready_pods(ctx.stable)
+    canary_ready = _canary_routable(ctx)
+    analysis = _analysis_status(ctx)
+    events: list[act.Event] = []
+
+    take_over = spec.take_over
+    if analysis is not None and not take_over and spec.policy is not Policy.PAUSED and canary_ready:
+        analysis, verdict_events, outcome = _advance_analysis(ctx, analysis, check)
+        events.extend(verdict_events)
+        if outcome == "rollback":
+            return replace(
+                _tear_down(ctx, final_phase=Phase.ABORTED, reason="AnalysisFailed", deleting=False),
+                events=tuple(events),
+                analysis=analysis,
+            )
+        if outcome == "promote":
+            take_over = spec.canary.version
+            if spec.analysis is not None and spec.analysis.promotion is Promotion.OFFLINE:
+                return replace(_go_offline(ctx, survivor=take_over), analysis=analysis)
+
+    canary_weight, match, mirror = _intent(ctx, take_over=take_over, analysis=analysis)
+    stable_weight = 100 - canary_weight
+    reason, message = "", ""
+
+    # The invariant: never route to a version without ready pods.
+    if not canary_ready:
+        canary_weight, stable_weight, match, mirror = 0, 100, (), None
+    elif not stable_ready and stable_weight > 0:
+        canary_weight, stable_weight = 100, 0
+        events.append(
+            act.Event(
+                type="Warning",
+                reason="StableNotReady",
+                message=f"stable {spec.stable.version} has no ready pod: its share goes to the canary",
+            )
+        )
+
+    plan = _plan(ctx, stable_weight=stable_weight, canary_weight=canary_weight, match=match, mirror=mirror)
+    routing = _routing_actions(ctx, plan)
+    if spec.policy is Policy.PAUSED and _routing_written(ctx):
+        routing = ()  # Paused: leave the routing exactly as it is.
+    canary_body = workloads.build_canary_deployment(
+        stable=ctx.stable,
+        spec=spec,
+        release_namespace=ctx.release.namespace,
+        release_name=ctx.release.name,
+        release_uid=ctx.release.uid,
+    )
+    actions: tuple[act.Action, ...] = (*routing, act.ApplyDeployment(body=canary_body))
+
+    if spec.policy is Policy.PAUSED:
+        phase, reason = Phase.PAUSED, "Paused"
+        message = "paused: workloads are kept, routing is left as it is"
+    elif not canary_ready:
+        phase, reason = Phase.WAITING_FOR_CANARY, "CanaryNotReady"
+        message = f"waiting for Deployment {canary_body['metadata']['name']} to have ready pods; it gets no traffic"
+        if spec.policy is Policy.IMMEDIATELY:
+            phase = Phase.PROGRESSING
+        deadline = _ready_deadline_passed(ctx)
+        if deadline is not None:
+            return Decision(
+                phase=Phase.FAILED,
+                reason="CanaryNeverReady",
+                message=deadline,
+                actions=actions,
+                events=(act.Event(type="Warning", reason="CanaryNeverReady", message=deadline),),
+                analysis=analysis,
+                canary_ready=False,
+                plan=plan,
+            )
+    elif take_over:
+        phase, reason = Phase.TAKEN_OVER, "TakenOver"
+        message = f"{take_over} receives 100% of traffic; the other version keeps running"
+    else:
+        phase, reason = Phase.PROGRESSING, "Progressing"
+        message = _describe(spec, canary_weight=canary_weight, match=bool(match), mirror=mirror)
+    if analysis is not None and phase is Phase.PROGRESSING:
+        message += f" (analysis step {analysis.step + 1}, last verdict {analysis.last_verdict.value if analysis.last_verdict else 'none'})"
+
+    if ctx.previous.phase is not phase:
+        events.append(act.Event(type="Normal", reason=reason, message=message))
+    waiting = phase in (Phase.WAITING_FOR_CANARY,) or (phase is Phase.PROGRESSING and not canary_ready)
+    return Decision(
+        phase=phase,
+        reason=reason,
+        message=message,
+        actions=actions,
+        events=tuple(events),
+        requeue_after=WAIT_SECONDS if waiting else None,
+        analysis=analysis,
+        canary_ready=canary_ready,
+        plan=plan,
+        stable_deployment=ctx.stable["metadata"]["name"],
+    )
+
+
+def _intent(
+    ctx: _Context, *, take_over: str, analysis: AnalysisStatus | None
+) -> tuple[int, tuple[Any, ...], float | None]:
+    """Canary weight, match rules and mirror percent that the spec asks for."""
+    spec = ctx.spec
+    if take_over:
+        return (100 if take_over == spec.canary.version else 0), (), None
+    if spec.strategy is Strategy.BLUE_GREEN:
+        return 0, (), None
+    if spec.strategy is Strategy.MIRROR:
+        return 0, (), spec.traffic.mirror_percent
+    weight = analysis.weight if analysis is not None else spec.traffic.weight
+    return weight, tuple(spec.traffic.match), None
+
+
+def _describe(spec: CanaryReleaseSpec, *, canary_weight: int, match: bool, mirror: float | None) -> str:
+    if mirror is not None:
+        return f"{spec.stable.version} serves all requests; {mirror:g}% are mirrored to {spec.canary.version}"
+    text = f"{100 - canary_weight}% to {spec.stable.version}, {canary_weight}% to {spec.canary.version}"
+    if match:
+        text += f"; requests matching {len(spec.traffic.match)} rule(s) go to {spec.canary.version}"
+    return text
+
+
+def _ready_deadline_passed(ctx: _Context) -> str | None:
+    analysis = ctx.spec.analysis
+    if analysis is None:
+        return None
+    since = _condition_since(ctx.previous, "CanaryReady", "False")
+    if since is None or ctx.now - since < timedelta(seconds=analysis.ready_deadline_seconds):
+        return None
+    return (
+        f"canary {ctx.spec.canary.version} had no ready pod for {analysis.ready_deadline_seconds} s "
+        "(analysis.readyDeadlineSeconds); its traffic stays at 0"
+    )
+
+
+def _condition_since(status: CanaryReleaseStatus, type_: str, value: str) -> datetime | None:
+    for cond in status.conditions:
+        if cond.type == type_ and cond.status == value:
+            return datetime.fromisoformat(cond.last_transition_time)
+    return None
+
+
+# -- analysis ---------------------------------------------------------------------------------
+
+
+def _analysis_status(ctx: _Context) -> AnalysisStatus | None:
+    if ctx.spec.analysis is None or ctx.spec.strategy is not Strategy.CANARY:
+        return None
+    previous = ctx.previous.analysis
+    if previous is not None:
+        return previous
+    first = ctx.spec.analysis.weights()[0]
+    return AnalysisStatus(step=0, weight=first, step_started_at=ctx.now.isoformat())
+
+
+def _advance_analysis(
+    ctx: _Context, status: AnalysisStatus, check: CheckResult | None
+) -> tuple[AnalysisStatus, list[act.Event], str]:
+    """Apply one verdict: ("hold" | "rollback" | "promote") and the new analysis status."""
+    assert ctx.spec.analysis is not None  # noqa: S101 - caller checked
+    spec = ctx.spec.analysis
+    weights = spec.weights()
+    if status.step >= len(weights):
+        return status, [], "promote"
+    if check is None:
+        return status, [], "hold"
+    history = [*status.history, check][-20:]
+    events: list[act.Event] = []
+    verdict = check.verdict
+    if verdict is Verdict.FAIL:
+        message = f"analysis failed at step {status.step + 1} ({status.weight}%): {check.reason}; rolling back"
+        events.append(act.Event(type="Warning", reason="AnalysisFailed", message=message))
+        return status.model_copy(update={"history": history, "last_verdict": verdict}), events, "rollback"
+    if verdict is Verdict.UNREACHABLE:
+        since = datetime.fromisoformat(status.unreachable_since) if status.unreachable_since else ctx.now
+        updated = status.model_copy(
+            update={"history": history, "last_verdict": verdict, "unreachable_since": since.isoformat()}
+        )
+        if ctx.now - since >= timedelta(seconds=spec.unreachable_timeout_seconds):
+            message = (
+                f"Prometheus unreachable for {spec.unreachable_timeout_seconds} s "
+                "(analysis.unreachableTimeoutSeconds); rolling back"
+            )
+            events.append(act.Event(type="Warning", reason="MetricsUnavailable", message=message))
+            return updated, events, "rollback"
+        return updated, events, "hold"
+    updated = status.model_copy(update={"history": history, "last_verdict": verdict, "unreachable_since": None})
+    if verdict is not Verdict.PASS:
+        return updated, events, "hold"
+    next_step = status.step + 1
+    if next_step >= len(weights):
+        events.append(
+            act.Event(type="Normal", reason="AnalysisPassed", message=f"analysis passed all {len(weights)} steps; promoting")
+        )
+        return updated.model_copy(update={"step": next_step, "weight": 100}), events, "promote"
+    events.append(
+        act.Event(
+            type="Normal",
+            reason="AnalysisStep",
+            message=f"step {status.step + 1} passed ({check.reason}); canary weight {weights[next_step]}%",
+        )
+    )
+    return (
+        updated.model_copy(
+            update={"step": next_step, "weight": weights[next_step], "step_started_at": ctx.now.isoformat()}
+        ),
+        events,
+        "hold",
+    )
+
+
+# -- job offline ------------------------------------------------------------------------------
+
+
+def _go_offline(ctx: _Context, *, survivor: str) -> Decision:
+    spec = ctx.spec
+    survivor_is_canary = survivor == spec.canary.version
+    survivor_dep = ctx.canary if survivor_is_canary else ctx.stable
+    if survivor_dep is None or not workloads.has_ready_pods(survivor_dep):
+        message = f"job offline waits: {survivor} has no ready pod, so it cannot take all traffic yet"
+        return Decision(phase=ctx.previous.phase, reason="OfflineWaiting", message=message, requeue_after=WAIT_SECONDS)
+
+    plan = _plan(
+        ctx,
+        stable_weight=0 if survivor_is_canary else 100,
+        canary_weight=100 if survivor_is_canary else 0,
+        subsets=(survivor,),
+    )
+    # Stop pointing at the leaving subset before the DestinationRule drops it.
+    routing = tuple(reversed(_routing_actions(ctx, plan)))
+    removal: tuple[act.Action, ...]
+    if survivor_is_canary:
+        if ctx.stable is None:
+            leaving, gone, removal = f"{spec.service} {spec.stable.version}", True, ()
+        elif spec.offline_action is OfflineAction.SCALE_TO_ZERO:
+            leaving = ctx.stable["metadata"]["name"]
+            removal = (act.ScaleDeployment(name=leaving, replicas=0),)
+            gone = int(ctx.stable.get("spec", {}).get("replicas", 1)) == 0
+        else:
+            leaving, gone = ctx.stable["metadata"]["name"], False
+            removal = (act.DeleteObject(kind="Deployment", name=leaving),)
+    else:
+        leaving = workloads.canary_deployment_name(spec)
+        removal = (act.DeleteObject(kind="Deployment", name=leaving),)
+        gone = ctx.canary is None
+    message = f"{survivor} serves 100% of traffic; {leaving} is taken offline"
+    phase = Phase.COMPLETED if gone else ctx.previous.phase
+    events = (act.Event(type="Normal", reason="Completed", message=message),) if gone else ()
+    return Decision(
+        phase=phase,
+        reason="Completed" if gone else "GoingOffline",
+        message=message,
+        actions=(*routing, *removal),
+        events=events,
+        requeue_after=None if gone else 0.5,
+        canary_ready=ctx.canary is not None and workloads.has_ready_pods(ctx.canary),
+        plan=plan,
+        stable_deployment=ctx.stable["metadata"]["name"] if ctx.stable is not None else None,
+    )
+
+
+# -- abort and delete -------------------------------------------------------------------------
+
+
+def _abort_reason(previous: CanaryReleaseStatus) -> str:
+    for cond in previous.conditions:
+        if cond.type == "Ready" and cond.reason in ("Aborted", "AnalysisFailed"):
+            return cond.reason
+    return "Aborted"
+
+
+def _tear_down(ctx: _Context, *, final_phase: Phase, reason: str, deleting: bool) -> Decision:
+    """Undo the release: pin stable, remove the canary, then give back the original routing."""
+    spec, observed = ctx.spec, ctx.observed
+    canary_name = workloads.canary_deployment_name(spec)
+    canary = next((d for d in observed.deployments if d["metadata"]["name"] == canary_name), None)
+    ours = canary is not None and workloads.is_created_by(
+        deployment=canary, release_namespace=ctx.release.namespace, release_name=ctx.release.name
+    )
+    if ours and observed.service is not None:
+        plan = _plan(ctx, stable_weight=100, canary_weight=0)
+        pin = _routing_actions(ctx, plan) if _routing_written(ctx) else ()
+        message = f"rolling back: 100% to {spec.stable.version}, removing {canary_name}"
+        return Decision(
+            phase=ctx.previous.phase if not deleting else ctx.previous.phase,
+            reason="Aborting",
+            message=message,
+            actions=(*pin, act.DeleteObject(kind="Deployment", name=canary_name)),
+            requeue_after=0.5,
+            plan=plan,
+        )
+    if ours:  # the Service is gone: nothing to route, just remove what we made
+        return Decision(
+            phase=ctx.previous.phase,
+            reason="Aborting",
+            message=f"removing {canary_name}",
+            actions=(act.DeleteObject(kind="Deployment", name=canary_name),),
+            requeue_after=0.5,
+        )
+    restore: tuple[act.Action, ...] = (
+        act.RestoreRouting(kind="VirtualService", name=_routing_name(observed.virtual_service, spec.service)),
+        act.RestoreRouting(kind="DestinationRule", name=_routing_name(observed.destination_rule, spec.service)),
+    )
+    if deleting:
+        return Decision(
+            phase=final_phase,
+            reason=reason,
+            message="release deleted: original routing restored, canary removed",
+            actions=restore,
+            done=True,
+        )
+    message = f"aborted: 100% to {spec.stable.version}, {canary_name} removed, original routing restored"
+    if reason == "AnalysisFailed" and ctx.previous.message.startswith("aborted"):
+        message = ctx.previous.message
+    events = () if ctx.previous.phase is Phase.ABORTED else (act.Event(type="Normal", reason=reason, message=message),)
+    return Decision(phase=Phase.ABORTED, reason=reason, message=message, actions=restore, events=events)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _failed(ctx: _Context, *, reason: str, message: str) -> Decision:
+    events = ()
+    if ctx.previous.phase is not Phase.FAILED or ctx.previous.message != message:
+        events = (act.Event(type="Warning", reason=reason, message=message),)
+    return Decision(
+        phase=Phase.FAILED,
+        reason=reason,
+        message=message,
+        events=events,
+        invalid=True,
+        requeue_after=RETRY_INVALID_SECONDS,
+    )
+
+
+def _plan(
+    ctx: _Context,
+    *,
+    stable_weight: int,
+    canary_weight: int,
+    match: tuple[Any, ...] = (),
+    mirror: float | None = None,
+    subsets: tuple[str, ...] | None = None,
+) -> RoutePlan:
+    spec = ctx.spec
+    return RoutePlan(
+        service=spec.service,
+        namespace=ctx.release.namespace,
+        version_label=spec.version_label,
+        stable_version=spec.stable.version,
+        canary_version=spec.canary.version,
+        subsets=subsets if subsets is not None else (spec.stable.version, spec.canary.version),
+        stable_weight=stable_weight,
+        canary_weight=canary_weight,
+        match=match,
+        mirror_percent=mirror,
+    )
+
+
+def _routing_actions(ctx: _Context, plan: RoutePlan) -> tuple[act.Action, ...]:
+    """DestinationRule first (subsets exist before routes use them), then the VirtualService."""
+    ports = list(ctx.ports) or routeplan.service_ports(ctx.observed.service or {})
+    dr = destination_rule.build_destination_rule(
+        plan=plan, existing=ctx.observed.destination_rule, release_name=ctx.release.name
+    )
+    vs = virtual_service.build_virtual_service(
+        plan=plan, ports=ports, existing=ctx.observed.virtual_service, release_name=ctx.release.name
+    )
+    return (act.ApplyRouting(kind="DestinationRule", body=dr), act.ApplyRouting(kind="VirtualService", body=vs))
+
+
+def _routing_written(ctx: _Context) -> bool:
+    """Has this release already written (created or adopted) the VirtualService?"""
+    vs = ctx.observed.virtual_service
+    labels = (vs or {}).get("metadata", {}).get("labels") or {}
+    return labels.get(ownership.RELEASE_LABEL) == ctx.release.name
+
+
+def _routing_name(obj: dict[str, Any] | None, default: str) -> str:
+    return str(obj["metadata"]["name"]) if obj is not None else default

@@ -1,0 +1,225 @@
+"""One reconcile: read the cluster, decide, write, report. kopf handlers call into this.
+
+The order is always the same: observe (reads only), ``phases.decide`` (pure), carry out its
+actions in order, then patch the status only when it changed. Releases are reconciled under a
+per-release lock, so the change handler and the timer never interleave their writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+import structlog
+
+from istio_canary import actions as act
+from istio_canary import metrics as opmetrics
+from istio_canary import phases
+from istio_canary.k8s.cluster import Cluster
+from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, Phase, VersionMetrics
+from istio_canary.models.analysis import CheckResult
+from istio_canary.status import build_status
+
+__all__ = ["Reconciler", "Settings", "Outcome"]
+
+log = structlog.get_logger("istio_canary")
+
+# How long a settled release waits before it is checked again for drift.
+RESYNC_SECONDS = 30.0
+
+EventSink = Callable[[act.Event], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    prometheus_url: str | None = None
+    metrics_interval_seconds: float = 10.0
+    metrics_window_seconds: int = 60
+    resync_seconds: float = RESYNC_SECONDS
+    crash_after_writes: int | None = None
+    """Fault injection for restart-safety tests: the process exits at once after this many writes."""
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Settings:
+        crash = os.environ.get("ISTIO_CANARY_CRASH_AFTER_WRITES")
+        return cls(crash_after_writes=int(crash) if crash else None, **kwargs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    decision: phases.Decision
+    status: CanaryReleaseStatus
+    status_patch: dict[str, Any] | None
+    writes: int
+
+
+@dataclass
+class _Memory:
+    """What one operator process remembers about a release between reconciles (never needed for correctness)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    due: float = 0.0
+    metrics_due: float = 0.0
+
+
+class Reconciler:
+    def __init__(self, *, cluster: Cluster, settings: Settings, prometheus: Any | None = None) -> None:
+        self.cluster = cluster
+        self.settings = settings
+        self.prometheus = prometheus
+        self._memory: dict[str, _Memory] = {}
+        self._writes = 0
+
+    def _mem(self, key: str) -> _Memory:
+        return self._memory.setdefault(key, _Memory())
+
+    def forget(self, *, namespace: str, name: str) -> None:
+        self._memory.pop(f"{namespace}/{name}", None)
+        opmetrics.DEFAULT.forget_release(namespace=namespace, name=name)
+
+    def is_due(self, *, namespace: str, name: str) -> bool:
+        return time.monotonic() >= self._mem(f"{namespace}/{name}").due
+
+    async def reconcile(
+        self, *, body: Mapping[str, Any], emit: EventSink, deleting: bool = False
+    ) -> Outcome:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        mem = self._mem(f"{namespace}/{name}")
+        bound = log.bind(namespace=namespace, name=name)
+        async with mem.lock:
+            spec = CanaryReleaseSpec.model_validate(body.get("spec") or {})  # ValidationError: caller reports
+            previous = _previous_status(body)
+            observed = await asyncio.to_thread(self.cluster.observe, namespace=namespace, service=spec.service)
+            now = datetime.now(UTC)
+            release = phases.ReleaseRef(
+                namespace=namespace,
+                name=name,
+                uid=meta.get("uid", ""),
+                generation=int(meta.get("generation", 0)),
+                deleting=deleting,
+            )
+            health, stale = await self._health(mem, spec=spec, namespace=namespace, previous=previous)
+            check = await self._analysis_check(spec=spec, namespace=namespace, previous=previous, now=now)
+            decision = phases.decide(
+                release=release, spec=spec, observed=observed, previous=previous, now=now, check=check
+            )
+            deployments = {d["metadata"]["name"]: d for d in observed.deployments}
+            vs = observed.virtual_service
+            writes = 0
+            for action in decision.actions:
+                stored = await asyncio.to_thread(
+                    self.cluster.execute, action, namespace=namespace, release_name=name
+                )
+                writes += 1
+                self._count_write()
+                if isinstance(action, act.ApplyDeployment) and stored is not None:
+                    deployments[stored["metadata"]["name"]] = stored
+                elif isinstance(action, act.DeleteObject):
+                    deployments.pop(action.name, None)
+                elif isinstance(action, act.ApplyRouting) and action.kind == "VirtualService":
+                    vs = stored
+                elif isinstance(action, act.RestoreRouting) and action.kind == "VirtualService":
+                    vs = await asyncio.to_thread(
+                        self.cluster.get_routing, "VirtualService", namespace=namespace, name=action.name
+                    )
+            for event in decision.events:
+                emit(event)
+            status = build_status(
+                spec=spec,
+                previous=previous,
+                decision=decision,
+                deployments=list(deployments.values()),
+                virtual_service=vs,
+                metrics=health,
+                metrics_stale=stale,
+                generation=release.generation,
+                now=now,
+            )
+            status_patch = _status_patch(previous=body.get("status") or {}, status=status)
+            if decision.phase is not previous.phase or previous.observed_generation != release.generation:
+                bound.info(
+                    "release reconciled",
+                    phase=decision.phase.value,
+                    previous_phase=previous.phase.value,
+                    reason=decision.reason,
+                    message=decision.message,
+                )
+            opmetrics.DEFAULT.observe_status(namespace=namespace, name=name, status=status)
+            mem.due = time.monotonic() + (
+                decision.requeue_after if decision.requeue_after is not None else self.settings.resync_seconds
+            )
+            if spec.analysis is not None and decision.phase is Phase.PROGRESSING:
+                mem.due = min(mem.due, time.monotonic() + spec.analysis.interval_seconds)
+            return Outcome(decision=decision, status=status, status_patch=status_patch, writes=writes)
+
+    def _count_write(self) -> None:
+        self._writes += 1
+        if self.settings.crash_after_writes is not None and self._writes >= self.settings.crash_after_writes:
+            os._exit(137)  # like SIGKILL: no cleanup, no finalizer, no status write
+
+    async def _health(
+        self, mem: _Memory, *, spec: CanaryReleaseSpec, namespace: str, previous: CanaryReleaseStatus
+    ) -> tuple[dict[str, VersionMetrics] | None, bool]:
+        """Per-version traffic health from Prometheus, refreshed every metrics interval."""
+        if self.prometheus is None or previous.phase in (Phase.COMPLETED, Phase.ABORTED):
+            return None, False
+        if time.monotonic() < mem.metrics_due:
+            return None, False
+        mem.metrics_due = time.monotonic() + self.settings.metrics_interval_seconds
+        try:
+            health: dict[str, VersionMetrics] = await asyncio.to_thread(
+                self.prometheus.version_health,
+                namespace=namespace,
+                service=spec.service,
+                window_seconds=self.settings.metrics_window_seconds,
+            )
+        except Exception as err:  # noqa: BLE001 - any failure means "metrics unavailable", never a crash
+            log.warning("metrics unavailable", namespace=namespace, service=spec.service, error=str(err))
+            return None, True
+        return health, False
+
+    async def _analysis_check(
+        self, *, spec: CanaryReleaseSpec, namespace: str, previous: CanaryReleaseStatus, now: datetime
+    ) -> CheckResult | None:
+        from istio_canary.analysis import runner  # imported late: only releases with analysis need it
+
+        if spec.analysis is None or previous.phase is not Phase.PROGRESSING or previous.analysis is None:
+            return None
+        return await asyncio.to_thread(
+            runner.check,
+            prometheus=self.prometheus,
+            spec=spec,
+            namespace=namespace,
+            status=previous.analysis,
+            now=now,
+        )
+
+
+def _previous_status(body: Mapping[str, Any]) -> CanaryReleaseStatus:
+    raw = body.get("status") or {}
+    raw = {k: v for k, v in raw.items() if k in _STATUS_KEYS}
+    try:
+        return CanaryReleaseStatus.model_validate(raw)
+    except pydantic.ValidationError:
+        # A status written by an older operator version: start from scratch rather than crash.
+        return CanaryReleaseStatus()
+
+
+_STATUS_KEYS = {f.alias or n for n, f in CanaryReleaseStatus.model_fields.items()}
+
+
+def _status_patch(*, previous: Mapping[str, Any], status: CanaryReleaseStatus) -> dict[str, Any] | None:
+    """The status fields that differ from the stored ones (None: nothing to write)."""
+    wire = status.to_wire()
+    changed = {k: v for k, v in wire.items() if previous.get(k) != v}
+    for k in previous:
+        if k in _STATUS_KEYS and k not in wire:
+            changed[k] = None
+    return changed or None

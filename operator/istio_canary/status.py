@@ -1,0 +1,169 @@
+"""Build the CanaryRelease status from a decision and what the cluster stores (pure).
+
+``status.traffic`` is read back from the stored VirtualService, never copied from the plan:
+what users see is what Envoy would get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from istio_canary import workloads
+from istio_canary.istio import restore
+from istio_canary.models import (
+    CanaryReleaseSpec,
+    CanaryReleaseStatus,
+    Condition,
+    ConditionType,
+    Phase,
+    Role,
+    TrafficStatus,
+    VersionMetrics,
+    VersionStatus,
+)
+from istio_canary.phases import Decision
+
+__all__ = ["build_status", "set_condition"]
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    *,
+    type_: str,
+    status: bool | None,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Replace or add one condition; lastTransitionTime moves only when the status flips."""
+    value = "Unknown" if status is None else ("True" if status else "False")
+    kept = [c for c in conditions if c.type != type_]
+    previous = next((c for c in conditions if c.type == type_), None)
+    since = previous.last_transition_time if previous is not None and previous.status == value else now.isoformat()
+    new = Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    return sorted([*kept, new], key=lambda c: c.type)
+
+
+def build_status(
+    *,
+    spec: CanaryReleaseSpec,
+    previous: CanaryReleaseStatus,
+    decision: Decision,
+    deployments: Sequence[Mapping[str, Any]],
+    virtual_service: Mapping[str, Any] | None,
+    metrics: Mapping[str, VersionMetrics] | None,
+    metrics_stale: bool = False,
+    generation: int,
+    now: datetime,
+) -> CanaryReleaseStatus:
+    traffic = _traffic(spec, virtual_service)
+    by_name = {d["metadata"]["name"]: d for d in deployments}
+    versions: list[VersionStatus] = []
+    for version, role in ((spec.stable.version, Role.STABLE), (spec.canary.version, Role.CANARY)):
+        name = _deployment_name(spec, role=role, decision=decision, deployments=deployments)
+        dep = by_name.get(name) if name else None
+        if dep is None and decision.phase is Phase.COMPLETED:
+            continue  # taken offline
+        weight = 0
+        if traffic is not None:
+            weight = traffic.stable if role is Role.STABLE else traffic.canary
+        versions.append(
+            VersionStatus(
+                version=version,
+                role=role,
+                deployment=name or "",
+                replicas=int((dep or {}).get("spec", {}).get("replicas", 0) or 0),
+                ready_replicas=workloads.ready_replicas(dep) if dep else 0,
+                weight=weight,
+                metrics=(metrics or {}).get(version)
+                or _previous_metrics(previous, version, stale=metrics_stale),
+            )
+        )
+
+    conditions = list(previous.conditions)
+    conditions = set_condition(
+        conditions,
+        type_=ConditionType.SPEC_VALID.value,
+        status=not decision.invalid,
+        reason=decision.reason if decision.invalid else "Valid",
+        message=decision.message if decision.invalid else "",
+        now=now,
+        generation=generation,
+    )
+    if decision.canary_ready is not None:
+        conditions = set_condition(
+            conditions,
+            type_=ConditionType.CANARY_READY.value,
+            status=decision.canary_ready,
+            reason="PodsReady" if decision.canary_ready else "NoReadyPods",
+            message="" if decision.canary_ready else f"Deployment for {spec.canary.version} has no ready pod",
+            now=now,
+            generation=generation,
+        )
+    settled = decision.requeue_after is None and not decision.invalid
+    conditions = set_condition(
+        conditions,
+        type_=ConditionType.READY.value,
+        status=settled,
+        reason=decision.reason,
+        message=decision.message,
+        now=now,
+        generation=generation,
+    )
+    canary_metrics = (metrics or {}).get(spec.canary.version)
+    success = None
+    if canary_metrics is not None and canary_metrics.success_rate is not None:
+        success = round(canary_metrics.success_rate * 100, 2)
+    elif previous.success_rate is not None:
+        success = previous.success_rate
+    return CanaryReleaseStatus(
+        phase=decision.phase,
+        observed_generation=generation,
+        message=decision.message,
+        traffic=traffic,
+        versions=versions,
+        conditions=conditions,
+        analysis=decision.analysis if decision.analysis is not None else previous.analysis,
+        success_rate=success,
+    )
+
+
+def _traffic(spec: CanaryReleaseSpec, vs: Mapping[str, Any] | None) -> TrafficStatus | None:
+    if vs is None:
+        return None
+    return restore.read_back_traffic(
+        dict(vs), service=spec.service, stable_version=spec.stable.version, canary_version=spec.canary.version
+    )
+
+
+def _deployment_name(
+    spec: CanaryReleaseSpec, *, role: Role, decision: Decision, deployments: Sequence[Mapping[str, Any]]
+) -> str | None:
+    canary = workloads.canary_deployment_name(spec)
+    if role is Role.CANARY:
+        return canary
+    if decision.stable_deployment is not None:
+        return decision.stable_deployment
+    for dep in deployments:
+        labels = dep.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+        if labels.get(spec.version_label) == spec.stable.version and dep["metadata"]["name"] != canary:
+            return str(dep["metadata"]["name"])
+    return None
+
+
+def _previous_metrics(previous: CanaryReleaseStatus, version: str, *, stale: bool) -> VersionMetrics | None:
+    """The last good values; marked stale when the latest query failed."""
+    for v in previous.versions:
+        if v.version == version and v.metrics is not None:
+            return v.metrics.model_copy(update={"stale": True}) if stale else v.metrics
+    return None

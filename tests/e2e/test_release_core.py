@@ -1,0 +1,213 @@
+"""The KubeSphere grayscale-release tutorial by YAML: canary by weight, take over, offline, abort."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from devcluster import Cluster
+from tests.e2e.helpers import (
+    EXAMPLES,
+    apply,
+    assert_routing_invariants,
+    deploy_bookinfo,
+    get,
+    patch_spec,
+    release_phase,
+    route_weights,
+    wait_for,
+)
+
+
+def _release(**spec: Any) -> dict[str, Any]:
+    body = yaml.safe_load((EXAMPLES / "canary-weight.yaml").read_text())
+    body["spec"].update(spec)
+    return dict(body)
+
+
+def _weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
+    vs = get(cluster, "virtualservice", "reviews", ns)
+    return route_weights(vs) if vs else []
+
+
+def _status_traffic(cluster: Cluster, ns: str) -> dict[str, Any]:
+    obj = get(cluster, "canaryrelease", "reviews", ns) or {}
+    return dict(obj.get("status", {}).get("traffic") or {})
+
+
+def test_canary_by_weight_take_over_and_offline_follow_the_tutorial(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    start_operator()
+    apply(cluster, ns, _release())
+
+    # Step 2: reviews-v2 is a copy of v1 with version=v2 and the new image; 70/30 once it is ready.
+    obj = wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=60, what="Progressing")
+    v2 = get(cluster, "deployment", "reviews-v2", ns)
+    assert v2 is not None
+    assert v2["spec"]["selector"]["matchLabels"] == {"app": "reviews", "version": "v2"}
+    assert v2["spec"]["template"]["metadata"]["labels"]["version"] == "v2"
+    assert v2["spec"]["template"]["spec"]["containers"][0]["image"] == "kubesphere/examples-bookinfo-reviews-v2:1.13.0"
+    dr = get(cluster, "destinationrule", "reviews", ns)
+    assert dr is not None
+    assert {s["name"]: s["labels"] for s in dr["spec"]["subsets"]} == {"v1": {"version": "v1"}, "v2": {"version": "v2"}}
+    assert _weights(cluster, ns) == [{"v1": 70, "v2": 30}]
+    wait_for(lambda: _status_traffic(cluster, ns).get("canary") == 30, what="status.traffic read back")
+    assert_routing_invariants(cluster, ns, "reviews")
+    obj = get(cluster, "canaryrelease", "reviews", ns)
+    assert obj is not None
+    versions = {v["version"]: v for v in obj["status"]["versions"]}
+    assert versions["v2"]["deployment"] == "reviews-v2" and versions["v2"]["readyReplicas"] == 1
+    assert versions["v1"]["deployment"] == "reviews-v1" and versions["v1"]["weight"] == 70
+
+    # Printer columns show strategy, phase and weights.
+    table = cluster.kubectl("get", "canaryrelease", "reviews", "-n", ns).stdout
+    assert "Canary" in table.splitlines()[1] and "Progressing" in table and "70" in table and "30" in table
+
+    # Step 3: changing the weight moves the split.
+    patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 60}})
+    wait_for(lambda: _weights(cluster, ns) == [{"v1": 40, "v2": 60}], what="weight 60")
+    wait_for(lambda: _status_traffic(cluster, ns).get("canary") == 60, what="status 60")
+    assert_routing_invariants(cluster, ns, "reviews")
+
+    # Step 4: take over to v2 keeps v1 running; back to v1 at once.
+    patch_spec(cluster, ns, "reviews", {"takeOver": "v2"})
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "TakenOver"), what="TakenOver")
+    assert _weights(cluster, ns) == [{"v2": 100}]
+    assert get(cluster, "deployment", "reviews-v1", ns) is not None
+    patch_spec(cluster, ns, "reviews", {"takeOver": "v1"})
+    wait_for(lambda: _weights(cluster, ns) == [{"v1": 100}], what="switch back to v1")
+    patch_spec(cluster, ns, "reviews", {"takeOver": "v2"})
+    wait_for(lambda: _weights(cluster, ns) == [{"v2": 100}], what="v2 again")
+    assert_routing_invariants(cluster, ns, "reviews")
+
+    # Step 5: offline deletes v1, drops its subset, leaves v2 at 100%; Completed.
+    patch_spec(cluster, ns, "reviews", {"offline": True})
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), what="Completed")
+    assert get(cluster, "deployment", "reviews-v1", ns) is None
+    dr = get(cluster, "destinationrule", "reviews", ns)
+    assert dr is not None and [s["name"] for s in dr["spec"]["subsets"]] == ["v2"]
+    assert _weights(cluster, ns) == [{"v2": 100}]
+    assert_routing_invariants(cluster, ns, "reviews")
+
+    # Deleting a completed release removes nothing.
+    cluster.kubectl("delete", "canaryrelease", "reviews", "-n", ns, "--timeout=30s")
+    assert get(cluster, "deployment", "reviews-v2", ns) is not None
+    assert _weights(cluster, ns) == [{"v2": 100}]
+
+
+def test_abort_restores_original_routing_and_removes_the_canary(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    # A VirtualService the user already had: its retries, timeout and an unrelated route must survive.
+    original = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "reviews-routes"},
+        "spec": {
+            "hosts": ["reviews", "ratings"],
+            "http": [
+                {"match": [{"uri": {"prefix": "/ratings"}}], "route": [{"destination": {"host": "ratings"}}]},
+                {
+                    "route": [{"destination": {"host": "reviews"}}],
+                    "retries": {"attempts": 3, "perTryTimeout": "2s"},
+                    "timeout": "10s",
+                },
+            ],
+        },
+    }
+    apply(cluster, ns, original)
+    start_operator()
+    apply(cluster, ns, _release())
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
+    vs = get(cluster, "virtualservice", "reviews-routes", ns)
+    assert vs is not None
+    assert get(cluster, "virtualservice", "reviews", ns) is None  # adopted, not duplicated
+    ratings = [r for r in vs["spec"]["http"] if r["route"][0]["destination"]["host"] == "ratings"]
+    assert ratings == [original["spec"]["http"][0]]
+    reviews = [r for r in vs["spec"]["http"] if r["route"][0]["destination"]["host"] == "reviews"]
+    assert reviews and all(r.get("retries") == {"attempts": 3, "perTryTimeout": "2s"} for r in reviews)
+    assert all(r.get("timeout") == "10s" for r in reviews)
+    weights = [w for w in route_weights(vs) if set(w) <= {"v1", "v2"} and w]
+    assert weights == [{"v1": 70, "v2": 30}]
+
+    patch_spec(cluster, ns, "reviews", {"abort": True})
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Aborted"), what="Aborted")
+    assert get(cluster, "deployment", "reviews-v2", ns) is None
+    restored = get(cluster, "virtualservice", "reviews-routes", ns)
+    assert restored is not None and restored["spec"] == original["spec"]
+    assert "releases.istio-canary.io/original-spec" not in (restored["metadata"].get("annotations") or {})
+    assert get(cluster, "destinationrule", "reviews", ns) is None
+    assert get(cluster, "deployment", "reviews-v1", ns) is not None
+
+
+def test_deleting_a_release_before_it_completes_restores_routing_and_removes_the_canary(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    start_operator()
+    apply(cluster, ns, _release())
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
+    cluster.kubectl("delete", "canaryrelease", "reviews", "-n", ns, "--timeout=60s")
+    assert get(cluster, "deployment", "reviews-v2", ns) is None
+    assert get(cluster, "virtualservice", "reviews", ns) is None
+    assert get(cluster, "destinationrule", "reviews", ns) is None
+    assert get(cluster, "deployment", "reviews-v1", ns) is not None
+
+
+def test_operator_killed_after_canary_exists_is_finished_by_a_new_process(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    # The first process dies (SIGKILL-like, no cleanup) right after its third write: the
+    # DestinationRule, the VirtualService pinning stable, then the canary Deployment. The 30%
+    # route is not written yet.
+    first = start_operator(env={"ISTIO_CANARY_CRASH_AFTER_WRITES": "3"})
+    apply(cluster, ns, _release())
+    wait_for(lambda: first.proc is not None and first.proc.poll() is not None, what="first operator to die")
+    assert get(cluster, "deployment", "reviews-v2", ns) is not None
+    assert _weights(cluster, ns) == [{"v1": 100}]
+    start_operator()
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing after restart")
+    wait_for(lambda: _weights(cluster, ns) == [{"v1": 70, "v2": 30}], what="70/30 after restart")
+    assert_routing_invariants(cluster, ns, "reviews")
+
+
+def test_offline_with_scale_to_zero_keeps_the_stable_deployment_for_gitops(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    start_operator()
+    apply(cluster, ns, _release(takeOver="v2", offline=True, offlineAction="ScaleToZero"))
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), timeout=60, what="Completed")
+    v1 = get(cluster, "deployment", "reviews-v1", ns)
+    assert v1 is not None and v1["spec"]["replicas"] == 0
+    assert _weights(cluster, ns) == [{"v2": 100}]
+
+
+def test_status_write_is_skipped_when_nothing_changed(cluster: Cluster, namespace: str, start_operator: Any) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    start_operator()
+    apply(cluster, ns, _release())
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
+    wait_for(lambda: _status_traffic(cluster, ns).get("canary") == 30, what="status settled")
+    before = {k: (get(cluster, k, "reviews", ns) or {})["metadata"]["resourceVersion"]
+              for k in ("canaryrelease", "virtualservice", "destinationrule")}
+    before["deployment"] = (get(cluster, "deployment", "reviews-v2", ns) or {})["metadata"]["resourceVersion"]
+    import time
+
+    time.sleep(35)  # longer than the resync period: the timer reconciles at least once
+    after = {k: (get(cluster, k, "reviews", ns) or {})["metadata"]["resourceVersion"]
+             for k in ("canaryrelease", "virtualservice", "destinationrule")}
+    after["deployment"] = (get(cluster, "deployment", "reviews-v2", ns) or {})["metadata"]["resourceVersion"]
+    assert after == before, json.dumps({"before": before, "after": after})

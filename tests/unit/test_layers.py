@@ -16,7 +16,7 @@ PACKAGE = REPO / "operator" / "istio_canary"
 
 
 def lint_imports(*, package_parent: pathlib.Path) -> subprocess.CompletedProcess[str]:
-    """Run lint-imports with the repository's contracts on the package found in ``package_parent``."""
+    """Run lint-imports with our contracts on the package found in ``package_parent``."""
     env = {**os.environ, "PYTHONPATH": str(package_parent)}
     return subprocess.run(
         [str(LINT_IMPORTS), "--config", str(REPO / ".importlinter"), "--no-cache", "--no-logo"],

@@ -1,0 +1,20 @@
+"""A simulated Istio data plane for tests and demos, since Envoy cannot run here.
+
+It reads VirtualServices, DestinationRules, Services and Deployments from an API server,
+routes requests exactly as Istio's sidecars would (``meshsim.routing``, pure), lets each
+version answer with a configurable error rate and latency (``meshsim.traffic``), and exports
+``istio_requests_total`` and ``istio_request_duration_milliseconds`` (``meshsim.metrics``).
+
+In a test::
+
+    sim = Simulator(api_client, namespaces=["bookinfo"], seed=1, listen=("127.0.0.1", 0))
+    with sim:                                   # runs in a thread; or: await sim.start()
+        sim.set_load(namespace="bookinfo", service="reviews", rps=20)
+        sim.set_version_behaviour(namespace="bookinfo", service="reviews", version="v2",
+                                  error_rate=0.1, latency_p50_ms=20, latency_p99_ms=80)
+        sim.request(host="reviews", namespace="bookinfo", headers={"end-user": "jason"})
+        sim.stats()                             # served / mirrored counts per version
+
+From a shell: ``istio-canary-meshsim --kubeconfig K --namespace bookinfo --rps reviews=20``;
+the HTTP control API is described in ``meshsim.server``.
+"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from istio_canary.istio.ownership import object_metadata
+from istio_canary.istio.ownership import starting_point
 from istio_canary.istio.plan import RoutePlan
 
 __all__ = ["API_VERSION", "build_destination_rule"]
@@ -23,28 +23,32 @@ def build_destination_rule(
     adopted: only the subsets named after the release's two versions change (a same-named
     subset keeps its own ``trafficPolicy``); every other field and subset stays as it was.
     """
-    metadata, spec = object_metadata(
+    start = starting_point(
         existing=existing, name=plan.service, namespace=plan.namespace, release_name=release_name
     )
-    if spec is None:
-        spec = {"host": plan.service}
-    spec["subsets"] = _merge_subsets(plan, spec.get("subsets") or [])
+    spec: dict[str, Any] = start.spec if start.spec is not None else {"host": plan.service}
+    # Subset policies come from the user's original, which still has a subset that job
+    # offline has since removed from the current object.
+    originals = (start.original or {}).get("subsets") or []
+    spec["subsets"] = _merge_subsets(plan, spec.get("subsets") or [], originals=originals)
     return {
         "apiVersion": API_VERSION,
         "kind": "DestinationRule",
-        "metadata": metadata,
+        "metadata": start.metadata,
         "spec": spec,
     }
 
 
-def _merge_subsets(plan: RoutePlan, existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _merge_subsets(
+    plan: RoutePlan, existing: list[dict[str, Any]], *, originals: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Replace the release's subsets in place (where the first of them was), keep the others.
 
     Both versions count as the release's, not only those in ``plan.subsets``: job offline
     removes a version's subset by leaving it out of the plan.
     """
     ours = {plan.stable_version, plan.canary_version}
-    previous = {subset.get("name"): subset for subset in existing if subset.get("name") in ours}
+    previous = {subset.get("name"): subset for subset in originals if subset.get("name") in ours}
     wanted = [_subset(plan, version, previous.get(version)) for version in plan.subsets]
 
     merged: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from istio_canary.errors import ForeignObjectError
@@ -22,8 +23,10 @@ __all__ = [
     "MANAGED_BY_LABEL",
     "ORIGINAL_SPEC_ANNOTATION",
     "RELEASE_LABEL",
+    "Start",
     "created_by_operator",
-    "object_metadata",
+    "recorded_original",
+    "starting_point",
 ]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -51,6 +54,76 @@ def created_by_operator(obj: Mapping[str, Any]) -> bool:
     return bool(labels.get(MANAGED_BY_LABEL) == MANAGED_BY)
 
 
+def recorded_original(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The spec recorded when ``obj`` was adopted; None when it was never adopted."""
+    metadata = obj.get("metadata", {})
+    recorded = (metadata.get("annotations") or {}).get(ORIGINAL_SPEC_ANNOTATION)
+    if recorded is None:
+        return None
+    try:
+        spec = json.loads(recorded)
+    except json.JSONDecodeError as error:
+        raise ForeignObjectError(
+            f"{obj.get('kind', 'object')} {metadata.get('name')!r}: annotation "
+            f"{ORIGINAL_SPEC_ANNOTATION} is not JSON ({error}); refusing to guess the original"
+        ) from None
+    if not isinstance(spec, dict):
+        raise ForeignObjectError(
+            f"{obj.get('kind', 'object')} {metadata.get('name')!r}: annotation "
+            f"{ORIGINAL_SPEC_ANNOTATION} does not hold an object spec"
+        )
+    return spec
+
+
+@dataclass(frozen=True, kw_only=True)
+class Start:
+    """What a builder starts from."""
+
+    metadata: dict[str, Any]
+    """The metadata to write."""
+    spec: dict[str, Any] | None
+    """A copy of the current spec to change, or None to build the spec from scratch."""
+    original: dict[str, Any] | None
+    """The spec before adoption (what the user wrote), or None when the operator creates it."""
+
+
+def starting_point(
+    *, existing: Mapping[str, Any] | None, name: str, namespace: str, release_name: str
+) -> Start:
+    """Where a builder starts: from scratch, or from an existing object that it adopts.
+
+    With no ``existing`` object, or one this release created, the object is (re)built from
+    scratch with the owner labels. Otherwise ``existing`` is adopted: its metadata is kept,
+    the release label is added, and its spec is recorded in the annotation unless it already is.
+    """
+    if existing is not None:
+        _check_release(existing, release_name=release_name)
+    if existing is None or created_by_operator(existing):
+        created: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY, RELEASE_LABEL: release_name},
+        }
+        return Start(metadata=created, spec=None, original=None)
+
+    metadata: dict[str, Any] = {
+        key: copy.deepcopy(value)
+        for key, value in existing.get("metadata", {}).items()
+        if key not in _SERVER_FIELDS
+    }
+    spec = copy.deepcopy(dict(existing.get("spec") or {}))
+    original = recorded_original(existing)
+    if original is None:
+        original = copy.deepcopy(spec)
+        annotations = dict(metadata.get("annotations") or {})
+        annotations[ORIGINAL_SPEC_ANNOTATION] = json.dumps(
+            spec, sort_keys=True, separators=(",", ":")
+        )
+        metadata["annotations"] = annotations
+    metadata["labels"] = dict(metadata.get("labels") or {}) | {RELEASE_LABEL: release_name}
+    return Start(metadata=metadata, spec=spec, original=original)
+
+
 def _check_release(obj: Mapping[str, Any], *, release_name: str) -> None:
     metadata = obj.get("metadata", {})
     owner = (metadata.get("labels") or {}).get(RELEASE_LABEL)
@@ -59,41 +132,3 @@ def _check_release(obj: Mapping[str, Any], *, release_name: str) -> None:
             f"{obj.get('kind', 'object')} {metadata.get('name')!r} belongs to release {owner!r}, "
             f"not {release_name!r}: one Service can be in one release at a time"
         )
-
-
-def object_metadata(
-    *, existing: Mapping[str, Any] | None, name: str, namespace: str, release_name: str
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Metadata for the object to write, and the spec to start from (None: start from scratch).
-
-    With no ``existing`` object, or one this release created, the object is (re)built from
-    scratch with the owner labels. Otherwise ``existing`` is adopted: its metadata is kept,
-    the release label is added, and its spec is recorded in the annotation unless it already is.
-    """
-    if existing is None:
-        return _created_metadata(name=name, namespace=namespace, release_name=release_name), None
-    _check_release(existing, release_name=release_name)
-    if created_by_operator(existing):
-        return _created_metadata(name=name, namespace=namespace, release_name=release_name), None
-
-    metadata = {
-        key: copy.deepcopy(value)
-        for key, value in existing.get("metadata", {}).items()
-        if key not in _SERVER_FIELDS
-    }
-    spec = copy.deepcopy(dict(existing.get("spec") or {}))
-    annotations = dict(metadata.get("annotations") or {})
-    annotations.setdefault(
-        ORIGINAL_SPEC_ANNOTATION, json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    )
-    metadata["annotations"] = annotations
-    metadata["labels"] = dict(metadata.get("labels") or {}) | {RELEASE_LABEL: release_name}
-    return metadata, spec
-
-
-def _created_metadata(*, name: str, namespace: str, release_name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": namespace,
-        "labels": {MANAGED_BY_LABEL: MANAGED_BY, RELEASE_LABEL: release_name},
-    }

@@ -7,7 +7,6 @@ so ``status.traffic`` reports what Envoy is told rather than what the operator m
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ from istio_canary.istio.ownership import (
     ORIGINAL_SPEC_ANNOTATION,
     RELEASE_LABEL,
     created_by_operator,
+    recorded_original,
 )
 from istio_canary.istio.routes import is_catch_all, is_service_host, routes_only_to
 from istio_canary.models import TrafficStatus
@@ -29,24 +29,12 @@ def restore_original(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     None means: delete the object. An object that is neither created nor adopted by the
     operator raises ForeignObjectError, because deleting it would destroy someone's routing.
     """
-    metadata = obj.get("metadata", {})
-    recorded = (metadata.get("annotations") or {}).get(ORIGINAL_SPEC_ANNOTATION)
-    if recorded is not None:
-        try:
-            spec = json.loads(recorded)
-        except json.JSONDecodeError as error:
-            raise ForeignObjectError(
-                f"{obj.get('kind', 'object')} {metadata.get('name')!r}: annotation "
-                f"{ORIGINAL_SPEC_ANNOTATION} is not JSON ({error}); refusing to guess the original"
-            ) from None
-        if not isinstance(spec, dict):
-            raise ForeignObjectError(
-                f"{obj.get('kind', 'object')} {metadata.get('name')!r}: annotation "
-                f"{ORIGINAL_SPEC_ANNOTATION} does not hold an object spec"
-            )
+    spec = recorded_original(obj)
+    if spec is not None:
         return spec
     if created_by_operator(obj):
         return None
+    metadata = obj.get("metadata", {})
     raise ForeignObjectError(
         f"{obj.get('kind', 'object')} {metadata.get('name')!r} was neither created nor adopted "
         "by the operator; it is left alone"

@@ -21,8 +21,10 @@ other route and field is kept. A route is for this service when it forwards (it 
 ``route`` list and no redirect, direct response or delegate) and *every* destination names
 this Service's host (short name or FQDN in the Service's namespace), whatever its match,
 subset or port. A route that splits between this host and another is someone else's and stays.
-The match routes take the place of the first replaced route and the weighted routes that of
-the last one, so foreign routes keep their precedence over or under the service's routes.
+The operator's routes take the place of the last replaced route: a foreign route that came
+before it still does, so none is shadowed by the new catch-all, and one that came after still
+comes after. (Keeping a single slot is what makes rebuilding an adopted object give the same
+result as building from the original: after the first build, only that slot is left.)
 Per port, the last replaced catch-all route that applies to that port (the default route the
 user wrote; failing one, the last replaced route) lends its ``timeout``, ``retries``,
 ``fault``, ``headers``, ``corsPolicy`` and ``rewrite`` to every generated route, and its
@@ -39,7 +41,7 @@ from typing import Any
 from istio_canary.errors import RoutingError
 from istio_canary.istio.destination_rule import API_VERSION
 from istio_canary.istio.match import match_requests
-from istio_canary.istio.ownership import object_metadata
+from istio_canary.istio.ownership import starting_point
 from istio_canary.istio.plan import PortKind, RoutePlan, ServicePort
 from istio_canary.istio.routes import is_catch_all, is_service_host, routes_only_to
 
@@ -78,25 +80,26 @@ def build_virtual_service(
     ]
     multi_port = len(ports) > 1
 
-    metadata, spec = object_metadata(
+    start = starting_point(
         existing=existing, name=plan.service, namespace=plan.namespace, release_name=release_name
     )
-    if spec is None:
-        spec = {"hosts": [plan.service]}
+    spec: dict[str, Any] = start.spec if start.spec is not None else {"hosts": [plan.service]}
 
     def ours(route: Mapping[str, Any]) -> bool:
         return str(route.get("name", "")).startswith(
             route_name_prefix(release_name)
         ) or routes_only_to(route, service=plan.service, namespace=plan.namespace)
 
-    http_replaced = [route for route in spec.get("http") or [] if ours(route)]
+    # Fields are inherited from the user's original routes, not from the current object:
+    # the operator's own routes may have dropped some (a mirror replaced by the plan's).
+    original_routes = [route for route in (start.original or {}).get("http") or [] if ours(route)]
     match_routes: list[dict[str, Any]] = []
     weighted_routes: list[dict[str, Any]] = []
     tcp_routes: list[dict[str, Any]] = []
     for port in routed:
         number = port.port if multi_port else None
         if port.kind in _HTTP_KINDS:
-            template = _template(http_replaced, port=port.port, plan=plan)
+            template = _template(original_routes, port=port.port, plan=plan)
             prefix = f"{route_name_prefix(release_name)}{port.port}"
             match_routes += _match_routes(
                 plan, requests_per_rule, number=number, template=template, prefix=prefix
@@ -107,9 +110,14 @@ def build_virtual_service(
         if port.kind in _TCP_KINDS:
             tcp_routes.append(_tcp_route(plan, number=number))
 
-    _splice(spec, "http", early=match_routes, late=weighted_routes, ours=ours)
-    _splice(spec, "tcp", early=[], late=tcp_routes, ours=ours)
-    return {"apiVersion": API_VERSION, "kind": "VirtualService", "metadata": metadata, "spec": spec}
+    _splice(spec, "http", match_routes + weighted_routes, ours=ours)
+    _splice(spec, "tcp", tcp_routes, ours=ours)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "VirtualService",
+        "metadata": start.metadata,
+        "spec": spec,
+    }
 
 
 def _check_expressible(plan: RoutePlan, routed: Sequence[ServicePort]) -> None:
@@ -240,26 +248,21 @@ def _mirrors_to_service(route: Mapping[str, Any], plan: RoutePlan) -> bool:
 def _splice(
     spec: dict[str, Any],
     key: str,
+    generated: list[dict[str, Any]],
     *,
-    early: list[dict[str, Any]],
-    late: list[dict[str, Any]],
     ours: Callable[[Mapping[str, Any]], bool],
 ) -> None:
-    """Replace the routes that are ``ours`` in ``spec[key]``; drop the list if it ends up empty.
+    """Put ``generated`` where the last replaced route of ``spec[key]`` was (else at the end).
 
-    ``early`` (match routes) goes where the first replaced route was and ``late`` (catch-all
-    routes) where the last one was, so a foreign route that sat between the user's own routes
-    for this service still comes before the catch-all. With nothing replaced, both go last.
+    The list is dropped when it ends up empty: Istio treats a missing list and an empty one
+    alike, and a missing one keeps rebuilds equal.
     """
     existing = spec.get(key) or []
     kept = [route for route in existing if not ours(route)]
     replaced_at = [index for index, route in enumerate(existing) if ours(route)]
-    if replaced_at:
-        # Index into ``kept``: the position in ``existing`` minus the replaced routes before it.
-        first, last = replaced_at[0], replaced_at[-1] - (len(replaced_at) - 1)
-    else:
-        first = last = len(kept)
-    routes = kept[:first] + early + kept[first:last] + late + kept[last:]
+    # The last replaced route's index in ``kept``: its index minus the replaced routes before it.
+    at = replaced_at[-1] - (len(replaced_at) - 1) if replaced_at else len(kept)
+    routes = kept[:at] + generated + kept[at:]
     if routes:
         spec[key] = routes
     else:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from istio_canary import models
 from istio_canary.models import crd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -260,3 +260,12 @@ def test_an_unknown_json_schema_keyword_is_refused() -> None:
 
     with pytest.raises(crd.CrdSchemaError, match="prefixItems"):
         crd.structural_schema(Tupled, with_defaults=True)
+
+
+def test_the_first_json_schema_example_becomes_the_openapi_example() -> None:
+    class Documented(BaseModel):
+        url: str = Field(examples=["http://prometheus:9090", "http://other:9090"])
+
+    schema = crd.structural_schema(Documented, with_defaults=True)
+    assert schema["properties"]["url"]["example"] == "http://prometheus:9090"
+    assert "examples" not in schema["properties"]["url"]

@@ -259,6 +259,11 @@ class _Converter:
                         f"{owner}: additionalProperties {value!r} is not structural"
                     )
                 out[key] = self.convert(value)
+            elif key == "examples":
+                # OpenAPI v3.0 has one ``example``; ``kubectl explain`` does not show it, but
+                # editors that read the CRD schema do.
+                if value:
+                    out["example"] = value[0]
             elif key in ("exclusiveMinimum", "exclusiveMaximum"):
                 # JSON Schema 2020-12 gives the bound; OpenAPI v3.0 wants the bound plus a flag.
                 bound = "minimum" if key == "exclusiveMinimum" else "maximum"

@@ -9,6 +9,7 @@ copy is recorded by the mirror target's sidecar only: the client never sees its 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import prometheus_client
 
@@ -81,10 +82,19 @@ class IstioMetrics:
             registry=self.registry,
         )
 
+        # prometheus_client resolves label values on every .labels() call; a simulator sending
+        # hundreds of requests a second reuses the few series it has.
+        self._series: dict[tuple[str, ...], tuple[Any, Any]] = {}
+
     def record(self, observation: Observation, *, reporter: str) -> None:
         labels = _labels(observation, reporter=reporter)
-        self._requests.labels(**labels).inc()
-        self._duration.labels(**labels).observe(observation.latency_ms)
+        values = tuple(labels[name] for name in LABELS)
+        series = self._series.get(values)
+        if series is None:
+            series = (self._requests.labels(*values), self._duration.labels(*values))
+            self._series[values] = series
+        series[0].inc()
+        series[1].observe(observation.latency_ms)
 
     def exposition(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)

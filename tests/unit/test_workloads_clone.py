@@ -179,6 +179,23 @@ class TestBuildCanaryDeployment:
             "version": "v2",
         }
 
+    @pytest.mark.parametrize(
+        "istio_label", ["service.istio.io/canonical-revision", "app.kubernetes.io/version"]
+    )
+    def test_istio_sees_the_canary_version_even_when_the_stable_pods_name_their_revision(
+        self, istio_label: str
+    ) -> None:
+        stable = deployment(labels={"app": "reviews", "version": "v1", istio_label: "1.13.0"})
+        labels = build(stable, release_spec())["spec"]["template"]["metadata"]["labels"]
+        assert labels["service.istio.io/canonical-revision"] == "v2"
+        assert labels["version"] == "v2"
+
+    def test_no_istio_revision_label_is_added_when_the_version_label_is_what_istio_reads(
+        self,
+    ) -> None:
+        labels = build(deployment(), release_spec())["spec"]["template"]["metadata"]["labels"]
+        assert "service.istio.io/canonical-revision" not in labels
+
     def test_canary_takes_its_name_and_keeps_the_namespace(self) -> None:
         canary = build(deployment(), release_spec())
         assert canary["metadata"]["name"] == "reviews-v2"

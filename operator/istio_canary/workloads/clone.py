@@ -18,6 +18,7 @@ from istio_canary.errors import (
 from istio_canary.models import GROUP, CanaryReleaseSpec
 
 __all__ = [
+    "ISTIO_REVISION_LABEL",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "RELEASE_ANNOTATION",
@@ -52,6 +53,11 @@ _SERVER_METADATA = (
 # be inherited: the operator removes the canary itself, and a canary that took over must not be
 # garbage-collected with whatever owned the stable Deployment.
 _NOT_INHERITED_METADATA = ("ownerReferences",)
+# Istio reports a pod's version in its metrics (destination_version) from the first of these
+# labels that is set, before the plain ``version`` label; an inherited one would count the
+# canary's requests as the stable version's.
+ISTIO_REVISION_LABEL = "service.istio.io/canonical-revision"
+_ISTIO_VERSION_LABELS = (ISTIO_REVISION_LABEL, "app.kubernetes.io/version")
 _NOT_INHERITED_ANNOTATIONS = (
     "deployment.kubernetes.io/revision",
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -146,10 +152,10 @@ def build_canary_deployment(
     _relabel_selector(deployment_spec, version_label=version_label, version=version)
     template = deployment_spec.setdefault("template", {})
     template_metadata = template.setdefault("metadata", {})
-    template_metadata["labels"] = {
-        **(template_metadata.get("labels") or {}),
-        version_label: version,
-    }
+    pod_labels = {**(template_metadata.get("labels") or {}), version_label: version}
+    if any(label in pod_labels for label in _ISTIO_VERSION_LABELS if label != version_label):
+        pod_labels[ISTIO_REVISION_LABEL] = version
+    template_metadata["labels"] = pod_labels
     _replace_images(template.setdefault("spec", {}), spec)
     return canary
 

@@ -80,13 +80,22 @@ def test_api_server_rejects_a_virtual_service_that_breaks_istios_schema(cluster:
     assert 'spec.http[0].route[0].weight: Invalid value: "string"' in proc.stderr
 
 
-def test_api_server_enforces_istios_cel_rules(cluster: Cluster, namespace: str) -> None:
+def test_api_server_enforces_istios_one_of_rules(cluster: Cluster, namespace: str) -> None:
     bad = json.loads(json.dumps(VIRTUAL_SERVICE))
-    # Istio's CEL rule: a StringMatch sets exactly one of exact, prefix, regex.
+    # A StringMatch sets exactly one of exact, prefix, regex (oneOf in Istio's schema).
     bad["spec"]["http"][0]["match"] = [{"headers": {"end-user": {"exact": "a", "prefix": "b"}}}]
     proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(bad), check=False)
     assert proc.returncode != 0
-    assert "spec.http[0].match[0].headers[end-user]" in proc.stderr
+    assert '"spec.http[0].match[0].headers.end-user" must validate one and only one schema (oneOf)' in proc.stderr
+
+
+def test_api_server_enforces_istios_cel_rules(cluster: Cluster, namespace: str) -> None:
+    bad = json.loads(json.dumps(VIRTUAL_SERVICE))
+    bad["spec"]["http"][0]["timeout"] = "0s"  # CEL: duration(self) >= duration('1ms')
+    proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(bad), check=False)
+    assert proc.returncode != 0
+    assert "spec.http[0].timeout: Invalid value" in proc.stderr
+    assert "must be a valid duration greater than 1ms" in proc.stderr
 
 
 def test_rbac_keeps_a_service_account_out_of_other_namespaces_secrets(cluster: Cluster, namespace: str) -> None:

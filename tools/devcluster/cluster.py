@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Cluster", "ClusterError", "repo_root"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 FAKE_NODE_NAME = "kwok-node-0"
 
@@ -110,17 +117,41 @@ class Cluster:
             self._kwokctl("delete", "cluster", check=False)
             self.state_dir.mkdir(parents=True, exist_ok=True)
             started = time.monotonic()
-            self._kwokctl(
-                "create", "cluster",
-                "--kube-authorization=true",
-                "--wait=120s",
-                "--kubeconfig", self.kubeconfig,
-            )
+            self._kwokctl("create", "cluster", *self._create_args())
             self._wait_ready(timeout=120)
             print(f"cluster {self.name}: control plane ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
         self.ensure_fake_node()
         if crds:
             self.install_crds()
+
+    def _create_args(self) -> list[str]:
+        """kwokctl binds every component to 0.0.0.0 by default; keep them all on loopback."""
+        etcd, peer, apiserver, kwok = (_free_port() for _ in range(4))
+        loopback = "127.0.0.1"
+        # kwokctl v0.8.0 indexes its patches by the position of a component's first
+        # --extra-args (mutationComponentPatches), so each component's first argument must
+        # come before any component's second one: one per component first, then the rest.
+        extra = [
+            f"etcd=listen-client-urls=http://{loopback}:{etcd}",
+            f"kube-apiserver=bind-address={loopback}",
+            f"kube-controller-manager=bind-address={loopback}",
+            f"kube-scheduler=bind-address={loopback}",
+            f"kwok-controller=server-address={loopback}:{kwok}",
+            f"etcd=advertise-client-urls=http://{loopback}:{etcd}",
+            f"etcd=listen-peer-urls=http://{loopback}:{peer}",
+            f"etcd=initial-advertise-peer-urls=http://{loopback}:{peer}",
+            f"etcd=initial-cluster=node0=http://{loopback}:{peer}",
+            f"kube-apiserver=etcd-servers=http://{loopback}:{etcd}",
+        ]
+        return [
+            "--kube-authorization=true",
+            f"--etcd-port={etcd}",
+            f"--kube-apiserver-port={apiserver}",
+            f"--controller-port={kwok}",
+            "--wait=120s",
+            "--kubeconfig", self.kubeconfig,
+            *(f"--extra-args={e}" for e in extra),
+        ]
 
     def down(self) -> None:
         self._kwokctl("delete", "cluster", check=False)

@@ -109,6 +109,7 @@ def test_service_ports_are_read_from_a_service_object() -> None:
             "ports": [
                 {"name": "http", "port": 9080, "protocol": "TCP", "targetPort": 9080},
                 {"port": 9443, "appProtocol": "https"},
+                {"name": "web", "port": 8080, "app_protocol": "http"},
             ]
         }
     }
@@ -116,4 +117,5 @@ def test_service_ports_are_read_from_a_service_object() -> None:
     assert service_ports(service) == [
         ServicePort(name="http", port=9080, protocol="TCP"),
         ServicePort(name="", port=9443, protocol="TCP", app_protocol="https"),
+        ServicePort(name="web", port=8080, protocol="TCP", app_protocol="http"),
     ]

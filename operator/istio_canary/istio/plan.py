@@ -71,7 +71,10 @@ class ServicePort:
 
 
 def service_ports(service: Mapping[str, Any]) -> list[ServicePort]:
-    """The ports of a Service object (a JSON dict, camelCase keys as the API server sends them)."""
+    """The ports of a Service object, as the API server sends it (camelCase keys).
+
+    ``app_protocol`` is also accepted, as the Kubernetes client's ``to_dict()`` spells it.
+    """
     ports: list[ServicePort] = []
     for entry in service.get("spec", {}).get("ports") or []:
         ports.append(
@@ -79,7 +82,7 @@ def service_ports(service: Mapping[str, Any]) -> list[ServicePort]:
                 name=entry.get("name") or "",
                 port=int(entry["port"]),
                 protocol=entry.get("protocol") or "TCP",
-                app_protocol=entry.get("appProtocol"),
+                app_protocol=entry.get("appProtocol") or entry.get("app_protocol"),
             )
         )
     return ports

@@ -31,7 +31,7 @@ from rich.table import Table
 
 LOOK_S = 10
 """Seconds between looks: one Prometheus scrape interval, the judge's intervalSeconds."""
-CAP_S = 3600
+CAP_S = 1800
 """A run that has neither rolled back nor promoted after this long counts as undecided."""
 
 # The judge's spec for every scenario. The error tolerance is half a percentage point, so
@@ -47,6 +47,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("+200 ms latency", rate_rps=50, canary_extra_latency_ms=200),
     Scenario("good, service-wide burst", rate_rps=50,
              burst=Burst(start_s=20, duration_s=60, extra_error_rate=0.2)),
+    # Flagger's harm grows with traffic, a sequential test's does not: the same regressions
+    # at ten times the traffic.
+    Scenario("1% errors, 500 req/s", rate_rps=500, canary_error_rate=0.01),
+    Scenario("5% errors, 500 req/s", rate_rps=500, canary_error_rate=0.05),
     Scenario("good, 1 req/s", rate_rps=1),
     Scenario("20% errors, 1 req/s", rate_rps=1, canary_error_rate=0.2),
 )

@@ -40,7 +40,7 @@ class AnalysisSpec(ApiModel):
     """Steps, checks and deadlines for automatic progression (see docs/analysis.md)."""
 
     interval_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
-        10, description="Seconds between two looks at the metrics."
+        default=10, description="Seconds between two looks at the metrics."
     )
     steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
         default_factory=list,
@@ -48,47 +48,47 @@ class AnalysisSpec(ApiModel):
         description="Canary weights, in percent, one per step. Empty: stepWeight up to maxWeight.",
     )
     step_weight: Annotated[int, Field(ge=1, le=100)] = Field(
-        10, description="Weight added at each step when steps is empty."
+        default=10, description="Weight added at each step when steps is empty."
     )
     max_weight: Annotated[int, Field(ge=1, le=100)] = Field(
-        50, description="Weight of the last step when steps is empty; take over follows it."
+        default=50, description="Weight of the last step when steps is empty; take over follows it."
     )
     promotion: Promotion = Field(
-        Promotion.TAKE_OVER, description="What happens after the last step passed."
+        default=Promotion.TAKE_OVER, description="What happens after the last step passed."
     )
     max_error_rate_increase: Annotated[float, Field(gt=0, le=1)] = Field(
-        0.01,
+        default=0.01,
         description="Largest tolerated excess of the canary's 5xx rate over stable's, as a fraction "
         "(0.01 = one percentage point). A canary is failed only when it exceeds this.",
     )
     max_latency_increase_ms: Annotated[float, Field(ge=0, le=3600000)] = Field(
-        50.0,
+        default=50.0,
         description="Largest tolerated excess of the canary's latency quantile over stable's, in ms.",
     )
     latency_quantile: Annotated[float, Field(gt=0, lt=1)] = Field(
-        0.99, description="The latency quantile that is compared (0.99 = p99)."
+        default=0.99, description="The latency quantile that is compared (0.99 = p99)."
     )
     min_requests: Annotated[int, Field(ge=1)] = Field(
-        20, description="Requests each version must serve in a step before the step can pass."
+        default=20, description="Requests each version must serve in a step before the step can pass."
     )
     max_false_rollback_rate: Annotated[float, Field(gt=0, le=0.5)] = Field(
-        0.01,
+        default=0.01,
         description="Largest chance that a canary no worse than stable is rolled back, over the "
         "whole release. Smaller waits for more evidence before a rollback.",
     )
     max_false_promotion_rate: Annotated[float, Field(gt=0, le=0.5)] = Field(
-        0.05,
+        default=0.05,
         description="Largest chance that a step passes a canary worse than the tolerances allow. "
         "Smaller waits for more requests before each step passes.",
     )
     unreachable_timeout_seconds: Annotated[int, Field(ge=1)] = Field(
-        120, description="Roll back when Prometheus has not answered for this long."
+        default=120, description="Roll back when Prometheus has not answered for this long."
     )
     ready_deadline_seconds: Annotated[int, Field(ge=1)] = Field(
-        600, description="Fail when the canary Deployment has no ready pod after this long."
+        default=600, description="Fail when the canary Deployment has no ready pod after this long."
     )
     prometheus_url: Annotated[str, Field(max_length=2048)] | None = Field(
-        None, description="Prometheus base URL; default: the operator's --prometheus-url."
+        default=None, description="Prometheus base URL; default: the operator's --prometheus-url."
     )
 
     def weights(self) -> list[int]:

@@ -10,7 +10,13 @@ import pytest
 import yaml
 from meshsim.matching import Request
 from meshsim.mesh import MeshSnapshot, snapshot_from_objects
-from meshsim.routing import FLAG_NO_HEALTHY_UPSTREAM, FLAG_NO_ROUTE, FLAG_OK, route
+from meshsim.routing import (
+    FLAG_FAULT_ABORT,
+    FLAG_NO_HEALTHY_UPSTREAM,
+    FLAG_NO_ROUTE,
+    FLAG_OK,
+    route,
+)
 
 SERVICE = yaml.safe_load(
     """
@@ -420,3 +426,34 @@ class TestMirroring:
           mirror: {host: reviews, subset: v2}
         """
         assert self.mirrored(http, 50, ready={"v1": 1, "v2": 0}) == ({"v1": 50}, 0)
+
+
+class TestFaultInjection:
+    def test_an_abort_fault_answers_its_status_without_reaching_a_pod(self) -> None:
+        http = """
+        - route: [{destination: {host: reviews, subset: v1}}]
+          mirror: {host: reviews, subset: v2}
+          fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+        """
+        decision = route(request(), mesh(http), rng=random.Random(0))
+        assert (decision.flag, decision.status_code) == (FLAG_FAULT_ABORT, 418)
+        assert decision.destination is not None and not decision.destination.healthy
+        assert decision.mirrors == ()
+
+    def test_an_abort_fault_hits_only_its_percentage_of_requests(self) -> None:
+        http = """
+        - route: [{destination: {host: reviews, subset: v1}}]
+          fault: {abort: {httpStatus: 503, percentage: {value: 30}}}
+        """
+        snapshot, rng = mesh(http), random.Random(4)
+        flags = collections.Counter(route(request(), snapshot, rng=rng).flag for _ in range(4000))
+        assert abs(flags[FLAG_FAULT_ABORT] - 1200) < 4 * (4000 * 0.3 * 0.7) ** 0.5
+
+    @pytest.mark.parametrize(("text", "ms"), [("5s", 5000), ("100ms", 100), ("1m30s", 90000)])
+    def test_a_delay_fault_adds_its_fixed_delay(self, text: str, ms: float) -> None:
+        http = f"""
+        - route: [{{destination: {{host: reviews, subset: v1}}}}]
+          fault: {{delay: {{fixedDelay: "{text}"}}}}
+        """
+        decision = route(request(), mesh(http), rng=random.Random(0))
+        assert (decision.flag, decision.delay_ms) == (FLAG_OK, ms)

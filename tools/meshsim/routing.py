@@ -9,6 +9,8 @@ request cannot be served:
 - ``UH`` (503): the chosen destination has no ready pod, names a subset that no
   DestinationRule defines, or names a host that is not a Service (Envoy has no cluster to
   send to and answers 503 like "no healthy upstream").
+- ``FI`` (the fault's status): the route's ``fault.abort`` fired; ``fault.delay`` adds
+  ``delay_ms`` to whatever answers.
 
 Routes are tried in order and the first match wins; weighted destinations are drawn with
 ``rng``; there is no retry and no failover between subsets, as in Envoy.
@@ -20,6 +22,7 @@ import dataclasses
 import fnmatch
 import functools
 import random
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +30,7 @@ from meshsim.matching import Request, matches_any
 from meshsim.mesh import MeshSnapshot, Service, Workload, fqdn
 
 __all__ = [
+    "FLAG_FAULT_ABORT",
     "FLAG_NO_HEALTHY_UPSTREAM",
     "FLAG_NO_ROUTE",
     "FLAG_OK",
@@ -38,6 +42,11 @@ __all__ = [
 FLAG_OK = "-"
 FLAG_NO_ROUTE = "NR"
 FLAG_NO_HEALTHY_UPSTREAM = "UH"
+FLAG_FAULT_ABORT = "FI"
+
+# Go duration syntax, as Istio's CRD validates fixedDelay ("5s", "100ms", "1m30s")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}
 
 JsonDict = Mapping[str, Any]
 
@@ -67,10 +76,14 @@ class RoutingDecision:
     mirrors: tuple[Destination, ...] = ()
     virtual_service: str | None = None
     route_index: int | None = None
+    fault_status: int | None = None
+    delay_ms: float = 0.0
 
     @property
     def status_code(self) -> int | None:
-        """Envoy's own reply when it cannot forward; None when a workload answers."""
+        """Envoy's own reply when it does not forward; None when a workload answers."""
+        if self.flag == FLAG_FAULT_ABORT:
+            return self.fault_status
         if self.flag == FLAG_NO_ROUTE:
             return 404
         if self.flag == FLAG_NO_HEALTHY_UPSTREAM:
@@ -194,6 +207,39 @@ def _mirror_policies(http_route: JsonDict) -> list[tuple[JsonDict, float]]:
     return policies
 
 
+def _percent(spec: JsonDict) -> float:
+    """A fault's share of requests; Istio applies a fault to all requests when unset."""
+    return float((spec.get("percentage") or {}).get("value", 100.0))
+
+
+def _duration_ms(text: str) -> float:
+    parts = _DURATION_PART.findall(text)
+    return sum(float(number) * _UNIT_MS[unit] for number, unit in parts)
+
+
+def _inject_fault(
+    decision: RoutingDecision, fault: JsonDict, *, rng: random.Random
+) -> RoutingDecision:
+    """Istio's fault injection: a delay before forwarding, or an abort instead of it."""
+    delay = fault.get("delay") or {}
+    if delay.get("fixedDelay") and rng.random() * 100.0 < _percent(delay):
+        decision = dataclasses.replace(decision, delay_ms=_duration_ms(str(delay["fixedDelay"])))
+    abort = fault.get("abort") or {}
+    if "httpStatus" in abort and rng.random() * 100.0 < _percent(abort):
+        # Envoy's fault filter answers before the router picks a host: no upstream, no mirror.
+        upstream = decision.destination
+        if upstream is not None:
+            upstream = dataclasses.replace(upstream, workload=None, version=None)
+        return dataclasses.replace(
+            decision,
+            flag=FLAG_FAULT_ABORT,
+            fault_status=int(abort["httpStatus"]),
+            destination=upstream,
+            mirrors=(),
+        )
+    return decision
+
+
 def route(
     request: Request,
     snapshot: MeshSnapshot,
@@ -249,14 +295,18 @@ def route(
         )
         destination = resolve(chosen.get("destination") or {})
         if not destination.healthy:
-            return dataclasses.replace(decision, destination=destination)
-        # Envoy starts shadow requests only once the primary has an upstream host.
-        mirrors = tuple(
-            resolve(target)
-            for target, percentage in _mirror_policies(http_route)
-            if rng.random() * 100.0 < percentage
-        )
-        return dataclasses.replace(decision, flag=FLAG_OK, destination=destination, mirrors=mirrors)
+            decision = dataclasses.replace(decision, destination=destination)
+        else:
+            # Envoy starts shadow requests only once the primary has an upstream host.
+            mirrors = tuple(
+                resolve(target)
+                for target, percentage in _mirror_policies(http_route)
+                if rng.random() * 100.0 < percentage
+            )
+            decision = dataclasses.replace(
+                decision, flag=FLAG_OK, destination=destination, mirrors=mirrors
+            )
+        return _inject_fault(decision, http_route.get("fault") or {}, rng=rng)
     return RoutingDecision(
         flag=FLAG_NO_ROUTE, destination=None, virtual_service=f"{vs_namespace}/{vs_name}"
     )

@@ -224,15 +224,18 @@ class Simulator:
             version=destination.version if destination else None,
             code=decision.status_code or 0,
             flags=decision.flag,
-            latency_ms=LOCAL_REPLY_MS,
+            latency_ms=LOCAL_REPLY_MS + decision.delay_ms,
         )
         if decision.flag != FLAG_OK or destination is None or destination.workload is None:
             stats.responses[str(observed.code)] += 1
             stats.flags[decision.flag] += 1
             self.metrics.record(observed, reporter="source")
-            return stats_.RequestOutcome(None, observed.code, LOCAL_REPLY_MS, decision.flag, None)
+            return stats_.RequestOutcome(
+                None, observed.code, observed.latency_ms, decision.flag, None
+            )
         version = destination.version or metrics.UNKNOWN
         code, latency = self._answer(observed, version)
+        latency += decision.delay_ms  # an injected delay comes before the upstream call
         observed = dataclasses.replace(observed, code=code, latency_ms=latency)
         stats.served[version] += 1
         stats.responses[str(code)] += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import random
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -457,3 +459,15 @@ class TestFaultInjection:
         """
         decision = route(request(), mesh(http), rng=random.Random(0))
         assert (decision.flag, decision.delay_ms) == (FLAG_OK, ms)
+
+
+def test_the_routing_engine_is_pure_and_imports_no_client_library() -> None:
+    code = (
+        "import sys, meshsim.routing, meshsim.traffic\n"
+        "found = {'kubernetes', 'aiohttp', 'prometheus_client'} & set(sys.modules)\n"
+        "print(sorted(found))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

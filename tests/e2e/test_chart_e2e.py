@@ -3,6 +3,7 @@ the operator's ServiceAccount gets exactly the access it needs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,10 @@ def render(cluster: Cluster, *, namespace: str, sets: list[str]) -> str:
     helm = cluster.bin_dir / "helm"
     if not helm.exists():
         pytest.skip(".bin/helm is missing: build it with hack/build-controlplane.sh")
+    # helm renders for the cluster's version (`go install`-built helm would assume v1.20).
+    version = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]
     args = [str(helm), "template", release_name(namespace), str(CHART), "--namespace", namespace]
+    args += ["--kube-version", version["gitVersion"]]
     for value in sets:
         args += ["--set", value]
     done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120)

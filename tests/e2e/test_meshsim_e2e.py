@@ -107,6 +107,19 @@ def sim(cluster: Cluster, bookinfo: str) -> Iterator[Simulator]:
         yield simulator
 
 
+def route_as(
+    sim: Simulator, *, cluster: Cluster, namespace: str, http: list[dict[str, Any]]
+) -> None:
+    """Store the VirtualService and wait until the simulator routes by exactly these routes."""
+    apply(cluster, namespace, virtual_service(http))
+
+    def loaded() -> bool:
+        stored = [vs.get("spec", {}).get("http") for vs in sim.snapshot.virtual_services]
+        return stored == [http]
+
+    wait_for(loaded, timeout=10, what="the simulator to read the VirtualService")
+
+
 def served(sim: Simulator, namespace: str) -> dict[str, int]:
     return dict(sim.stats()["services"].get(f"{namespace}/reviews", {}).get("served", {}))
 
@@ -122,8 +135,7 @@ def http_request(sim: Simulator, body: dict[str, Any]) -> dict[str, Any]:
 def test_an_80_20_split_serves_about_80_20_and_prometheus_sees_both_versions(
     cluster: Cluster, bookinfo: str, sim: Simulator, prometheus: PrometheusServer
 ) -> None:
-    apply(cluster, bookinfo, virtual_service(SPLIT_80_20))
-    wait_for(lambda: sim.describe()["virtualServices"], timeout=10, what="the VirtualService")
+    route_as(sim, cluster=cluster, namespace=bookinfo, http=SPLIT_80_20)
     prometheus.add_scrape_target(f"meshsim-{bookinfo}", f"127.0.0.1:{sim.port}")
     sim.reset_stats()
     sim.set_load(namespace=bookinfo, service="reviews", rps=400)
@@ -166,10 +178,10 @@ def test_header_routes_and_mirrors_follow_the_stored_virtual_service(
         },
         {"route": [to("v1")], "mirror": {"host": "reviews", "subset": "v2"}},
     ]
-    apply(cluster, bookinfo, virtual_service(http))
+    route_as(sim, cluster=cluster, namespace=bookinfo, http=http)
     request = {"host": "reviews", "namespace": bookinfo, "port": 9080}
     jason = {**request, "headers": {"end-user": "jason"}}
-    wait_for(lambda: http_request(sim, jason)["version"] == "v2", timeout=10, what="jason on v2")
+    assert http_request(sim, jason)["version"] == "v2"
     assert http_request(sim, request) | {"latencyMs": 0} == {
         "version": "v1",
         "code": 200,
@@ -184,9 +196,9 @@ def test_header_routes_and_mirrors_follow_the_stored_virtual_service(
 def test_a_route_to_a_version_scaled_to_zero_answers_503_until_it_is_ready_again(
     cluster: Cluster, bookinfo: str, sim: Simulator
 ) -> None:
-    apply(cluster, bookinfo, virtual_service([{"route": [to("v2")]}]))
+    route_as(sim, cluster=cluster, namespace=bookinfo, http=[{"route": [to("v2")]}])
     request = {"host": "reviews", "namespace": bookinfo}
-    wait_for(lambda: http_request(sim, request)["version"] == "v2", timeout=10, what="v2 routed")
+    assert http_request(sim, request)["version"] == "v2"
     cluster.kubectl("scale", "-n", bookinfo, "deployment/reviews-v2", "--replicas=0")
 
     def unavailable() -> dict[str, Any] | None:

@@ -345,7 +345,8 @@ class TestWeights:
         def sequence() -> list[str | None]:
             rng = random.Random(42)
             snapshot = mesh(self.SPLIT_80_20)
-            return [route(request(), snapshot, rng=rng).destination.version for _ in range(50)]  # type: ignore[union-attr]
+            decisions = [route(request(), snapshot, rng=rng) for _ in range(50)]
+            return [d.destination.version if d.destination else None for d in decisions]
 
         assert sequence() == sequence()
 

@@ -64,7 +64,7 @@ class Observation:
 
 
 class IstioMetrics:
-    """``istio_requests_total`` and ``istio_request_duration_milliseconds`` in their own registry."""
+    """Istio's request counter and duration histogram, in a registry of their own."""
 
     def __init__(self) -> None:
         self.registry = prometheus_client.CollectorRegistry()

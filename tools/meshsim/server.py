@@ -7,7 +7,8 @@
     POST /mesh/refresh                              read the cluster now
     POST /request                                   route one request, answer what happened
     GET  /versions                                  behaviours set so far
-    PUT  /versions/{namespace}/{service}/{version}  {"errorRate": 0.1, "latencyMs": {"p50": 20, "p99": 80}}
+    PUT  /versions/{namespace}/{service}/{version}  {"errorRate": 0.1,
+                                                     "latencyMs": {"p50": 20, "p99": 80}}
     GET  /load                                      loads set so far
     PUT  /load/{namespace}/{service}                {"rps": 20, "port": 9080, "mix": [...]}
     DELETE /load/{namespace}/{service}              stop that load

@@ -269,7 +269,7 @@ class Simulator:
         return behaviour.draw(self._rng)
 
     def step(self, seconds: float | None = None) -> int:
-        """Simulate ``seconds`` (default: one tick) of the configured load; returns requests sent."""
+        """Simulate ``seconds`` (default: one tick) of the load; returns how many requests."""
         dt = self._tick if seconds is None else seconds
         sent = 0
         with self._lock:

@@ -55,7 +55,10 @@ class VersionBehaviour:
     def from_json(
         cls, body: Mapping[str, Any], *, base: VersionBehaviour | None = None
     ) -> VersionBehaviour:
-        """Parse ``{"errorRate": 0.1, "latencyMs": {"p50": 20, "p99": 80}}``; missing keys keep ``base``."""
+        """Parse ``{"errorRate": 0.1, "latencyMs": {"p50": 20, "p99": 80}}``.
+
+        Keys left out keep their value in ``base``.
+        """
         base = base or DEFAULT_BEHAVIOUR
         latency = body.get("latencyMs") or {}
         try:

@@ -199,7 +199,7 @@ def _run(args: argparse.Namespace, console: Console) -> None:
         releases = cluster.list_releases(all_namespaces=args.all_namespaces)
         if not releases:
             where = "any namespace" if args.all_namespaces else f"namespace {cluster.namespace}"
-            console.print(f"No CanaryReleases found in {where}.")
+            print(f"No CanaryReleases found in {where}.")
             return
         console.print(
             render_releases(releases, now=datetime.now(UTC), all_namespaces=args.all_namespaces)
@@ -210,7 +210,8 @@ def _run(args: argparse.Namespace, console: Console) -> None:
         return
     patch = patch_for(args, lambda: cluster.get(args.name))
     cluster.patch(args.name, patch)
-    console.print(f"canaryrelease.{GROUP}/{args.name} patched ({describe_patch(patch)})")
+    # Plain print: one line that never wraps, and no rich markup read into the text.
+    print(f"canaryrelease.{GROUP}/{args.name} patched ({describe_patch(patch)})")
 
 
 def _show_status(cluster: _Cluster, name: str, *, watch: bool, console: Console) -> None:

@@ -99,7 +99,7 @@ def test_status_shows_phase_weight_bars_versions_and_metrics() -> None:
                 "weight": 70,
                 "metrics": {
                     "requestRate": 12.5,
-                    "successRate": 0.999,
+                    "successRate": 99.9,
                     "latencyP50Ms": 8.0,
                     "latencyP99Ms": 41.0,
                 },

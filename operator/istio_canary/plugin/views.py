@@ -94,7 +94,7 @@ def _versions_table(status: Body) -> Table:
             f"{entry.get('readyReplicas', 0)}/{entry.get('replicas', 0)}",
             weight_bar(int(entry.get("weight", 0))),
             _number(metrics.get("requestRate"), ".2f"),
-            "-" if success is None else f"{success * 100:.2f}%",
+            "-" if success is None else f"{success:.2f}%",  # already a percentage
             _number(metrics.get("latencyP50Ms"), ".0f")
             + ("ms" if metrics.get("latencyP50Ms") is not None else ""),
             _number(metrics.get("latencyP99Ms"), ".0f")

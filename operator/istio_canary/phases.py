@@ -130,8 +130,9 @@ def decide(
         return _failed(ctx, reason=type(err).__name__.removesuffix("Error"), message=str(err))
 
     try:
-        if spec.offline:
+        if spec.offline and _survivor_ready(ctx, spec.take_over):
             return _go_offline(ctx, survivor=spec.take_over)
+        # Not ready to go offline yet (e.g. offline asked at creation): bring the survivor up first.
         return _progress(ctx, check=check)
     except errors.InvalidSpecError as err:
         return _failed(ctx, reason=type(err).__name__.removesuffix("Error"), message=str(err))
@@ -193,7 +194,7 @@ def _canary_routable(ctx: _Context) -> bool:
 
 def _progress(ctx: _Context, *, check: CheckResult | None) -> Decision:
     spec = ctx.spec
-    assert ctx.stable is not None  # noqa: S101 - _resolve_workloads guarantees it
+    assert ctx.stable is not None
     stable_ready = workloads.has_ready_pods(ctx.stable)
     canary_ready = _canary_routable(ctx)
     analysis = _analysis_status(ctx)
@@ -351,7 +352,7 @@ def _advance_analysis(
     ctx: _Context, status: AnalysisStatus, check: CheckResult | None
 ) -> tuple[AnalysisStatus, list[act.Event], str]:
     """Apply one verdict: ("hold" | "rollback" | "promote") and the new analysis status."""
-    assert ctx.spec.analysis is not None  # noqa: S101 - caller checked
+    assert ctx.spec.analysis is not None
     spec = ctx.spec.analysis
     weights = spec.weights()
     if status.step >= len(weights):
@@ -406,13 +407,14 @@ def _advance_analysis(
 # -- job offline ------------------------------------------------------------------------------
 
 
+def _survivor_ready(ctx: _Context, survivor: str) -> bool:
+    survivor_dep = ctx.canary if survivor == ctx.spec.canary.version else ctx.stable
+    return survivor_dep is not None and workloads.has_ready_pods(survivor_dep)
+
+
 def _go_offline(ctx: _Context, *, survivor: str) -> Decision:
     spec = ctx.spec
     survivor_is_canary = survivor == spec.canary.version
-    survivor_dep = ctx.canary if survivor_is_canary else ctx.stable
-    if survivor_dep is None or not workloads.has_ready_pods(survivor_dep):
-        message = f"job offline waits: {survivor} has no ready pod, so it cannot take all traffic yet"
-        return Decision(phase=ctx.previous.phase, reason="OfflineWaiting", message=message, requeue_after=WAIT_SECONDS)
 
     plan = _plan(
         ctx,
@@ -476,7 +478,7 @@ def _tear_down(ctx: _Context, *, final_phase: Phase, reason: str, deleting: bool
         pin = _routing_actions(ctx, plan) if _routing_written(ctx) else ()
         message = f"rolling back: 100% to {spec.stable.version}, removing {canary_name}"
         return Decision(
-            phase=ctx.previous.phase if not deleting else ctx.previous.phase,
+            phase=ctx.previous.phase,
             reason="Aborting",
             message=message,
             actions=(*pin, act.DeleteObject(kind="Deployment", name=canary_name)),
@@ -514,7 +516,7 @@ def _tear_down(ctx: _Context, *, final_phase: Phase, reason: str, deleting: bool
 
 
 def _failed(ctx: _Context, *, reason: str, message: str) -> Decision:
-    events = ()
+    events: tuple[act.Event, ...] = ()
     if ctx.previous.phase is not Phase.FAILED or ctx.previous.message != message:
         events = (act.Event(type="Warning", reason=reason, message=message),)
     return Decision(

@@ -26,7 +26,7 @@ from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, Phase, V
 from istio_canary.models.analysis import CheckResult
 from istio_canary.status import build_status
 
-__all__ = ["Reconciler", "Settings", "Outcome"]
+__all__ = ["Outcome", "Reconciler", "Settings"]
 
 log = structlog.get_logger("istio_canary")
 
@@ -188,7 +188,9 @@ class Reconciler:
     async def _analysis_check(
         self, *, spec: CanaryReleaseSpec, namespace: str, previous: CanaryReleaseStatus, now: datetime
     ) -> CheckResult | None:
-        from istio_canary.analysis import runner  # imported late: only releases with analysis need it
+        from istio_canary.analysis import (
+            runner,  # imported late: only releases with analysis need it
+        )
 
         if spec.analysis is None or previous.phase is not Phase.PROGRESSING or previous.analysis is None:
             return None

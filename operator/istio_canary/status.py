@@ -123,7 +123,7 @@ def build_status(
     canary_metrics = (metrics or {}).get(spec.canary.version)
     success = None
     if canary_metrics is not None and canary_metrics.success_rate is not None:
-        success = round(canary_metrics.success_rate * 100, 2)
+        success = round(canary_metrics.success_rate, 2)  # already a percentage
     elif previous.success_rate is not None:
         success = previous.success_rate
     return CanaryReleaseStatus(

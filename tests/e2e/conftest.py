@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from devcluster import Cluster, PrometheusServer
 
 CLUSTER_NAME = os.environ.get("ICO_TEST_CLUSTER", "istio-canary-test")

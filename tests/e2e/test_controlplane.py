@@ -7,10 +7,9 @@ import subprocess
 import time
 import urllib.request
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
-
 from devcluster import Cluster, PrometheusServer
 from devcluster.prometheus import free_port
+from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 
 def _deployment(name: str, replicas: int) -> str:
@@ -116,7 +115,7 @@ def test_rbac_keeps_a_service_account_out_of_other_namespaces_secrets(cluster: C
         ]["server"]
 
         def get_secret(ns: str, name: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
+            return subprocess.run(  # noqa: PLW1510 - callers check returncode
                 [
                     str(cluster.bin_dir / "kubectl"), "--kubeconfig=/dev/null", f"--server={server}",
                     f"--token={token}", "--insecure-skip-tls-verify", "get", "secret", name, "-n", ns,

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import yaml
-
 from devcluster import Cluster
+
 from tests.e2e.helpers import (
     EXAMPLES,
     apply,

@@ -95,7 +95,7 @@ class Cluster:
         raise ClusterError(f"{stamp} is missing: run hack/build-controlplane.sh first")
 
     def _kwokctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: PLW1510 - callers check returncode
             [str(self.bin_dir / "kwokctl"), "--name", self.name, *args],
             env=self._env(),
             text=True,
@@ -198,10 +198,10 @@ class Cluster:
         self,
         *args: str,
         check: bool = True,
-        input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+        input: str | None = None,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: PLW1510 - callers check returncode
             [str(self.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig, *args],
             input=input,
             text=True,

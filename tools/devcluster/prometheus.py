@@ -16,7 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["PrometheusServer", "free_port"]
 
@@ -129,7 +129,7 @@ class PrometheusServer:
         with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as resp:
             return list(json.load(resp)["data"]["activeTargets"])
 
-    def __enter__(self) -> PrometheusServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

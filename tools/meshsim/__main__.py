@@ -98,7 +98,7 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
 
     try:
         # kubernetes' config loaders carry no annotations
-        api_client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        api_client = kubernetes.config.new_client_from_config(
             config_file=args.kubeconfig, context=args.context
         )
     except kubernetes.config.ConfigException as error:

@@ -13,7 +13,7 @@ The kubernetes client is synchronous; handlers call these functions in a thread.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -27,6 +27,9 @@ from istio_canary.phases import Observed
 __all__ = ["Cluster", "ConflictError", "load_client"]
 
 ISTIO_GROUP, ISTIO_VERSION = "networking.istio.io", "v1"
+# The client's default for a dict body is a JSON Patch, which wants a list: name the type.
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 ROUTING_PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
 
 
@@ -87,7 +90,7 @@ class Cluster:
         return matching[0] if matching else None
 
     def get_routing(self, kind: str, *, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get_or_none(
+        return self._get_or_none(  # type: ignore[no-any-return]
             lambda: self.custom.get_namespaced_custom_object(ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name)
         )
 
@@ -108,7 +111,9 @@ class Cluster:
         if isinstance(action, act.ScaleDeployment):
             current = self._get_or_none(lambda: self.apps.read_namespaced_deployment(action.name, namespace))
             if current is not None and current.spec.replicas != action.replicas:
-                self.apps.patch_namespaced_deployment(action.name, namespace, {"spec": {"replicas": action.replicas}})
+                self.apps.patch_namespaced_deployment(
+                    action.name, namespace, {"spec": {"replicas": action.replicas}}, _content_type=MERGE_PATCH
+                )
             return None
         raise TypeError(f"unknown action {action!r}")
 
@@ -172,13 +177,16 @@ class Cluster:
         patch = workloads.deployment_patch(current=stored, desired=body)
         if patch is None:
             return stored
-        patched = self.apps.patch_namespaced_deployment(name, namespace, patch)
+        # Strategic merge: containers are merged by name, so an image change keeps the rest.
+        patched = self.apps.patch_namespaced_deployment(name, namespace, patch, _content_type=STRATEGIC_MERGE_PATCH)
         return dict(self.api.sanitize_for_serialization(patched))
 
     # -- the CanaryRelease itself ---------------------------------------------------------------
 
     def patch_release_spec(self, *, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": patch})
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": patch}, _content_type=MERGE_PATCH
+        )
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -209,12 +217,12 @@ class Cluster:
             except ValueError:
                 message = err.reason
             return errors.RoutingError(f"the API server refused {what}: {message}")
-        return err
+        return cast(Exception, err)
 
 
 def _merged(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
     """The current object with the desired spec and with our labels and annotations added."""
-    merged = json.loads(json.dumps(current))
+    merged: dict[str, Any] = json.loads(json.dumps(current))
     merged["spec"] = desired.get("spec", {})
     meta, want = merged.setdefault("metadata", {}), desired.get("metadata", {})
     for key in ("labels", "annotations"):

@@ -1,6 +1,12 @@
 """Pydantic models of the CanaryRelease API: the single source of the CRD schema."""
 
-from istio_canary.models.analysis import AnalysisSpec, AnalysisStatus, CheckResult, Promotion, Verdict
+from istio_canary.models.analysis import (
+    AnalysisSpec,
+    AnalysisStatus,
+    CheckResult,
+    Promotion,
+    Verdict,
+)
 from istio_canary.models.spec import (
     CanaryReleaseSpec,
     CanarySpec,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from istio_canary.models._base import ApiModel
 from istio_canary.models.analysis import AnalysisSpec
@@ -85,13 +85,13 @@ _ONE_OF_STRING_MATCH = "[has(self.exact), has(self.prefix), has(self.regex)].fil
 class StringMatch(ApiModel):
     """Exactly one of ``exact``, ``prefix`` or ``regex`` (RE2 syntax, whole-value match)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
+    model_config = ApiModel.model_config | ConfigDict(
+        json_schema_extra={
             "x-kubernetes-validations": [
                 {"rule": _ONE_OF_STRING_MATCH, "message": "set exactly one of exact, prefix or regex"}
             ]
         }
-    }
+    )
 
     exact: str | None = None
     prefix: str | None = None
@@ -115,8 +115,8 @@ class CookieMatch(ApiModel):
 class MatchRule(ApiModel):
     """One request-content rule: every condition set here must hold (AND)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
+    model_config = ApiModel.model_config | ConfigDict(
+        json_schema_extra={
             "x-kubernetes-validations": [
                 {
                     "rule": "(has(self.headers) && size(self.headers) > 0) || has(self.uri) "
@@ -124,14 +124,14 @@ class MatchRule(ApiModel):
                     "message": "a match rule needs at least one condition (headers, uri, cookie or os)",
                 },
                 {
-                    "rule": "!has(self.headers) || self.headers.all(k, k.matches('" + HEADER_NAME + "'))",
+                    "rule": '!has(self.headers) || self.headers.all(k, k.matches("' + HEADER_NAME + '"))',
                     "message": "header names must be lowercase HTTP tokens, as Istio requires",
                 },
             ]
         }
-    }
+    )
 
-    headers: dict[str, StringMatch] = Field(default_factory=dict)
+    headers: dict[str, StringMatch] = Field(default_factory=dict, max_length=16)
     uri: StringMatch | None = None
     cookie: CookieMatch | None = None
     os: list[OperatingSystem] = Field(default_factory=list, max_length=5)
@@ -168,8 +168,8 @@ class StableSpec(ApiModel):
 class CanarySpec(ApiModel):
     """The new version: a copy of the stable Deployment with new image(s)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
+    model_config = ApiModel.model_config | ConfigDict(
+        json_schema_extra={
             "x-kubernetes-validations": [
                 {
                     "rule": "!(has(self.image) && has(self.images) && size(self.images) > 0)",
@@ -177,7 +177,7 @@ class CanarySpec(ApiModel):
                 }
             ]
         }
-    }
+    )
 
     version: DnsLabel
     image: Annotated[str, Field(min_length=1)] | None = None
@@ -191,7 +191,7 @@ class CanarySpec(ApiModel):
         return self
 
 
-_SPEC_RULES: list[dict[str, Any]] = [
+_SPEC_RULES: list[JsonValue] = [
     {
         "rule": "self.stable.version != self.canary.version",
         "message": "canary.version must differ from stable.version",
@@ -218,7 +218,7 @@ _SPEC_RULES: list[dict[str, Any]] = [
 class CanaryReleaseSpec(ApiModel):
     """What the user wants; every verb (take over, offline, abort) is a field."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _SPEC_RULES}}
+    model_config = ApiModel.model_config | ConfigDict(json_schema_extra={"x-kubernetes-validations": _SPEC_RULES})
 
     service: DnsLabel
     version_label: Annotated[str, Field(min_length=1, max_length=316)] = "version"

@@ -109,10 +109,10 @@ class _Cluster:
         from kubernetes import client, config
 
         # The kubernetes.config module has no type hints.
-        config.load_kube_config(  # type: ignore[no-untyped-call]
+        config.load_kube_config(
             config_file=target.kubeconfig, context=target.context
         )
-        contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+        contexts, active = config.list_kube_config_contexts(
             config_file=target.kubeconfig
         )
         if target.context:
@@ -161,7 +161,7 @@ class _Cluster:
             lambda: self.core.list_namespaced_event(self.namespace, field_selector=selector)
         )
         # Typed client objects to the same camelCase dicts the views read everywhere else.
-        as_dict = self.api.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
+        as_dict = self.api.sanitize_for_serialization(found)
         return list(as_dict.get("items", []))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from devcluster import Cluster, PrometheusServer
+from meshsim.simulator import Simulator
 
 CLUSTER_NAME = os.environ.get("ICO_TEST_CLUSTER", "istio-canary-test")
 
@@ -112,3 +113,19 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
     yield start
     for op in started:
         op.stop()
+
+
+@pytest.fixture
+def mesh(cluster: Cluster, namespace: str, prometheus: PrometheusServer) -> Iterator[Simulator]:
+    """The mesh simulator for the test's namespace, scraped by the session's Prometheus.
+
+    Its metrics carry ``destination_workload_namespace=<namespace>``, so tests never see
+    each other's traffic even though they share one Prometheus.
+    """
+    sim = Simulator(cluster.api_client(), namespaces=[namespace], seed=7)
+    sim.start_in_thread()
+    job = f"meshsim-{namespace}"
+    prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")
+    yield sim
+    prometheus.remove_scrape_target(job)
+    sim.stop_in_thread()

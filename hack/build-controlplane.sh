@@ -53,7 +53,8 @@ GOBIN="$PWD/$BIN" go install -trimpath -ldflags "-s -w" \
 GOBIN="$PWD/$BIN" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 
 echo "  fetching Istio's CRDs from istio.io/api@$ISTIO_API_VERSION"
-dir=$(cd hack/controlplane && go mod download -json "istio.io/api@$ISTIO_API_VERSION" \
+# Outside any module, so that nothing in the repo's go.mod or go.sum changes.
+dir=$(cd "$(mktemp -d)" && GOFLAGS= go mod download -json "istio.io/api@$ISTIO_API_VERSION" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
 cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$BIN/istio-crds.yaml"
 

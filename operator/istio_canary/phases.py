@@ -39,11 +39,11 @@ from istio_canary.models import (
 )
 from istio_canary.models.analysis import CheckResult
 
-__all__ = ["Decision", "Observed", "ReleaseRef", "decide"]
+__all__ = ["Decision", "Observed", "ReleaseRef", "decide", "refused"]
 
 # How soon to look again while waiting for something the cluster does by itself.
 WAIT_SECONDS = 2.0
-RETRY_INVALID_SECONDS = 30.0
+RETRY_INVALID_SECONDS = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -512,12 +512,16 @@ def _tear_down(ctx: _Context, *, final_phase: Phase, reason: str, deleting: bool
     return Decision(phase=Phase.ABORTED, reason=reason, message=message, actions=restore, events=events)
 
 
-# -- helpers ----------------------------------------------------------------------------------
+def refused(*, previous: CanaryReleaseStatus, error: errors.InvalidSpecError, reason: str | None = None) -> Decision:
+    """Failed, with the error's message: the spec (or a write the API server refused) cannot be carried out.
 
-
-def _failed(ctx: _Context, *, reason: str, message: str) -> Decision:
+    Nothing is written and traffic stays as it is; the release is looked at again later, so it
+    proceeds by itself once the cause is gone (a Service applied after the release, say).
+    """
+    message = str(error)
+    reason = reason or type(error).__name__.removesuffix("Error")
     events: tuple[act.Event, ...] = ()
-    if ctx.previous.phase is not Phase.FAILED or ctx.previous.message != message:
+    if previous.phase is not Phase.FAILED or previous.message != message:
         events = (act.Event(type="Warning", reason=reason, message=message),)
     return Decision(
         phase=Phase.FAILED,
@@ -527,6 +531,13 @@ def _failed(ctx: _Context, *, reason: str, message: str) -> Decision:
         invalid=True,
         requeue_after=RETRY_INVALID_SECONDS,
     )
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _failed(ctx: _Context, *, reason: str, message: str) -> Decision:
+    return refused(previous=ctx.previous, error=errors.InvalidSpecError(message), reason=reason)
 
 
 def _plan(

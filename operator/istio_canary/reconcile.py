@@ -19,8 +19,8 @@ import pydantic
 import structlog
 
 from istio_canary import actions as act
+from istio_canary import errors, phases
 from istio_canary import metrics as opmetrics
-from istio_canary import phases
 from istio_canary.k8s.cluster import Cluster
 from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, Phase, VersionMetrics
 from istio_canary.models.analysis import CheckResult
@@ -113,22 +113,26 @@ class Reconciler:
             deployments = {d["metadata"]["name"]: d for d in observed.deployments}
             vs = observed.virtual_service
             writes = 0
-            for action in decision.actions:
-                stored = await asyncio.to_thread(
-                    self.cluster.execute, action, namespace=namespace, release_name=name
-                )
-                writes += 1
-                self._count_write()
-                if isinstance(action, act.ApplyDeployment) and stored is not None:
-                    deployments[stored["metadata"]["name"]] = stored
-                elif isinstance(action, act.DeleteObject):
-                    deployments.pop(action.name, None)
-                elif isinstance(action, act.ApplyRouting) and action.kind == "VirtualService":
-                    vs = stored
-                elif isinstance(action, act.RestoreRouting) and action.kind == "VirtualService":
-                    vs = await asyncio.to_thread(
-                        self.cluster.get_routing, "VirtualService", namespace=namespace, name=action.name
+            try:
+                for action in decision.actions:
+                    stored = await asyncio.to_thread(
+                        self.cluster.execute, action, namespace=namespace, release_name=name
                     )
+                    writes += 1
+                    self._count_write()
+                    if isinstance(action, act.ApplyDeployment) and stored is not None:
+                        deployments[stored["metadata"]["name"]] = stored
+                    elif isinstance(action, act.DeleteObject):
+                        deployments.pop(action.name, None)
+                    elif isinstance(action, act.ApplyRouting) and action.kind == "VirtualService":
+                        vs = stored
+                    elif isinstance(action, act.RestoreRouting) and action.kind == "VirtualService":
+                        vs = await asyncio.to_thread(
+                            self.cluster.get_routing, "VirtualService", namespace=namespace, name=action.name
+                        )
+            except errors.InvalidSpecError as err:
+                # The API server refused a write (e.g. Istio's schema): report it like any invalid spec.
+                decision = phases.refused(previous=previous, error=err)
             for event in decision.events:
                 emit(event)
             status = build_status(

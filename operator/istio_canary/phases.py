@@ -23,6 +23,7 @@ from typing import Any
 
 from istio_canary import actions as act
 from istio_canary import errors, workloads
+from istio_canary.analysis import progression
 from istio_canary.istio import destination_rule, ownership, virtual_service
 from istio_canary.istio import plan as routeplan
 from istio_canary.istio.plan import RoutePlan, ServicePort
@@ -35,7 +36,6 @@ from istio_canary.models import (
     Policy,
     Promotion,
     Strategy,
-    Verdict,
 )
 from istio_canary.models.analysis import CheckResult
 
@@ -123,15 +123,17 @@ def decide(
     if spec.abort:
         return _tear_down(ctx, final_phase=Phase.ABORTED, reason="Aborted", deleting=False)
 
+    # Job offline: asked in the spec, or the promotion of a canary that passed its analysis.
+    survivor = spec.take_over if spec.offline else progression.offline_survivor(spec=spec, status=previous.analysis)
     try:
         # After job offline to the canary, the stable Deployment is gone on purpose.
-        ctx = _resolve_workloads(ctx, stable_may_be_gone=spec.offline and spec.take_over == spec.canary.version)
+        ctx = _resolve_workloads(ctx, stable_may_be_gone=survivor == spec.canary.version)
     except errors.InvalidSpecError as err:
         return _failed(ctx, reason=type(err).__name__.removesuffix("Error"), message=str(err))
 
     try:
-        if spec.offline and _survivor_ready(ctx, spec.take_over):
-            return _go_offline(ctx, survivor=spec.take_over)
+        if survivor and _survivor_ready(ctx, survivor):
+            return _go_offline(ctx, survivor=survivor)
         # Not ready to go offline yet (e.g. offline asked at creation): bring the survivor up first.
         return _progress(ctx, check=check)
     except errors.InvalidSpecError as err:
@@ -197,26 +199,39 @@ def _progress(ctx: _Context, *, check: CheckResult | None) -> Decision:
     assert ctx.stable is not None
     stable_ready = workloads.has_ready_pods(ctx.stable)
     canary_ready = _canary_routable(ctx)
-    analysis = _analysis_status(ctx)
+    analysis = progression.start(
+        spec=spec,
+        previous=ctx.previous.analysis,
+        previous_phase=ctx.previous.phase,
+        canary_routable=canary_ready,
+        now=ctx.now,
+    )
     events: list[act.Event] = []
 
     take_over = spec.take_over
-    if analysis is not None and not take_over and spec.policy is not Policy.PAUSED and canary_ready:
-        analysis, verdict_events, outcome = _advance_analysis(ctx, analysis, check)
-        events.extend(verdict_events)
-        if outcome == "rollback":
-            return replace(
-                _tear_down(ctx, final_phase=Phase.ABORTED, reason="AnalysisFailed", deleting=False),
-                events=tuple(events),
-                analysis=analysis,
-            )
-        if outcome == "promote":
+    # A person's takeOver or Paused overrides the analysis; spec.abort never gets here.
+    if analysis is not None and spec.analysis is not None and not take_over and spec.policy is not Policy.PAUSED:
+        # A look taken while the canary cannot be routed to says nothing about this step.
+        step = progression.advance(spec=spec.analysis, status=analysis, check=check if canary_ready else None, now=ctx.now)
+        analysis = step.status
+        events.extend(step.events)
+        if step.outcome is progression.Outcome.ROLLBACK:
+            cause = progression.rollback_cause(spec=spec.analysis, status=analysis)
+            down = _tear_down(ctx, final_phase=Phase.ABORTED, reason="AnalysisFailed", deleting=False, cause=cause)
+            return replace(down, events=(*events, *down.events), analysis=analysis)
+        if step.outcome is progression.Outcome.PROMOTE and canary_ready:
             take_over = spec.canary.version
-            if spec.analysis is not None and spec.analysis.promotion is Promotion.OFFLINE:
-                return replace(_go_offline(ctx, survivor=take_over), analysis=analysis)
+            if spec.analysis.promotion is Promotion.OFFLINE:
+                offline = _go_offline(ctx, survivor=take_over)
+                return replace(offline, events=(*events, *offline.events), analysis=analysis)
 
     canary_weight, match, mirror = _intent(ctx, take_over=take_over, analysis=analysis)
     stable_weight = 100 - canary_weight
+    # Check the routing the spec asks for, not only the routing written now: a rule that cannot
+    # be routed (bad regex, match on a TCP port) is refused before the first write, not once the
+    # canary is ready and traffic would move.
+    intended = _plan(ctx, stable_weight=stable_weight, canary_weight=canary_weight, match=match, mirror=mirror)
+    virtual_service.check_expressible(plan=intended, ports=ctx.ports)
     reason, message = "", ""
 
     # The invariant: never route to a version without ready pods.
@@ -335,75 +350,6 @@ def _condition_since(status: CanaryReleaseStatus, type_: str, value: str) -> dat
     return None
 
 
-# -- analysis ---------------------------------------------------------------------------------
-
-
-def _analysis_status(ctx: _Context) -> AnalysisStatus | None:
-    if ctx.spec.analysis is None or ctx.spec.strategy is not Strategy.CANARY:
-        return None
-    previous = ctx.previous.analysis
-    if previous is not None:
-        return previous
-    first = ctx.spec.analysis.weights()[0]
-    return AnalysisStatus(step=0, weight=first, step_started_at=ctx.now.isoformat())
-
-
-def _advance_analysis(
-    ctx: _Context, status: AnalysisStatus, check: CheckResult | None
-) -> tuple[AnalysisStatus, list[act.Event], str]:
-    """Apply one verdict: ("hold" | "rollback" | "promote") and the new analysis status."""
-    assert ctx.spec.analysis is not None
-    spec = ctx.spec.analysis
-    weights = spec.weights()
-    if status.step >= len(weights):
-        return status, [], "promote"
-    if check is None:
-        return status, [], "hold"
-    history = [*status.history, check][-20:]
-    events: list[act.Event] = []
-    verdict = check.verdict
-    if verdict is Verdict.FAIL:
-        message = f"analysis failed at step {status.step + 1} ({status.weight}%): {check.reason}; rolling back"
-        events.append(act.Event(type="Warning", reason="AnalysisFailed", message=message))
-        return status.model_copy(update={"history": history, "last_verdict": verdict}), events, "rollback"
-    if verdict is Verdict.UNREACHABLE:
-        since = datetime.fromisoformat(status.unreachable_since) if status.unreachable_since else ctx.now
-        updated = status.model_copy(
-            update={"history": history, "last_verdict": verdict, "unreachable_since": since.isoformat()}
-        )
-        if ctx.now - since >= timedelta(seconds=spec.unreachable_timeout_seconds):
-            message = (
-                f"Prometheus unreachable for {spec.unreachable_timeout_seconds} s "
-                "(analysis.unreachableTimeoutSeconds); rolling back"
-            )
-            events.append(act.Event(type="Warning", reason="MetricsUnavailable", message=message))
-            return updated, events, "rollback"
-        return updated, events, "hold"
-    updated = status.model_copy(update={"history": history, "last_verdict": verdict, "unreachable_since": None})
-    if verdict is not Verdict.PASS:
-        return updated, events, "hold"
-    next_step = status.step + 1
-    if next_step >= len(weights):
-        events.append(
-            act.Event(type="Normal", reason="AnalysisPassed", message=f"analysis passed all {len(weights)} steps; promoting")
-        )
-        return updated.model_copy(update={"step": next_step, "weight": 100}), events, "promote"
-    events.append(
-        act.Event(
-            type="Normal",
-            reason="AnalysisStep",
-            message=f"step {status.step + 1} passed ({check.reason}); canary weight {weights[next_step]}%",
-        )
-    )
-    return (
-        updated.model_copy(
-            update={"step": next_step, "weight": weights[next_step], "step_started_at": ctx.now.isoformat()}
-        ),
-        events,
-        "hold",
-    )
-
-
 # -- job offline ------------------------------------------------------------------------------
 
 
@@ -465,8 +411,11 @@ def _abort_reason(previous: CanaryReleaseStatus) -> str:
     return "Aborted"
 
 
-def _tear_down(ctx: _Context, *, final_phase: Phase, reason: str, deleting: bool) -> Decision:
-    """Undo the release: pin stable, remove the canary, then give back the original routing."""
+def _tear_down(ctx: _Context, *, final_phase: Phase, reason: str, deleting: bool, cause: str = "") -> Decision:
+    """Undo the release: pin stable, remove the canary, then give back the original routing.
+
+    ``cause`` says why the operator itself rolls back (analysis); it leads every message.
+    """
     spec, observed = ctx.spec, ctx.observed
     canary_name = workloads.canary_deployment_name(spec)
     canary = next((d for d in observed.deployments if d["metadata"]["name"] == canary_name), None)
@@ -477,6 +426,8 @@ def _tear_down(ctx: _Context, *, final_phase: Phase, reason: str, deleting: bool
         plan = _plan(ctx, stable_weight=100, canary_weight=0)
         pin = _routing_actions(ctx, plan) if _routing_written(ctx) else ()
         message = f"rolling back: 100% to {spec.stable.version}, removing {canary_name}"
+        if cause:
+            message = f"rolling back ({cause}): 100% to {spec.stable.version}, removing {canary_name}"
         return Decision(
             phase=ctx.previous.phase,
             reason="Aborting",
@@ -506,6 +457,8 @@ def _tear_down(ctx: _Context, *, final_phase: Phase, reason: str, deleting: bool
             done=True,
         )
     message = f"aborted: 100% to {spec.stable.version}, {canary_name} removed, original routing restored"
+    if cause:
+        message = f"aborted ({cause}): 100% to {spec.stable.version}, {canary_name} removed, original routing restored"
     if reason == "AnalysisFailed" and ctx.previous.message.startswith("aborted"):
         message = ctx.previous.message
     events = () if ctx.previous.phase is Phase.ABORTED else (act.Event(type="Normal", reason=reason, message=message),)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 from collections.abc import Sequence
 
@@ -30,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=None, help="serve the operator's own metrics on this port")
     run.add_argument("--liveness", default=None, metavar="URL", help="kopf health endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--peering", default=None, metavar="NAME", help="kopf peering object (several replicas, one active)")
+    run.add_argument(
+        "--priority", type=int, default=None,
+        help="kopf peering priority; default: random when peering, so one replica is active and the others stand by",
+    )
     run.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")
     run.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -69,7 +74,13 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.metrics_port:
         opmetrics.start_metrics_server(args.metrics_port)
+    priority = args.priority
+    if priority is None and args.peering is not None:
+        # kopf pauses every operator that sees a peer of the same priority; distinct priorities
+        # make exactly one replica active and let a standby take over when it dies.
+        priority = random.SystemRandom().randint(1, 10_000)
     kopf.run(
+        priority=priority or 0,
         clusterwide=args.all_namespaces,
         namespaces=args.namespace,
         standalone=args.peering is None,

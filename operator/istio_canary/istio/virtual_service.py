@@ -45,7 +45,7 @@ from istio_canary.istio.ownership import starting_point
 from istio_canary.istio.plan import PortKind, RoutePlan, ServicePort
 from istio_canary.istio.routes import is_catch_all, is_service_host, routes_only_to
 
-__all__ = ["build_virtual_service", "route_name_prefix"]
+__all__ = ["build_virtual_service", "check_expressible", "route_name_prefix"]
 
 _CARRIED_FIELDS = ("corsPolicy", "fault", "headers", "retries", "rewrite", "timeout")
 _MIRROR_FIELDS = ("mirror", "mirrorPercentage", "mirrors")
@@ -70,14 +70,9 @@ def build_virtual_service(
     Raises RoutingError when the plan cannot be expressed for these ports: no port Istio
     routes, an invalid regex in a match rule, or match rules or mirroring on an opaque TCP port.
     """
-    routed = sorted(
-        (port for port in ports if port.kind is not PortKind.UNROUTED), key=lambda p: p.port
-    )
-    _check_expressible(plan, routed)
+    routed = _routed_ports(ports)
     # Match rules are translated once: they are the same on every port.
-    requests_per_rule = [
-        match_requests(rule, path=f"traffic.match[{i}]") for i, rule in enumerate(plan.match)
-    ]
+    requests_per_rule = check_expressible(plan=plan, ports=ports)
     multi_port = len(ports) > 1
 
     start = starting_point(
@@ -120,7 +115,25 @@ def build_virtual_service(
     }
 
 
-def _check_expressible(plan: RoutePlan, routed: Sequence[ServicePort]) -> None:
+def check_expressible(
+    *, plan: RoutePlan, ports: Sequence[ServicePort]
+) -> list[list[dict[str, Any]]]:
+    """Raise RoutingError when ``plan`` cannot be routed on ``ports``, as the builder would.
+
+    The state machine calls this with the routing the spec asks for before the canary is
+    ready, so a bad rule is reported before anything is written rather than once traffic
+    would start to move. Returns the HTTPMatchRequests of each match rule.
+    """
+    _check_ports(plan, _routed_ports(ports))
+    return [match_requests(rule, path=f"traffic.match[{i}]") for i, rule in enumerate(plan.match)]
+
+
+def _routed_ports(ports: Sequence[ServicePort]) -> list[ServicePort]:
+    routed = (port for port in ports if port.kind is not PortKind.UNROUTED)
+    return sorted(routed, key=lambda p: p.port)
+
+
+def _check_ports(plan: RoutePlan, routed: Sequence[ServicePort]) -> None:
     if not routed:
         raise RoutingError(f"Service {plan.service!r} has no TCP port, and Istio routes only TCP")
     opaque = [port.label for port in routed if port.kind is PortKind.TCP]

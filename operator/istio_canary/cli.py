@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--context", default=None, help="kubeconfig context")
     run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"), help="Prometheus HTTP API base URL")
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between per-version metric refreshes")
+    run.add_argument(
+        "--metrics-window", type=int, default=60, metavar="SECONDS",
+        help="the window of the per-version request rate, success rate and latency in status",
+    )
     run.add_argument("--metrics-port", type=int, default=None, help="serve the operator's own metrics on this port")
     run.add_argument("--liveness", default=None, metavar="URL", help="kopf health endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--peering", default=None, metavar="NAME", help="kopf peering object (several replicas, one active)")
@@ -69,7 +73,11 @@ def _run(args: argparse.Namespace) -> int:
         prometheus = PrometheusMetrics(args.prometheus_url)
     reconciler = Reconciler(
         cluster=Cluster(load_client(args.kubeconfig, args.context)),
-        settings=Settings.from_env(prometheus_url=args.prometheus_url, metrics_interval_seconds=args.metrics_interval),
+        settings=Settings.from_env(
+            prometheus_url=args.prometheus_url,
+            metrics_interval_seconds=args.metrics_interval,
+            metrics_window_seconds=args.metrics_window,
+        ),
         prometheus=prometheus,
     )
     if args.metrics_port:

@@ -22,9 +22,15 @@ from istio_canary import actions as act
 from istio_canary import errors, phases
 from istio_canary import metrics as opmetrics
 from istio_canary.k8s.cluster import Cluster
-from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, Phase, VersionMetrics
+from istio_canary.models import (
+    CanaryReleaseSpec,
+    CanaryReleaseStatus,
+    ConditionType,
+    Phase,
+    VersionMetrics,
+)
 from istio_canary.models.analysis import CheckResult
-from istio_canary.status import build_status
+from istio_canary.status import build_status, set_condition
 
 __all__ = ["Outcome", "Reconciler", "Settings"]
 
@@ -57,6 +63,17 @@ class Outcome:
     status: CanaryReleaseStatus
     status_patch: dict[str, Any] | None
     writes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Health:
+    """One refresh of per-version metrics; ``available`` None: not looked at this time."""
+
+    metrics: dict[str, VersionMetrics] | None = None
+    stale: bool = False
+    available: bool | None = None
+    reason: str = ""
+    message: str = ""
 
 
 @dataclass
@@ -105,7 +122,7 @@ class Reconciler:
                 generation=int(meta.get("generation", 0)),
                 deleting=deleting,
             )
-            health, stale = await self._health(mem, spec=spec, namespace=namespace, previous=previous)
+            health = await self._health(mem, spec=spec, namespace=namespace, previous=previous)
             check = await self._analysis_check(spec=spec, namespace=namespace, previous=previous, now=now)
             decision = phases.decide(
                 release=release, spec=spec, observed=observed, previous=previous, now=now, check=check
@@ -141,11 +158,16 @@ class Reconciler:
                 decision=decision,
                 deployments=list(deployments.values()),
                 virtual_service=vs,
-                metrics=health,
-                metrics_stale=stale,
+                metrics=health.metrics,
+                metrics_stale=health.stale,
                 generation=release.generation,
                 now=now,
             )
+            if health.available is not None:
+                status = status.model_copy(update={"conditions": set_condition(
+                    status.conditions, type_=ConditionType.METRICS_AVAILABLE.value, status=health.available,
+                    reason=health.reason, message=health.message, now=now, generation=release.generation,
+                )})
             status_patch = _status_patch(previous=body.get("status") or {}, status=status)
             if decision.phase is not previous.phase or previous.observed_generation != release.generation:
                 bound.info(
@@ -161,6 +183,8 @@ class Reconciler:
             )
             if spec.analysis is not None and decision.phase is Phase.PROGRESSING:
                 mem.due = min(mem.due, time.monotonic() + spec.analysis.interval_seconds)
+            if self.prometheus is not None and not decision.phase.is_final:
+                mem.due = min(mem.due, mem.metrics_due)  # refresh status.versions[].metrics on time
             return Outcome(decision=decision, status=status, status_patch=status_patch, writes=writes)
 
     def _count_write(self) -> None:
@@ -170,24 +194,48 @@ class Reconciler:
 
     async def _health(
         self, mem: _Memory, *, spec: CanaryReleaseSpec, namespace: str, previous: CanaryReleaseStatus
-    ) -> tuple[dict[str, VersionMetrics] | None, bool]:
-        """Per-version traffic health from Prometheus, refreshed every metrics interval."""
+    ) -> _Health:
+        """Per-version traffic health from Prometheus, refreshed every metrics interval.
+
+        A version Prometheus has no traffic for keeps its last good values, marked stale, and
+        the MetricsAvailable condition says which version is silent; so does a Prometheus that
+        does not answer. Neither is an error of the reconcile.
+        """
         if self.prometheus is None or previous.phase in (Phase.COMPLETED, Phase.ABORTED):
-            return None, False
+            return _Health()
         if time.monotonic() < mem.metrics_due:
-            return None, False
+            return _Health()
         mem.metrics_due = time.monotonic() + self.settings.metrics_interval_seconds
+        url = getattr(self.prometheus, "url", "?")
+        window = self.settings.metrics_window_seconds
         try:
             health: dict[str, VersionMetrics] = await asyncio.to_thread(
-                self.prometheus.version_health,
-                namespace=namespace,
-                service=spec.service,
-                window_seconds=self.settings.metrics_window_seconds,
+                self.prometheus.version_health, namespace=namespace, service=spec.service, window_seconds=window
             )
         except Exception as err:  # noqa: BLE001 - any failure means "metrics unavailable", never a crash
             log.warning("metrics unavailable", namespace=namespace, service=spec.service, error=str(err))
-            return None, True
-        return health, False
+            detail = str(err) if isinstance(err, errors.MetricsUnavailableError) else f"{type(err).__name__}: {err}"
+            return _Health(
+                stale=True, available=False, reason="PrometheusUnreachable",
+                message=f"Prometheus at {url} unreachable, showing the last values (stale): {detail}",
+            )
+        silent = []
+        for version in (spec.stable.version, spec.canary.version):
+            if not (health.get(version) or VersionMetrics()).request_rate:
+                silent.append(version)
+                health.pop(version, None)
+                last = next((v.metrics for v in previous.versions if v.version == version and v.metrics), None)
+                if last is not None:
+                    health[version] = last.model_copy(update={"stale": True})
+        if silent:
+            return _Health(
+                metrics=health, available=False, reason="NoTraffic",
+                message=f"no traffic to {' and '.join(silent)} in the last {window} s (Prometheus at {url})",
+            )
+        return _Health(
+            metrics=health, available=True, reason="MetricsFound",
+            message=f"Prometheus at {url} has traffic for both versions over the last {window} s",
+        )
 
     async def _analysis_check(
         self, *, spec: CanaryReleaseSpec, namespace: str, previous: CanaryReleaseStatus, now: datetime

@@ -65,11 +65,16 @@ class Cluster:
 
     def observe(self, *, namespace: str, service: str) -> Observed:
         """Everything ``phases.decide`` needs, read fresh from the API server."""
-        svc = self._get_or_none(lambda: self.core.read_namespaced_service(service, namespace))
-        deployments = self.apps.list_namespaced_deployment(namespace)
+        # Raw JSON, not the client's models: building V1Deployment objects and turning them back
+        # into dicts cost ~10 ms of CPU per Deployment, over 1 s per reconcile in a namespace of
+        # 100 Deployments (bench/control_loop.py, docs/performance.md).
+        svc = self._get_or_none(
+            lambda: _json(self.core.read_namespaced_service(service, namespace, _preload_content=False))
+        )
+        deployments = _json(self.apps.list_namespaced_deployment(namespace, _preload_content=False))
         return Observed(
-            service=self.api.sanitize_for_serialization(svc) if svc is not None else None,
-            deployments=tuple(self.api.sanitize_for_serialization(d) for d in deployments.items),
+            service=svc,
+            deployments=tuple(deployments["items"]),
             virtual_service=self._routing_for_host("VirtualService", namespace=namespace, service=service),
             destination_rule=self._routing_for_host("DestinationRule", namespace=namespace, service=service),
         )
@@ -218,6 +223,11 @@ class Cluster:
                 message = err.reason
             return errors.RoutingError(f"the API server refused {what}: {message}")
         return cast(Exception, err)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """The body of a response read with ``_preload_content=False``."""
+    return cast(dict[str, Any], json.loads(response.data))
 
 
 def _merged(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:

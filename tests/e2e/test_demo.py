@@ -13,7 +13,7 @@ from rich.console import Console
 from tests.e2e.helpers import EXAMPLES, get
 
 sys.path.insert(0, str(EXAMPLES))
-import demo_flow  # noqa: E402 - lives beside the demo script, not in a package
+import demo_flow  # lives beside the demo script, not in a package
 
 
 @pytest.fixture

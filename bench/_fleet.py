@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +30,16 @@ from kubernetes.client.rest import ApiException
 
 __all__ = [
     "BENCH_USER_AGENT",
+    "AuditWrite",
     "BenchCluster",
     "Fleet",
     "OperatorProcess",
     "Sample",
+    "WeightWatcher",
+    "canary_weight",
+    "operator_writes",
     "percentiles",
+    "read_audit_writes",
 ]
 
 GROUP, VERSION, PLURAL = "releases.istio-canary.io", "v1alpha1", "canaryreleases"
@@ -71,7 +76,11 @@ class BenchCluster(Cluster):
 
     def _create_args(self) -> list[str]:
         self.audit_policy.write_text(_AUDIT_POLICY)
-        return [*super()._create_args(), "--disable-qps-limits", f"--kube-audit-policy={self.audit_policy}"]
+        return [
+            *super()._create_args(),
+            "--disable-qps-limits",
+            f"--kube-audit-policy={self.audit_policy}",
+        ]
 
     def ensure_fake_node(self) -> None:
         super().ensure_fake_node()
@@ -88,7 +97,10 @@ class BenchCluster(Cluster):
                     "annotations": base["metadata"]["annotations"],
                     "labels": {**base["metadata"]["labels"], "kubernetes.io/hostname": name},
                 },
-                "status": {"allocatable": base["status"]["allocatable"], "capacity": base["status"]["capacity"]},
+                "status": {
+                    "allocatable": base["status"]["allocatable"],
+                    "capacity": base["status"]["capacity"],
+                },
             }
             self.kubectl("apply", "-f", "-", input=json.dumps(node))
 
@@ -127,7 +139,9 @@ def read_audit_writes(path: Path, *, offset: int = 0) -> tuple[list[AuditWrite],
         if ev.get("stage") != "ResponseComplete" or ev.get("verb") not in _WRITE_VERBS:
             continue
         ref = ev.get("objectRef") or {}
-        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        resource = ref.get("resource", "") + (
+            f"/{ref['subresource']}" if ref.get("subresource") else ""
+        )
         stamp = ev.get("stageTimestamp", "")
         out.append(
             AuditWrite(
@@ -146,7 +160,7 @@ def _rfc3339(stamp: str) -> float:
     from datetime import datetime
 
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(stamp).timestamp()
     except ValueError:
         return 0.0
 
@@ -194,7 +208,9 @@ class Fleet:
 
     def releases(self) -> list[tuple[str, str]]:
         """(namespace, name) of every release."""
-        return [(self.namespaces[i // self.per_namespace], service_name(i)) for i in range(self.size)]
+        return [
+            (self.namespaces[i // self.per_namespace], service_name(i)) for i in range(self.size)
+        ]
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -212,7 +228,10 @@ class Fleet:
         labels = {"app": name, "version": "v1"}
         service = {
             "metadata": {"name": name, "labels": {"app": name}},
-            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 9080, "targetPort": 9080}]},
+            "spec": {
+                "selector": {"app": name},
+                "ports": [{"name": "http", "port": 9080, "targetPort": 9080}],
+            },
         }
         deployment = {
             "metadata": {"name": f"{name}-v1", "labels": labels},
@@ -233,8 +252,14 @@ class Fleet:
                 },
             },
         }
-        _create(lambda: self.core.create_namespaced_service(namespace, service))
-        _create(lambda: self.apps.create_namespaced_deployment(namespace, deployment))
+        _create(
+            lambda: self.core.create_namespaced_service(namespace, service, _preload_content=False)
+        )
+        _create(
+            lambda: self.apps.create_namespaced_deployment(
+                namespace, deployment, _preload_content=False
+            )
+        )
 
     def _create_release(self, namespace: str, name: str, *, weight: int) -> None:
         body = {
@@ -244,26 +269,39 @@ class Fleet:
             "spec": {
                 "service": name,
                 "stable": {"version": "v1"},
-                "canary": {"version": "v2", "image": "kubesphere/examples-bookinfo-reviews-v2:1.13.0"},
+                "canary": {
+                    "version": "v2",
+                    "image": "kubesphere/examples-bookinfo-reviews-v2:1.13.0",
+                },
                 "strategy": "Canary",
                 "traffic": {"weight": weight},
             },
         }
-        _create(lambda: self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body))
+        _create(
+            lambda: self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, body, _preload_content=False
+            )
+        )
 
     def delete(self) -> None:
         """Delete the namespaces without waiting (the operator must be stopped first: releases have finalizers)."""
         for ns in self.namespaces:
             # Finalizers of releases no operator will handle any more would keep the namespace forever.
             try:
-                items = self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+                items = self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)[
+                    "items"
+                ]
             except ApiException:
                 items = []
             for obj in items:
                 if obj["metadata"].get("finalizers"):
                     try:
                         self.custom.patch_namespaced_custom_object(
-                            GROUP, VERSION, ns, PLURAL, obj["metadata"]["name"],
+                            GROUP,
+                            VERSION,
+                            ns,
+                            PLURAL,
+                            obj["metadata"]["name"],
                             [{"op": "remove", "path": "/metadata/finalizers"}],
                         )
                     except ApiException:
@@ -279,7 +317,9 @@ class Fleet:
     def phases(self) -> dict[tuple[str, str], str]:
         out: dict[tuple[str, str], str] = {}
         for ns in self.namespaces:
-            for obj in self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]:
+            for obj in self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)[
+                "items"
+            ]:
                 out[(ns, obj["metadata"]["name"])] = (obj.get("status") or {}).get("phase", "")
         return out
 
@@ -297,7 +337,9 @@ class Fleet:
                 raise TimeoutError(f"{done}/{self.size} releases {phase} after {timeout:.0f} s")
             if now - last_report >= report_every:
                 last_report = now
-                print(f"  ... {done}/{self.size} {phase} after {now - started:.0f} s", file=sys.stderr)
+                print(
+                    f"  ... {done}/{self.size} {phase} after {now - started:.0f} s", file=sys.stderr
+                )
             time.sleep(0.5)
 
     def canary_weights(self) -> dict[tuple[str, str], int | None]:
@@ -314,26 +356,50 @@ class Fleet:
         out: dict[str, str] = {}
         for ns in self.namespaces:
             lists: dict[str, list[dict[str, Any]]] = {
-                "CanaryRelease": self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"],
+                "CanaryRelease": self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, ns, PLURAL
+                )["items"],
                 "VirtualService": self.custom.list_namespaced_custom_object(
                     ISTIO_GROUP, ISTIO_VERSION, ns, "virtualservices"
                 )["items"],
                 "DestinationRule": self.custom.list_namespaced_custom_object(
                     ISTIO_GROUP, ISTIO_VERSION, ns, "destinationrules"
                 )["items"],
-                "Deployment": self.api.sanitize_for_serialization(
-                    self.apps.list_namespaced_deployment(ns)
+                "Deployment": json.loads(
+                    self.apps.list_namespaced_deployment(ns, _preload_content=False).data
                 )["items"],
             }
             for kind, items in lists.items():
                 for obj in items:
-                    out[f"{kind}/{ns}/{obj['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
+                    out[f"{kind}/{ns}/{obj['metadata']['name']}"] = obj["metadata"][
+                        "resourceVersion"
+                    ]
         return out
+
+    def ready_stable(self) -> int:
+        """How many stable Deployments have a ready pod."""
+        ready = 0
+        for ns in self.namespaces:
+            items = json.loads(
+                self.apps.list_namespaced_deployment(ns, _preload_content=False).data
+            )["items"]
+            ready += sum(
+                1
+                for d in items
+                if d["metadata"]["name"].endswith("-v1")
+                and (d.get("status") or {}).get("readyReplicas")
+            )
+        return ready
 
     def set_weight(self, namespace: str, name: str, weight: int) -> float:
         """Merge-patch ``spec.traffic.weight``; returns the monotonic time the PATCH returned."""
         self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"traffic": {"weight": weight}}},
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"spec": {"traffic": {"weight": weight}}},
             _content_type="application/merge-patch+json",
         )
         return time.monotonic()
@@ -373,7 +439,9 @@ class WeightWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Barrier(len(self.namespaces) + 1)
-        self._threads = [threading.Thread(target=self._watch, args=(ns,), daemon=True) for ns in self.namespaces]
+        self._threads = [
+            threading.Thread(target=self._watch, args=(ns,), daemon=True) for ns in self.namespaces
+        ]
 
     def start(self) -> WeightWatcher:
         for t in self._threads:
@@ -387,7 +455,9 @@ class WeightWatcher:
     def _watch(self, namespace: str) -> None:
         from kubernetes import watch
 
-        listed = self.custom.list_namespaced_custom_object(ISTIO_GROUP, ISTIO_VERSION, namespace, "virtualservices")
+        listed = self.custom.list_namespaced_custom_object(
+            ISTIO_GROUP, ISTIO_VERSION, namespace, "virtualservices"
+        )
         rv = listed["metadata"]["resourceVersion"]
         self._ready.wait(timeout=60)
         while not self._stop.is_set():
@@ -395,14 +465,20 @@ class WeightWatcher:
             try:
                 for ev in w.stream(
                     self.custom.list_namespaced_custom_object,
-                    ISTIO_GROUP, ISTIO_VERSION, namespace, "virtualservices",
-                    resource_version=rv, timeout_seconds=60,
+                    ISTIO_GROUP,
+                    ISTIO_VERSION,
+                    namespace,
+                    "virtualservices",
+                    resource_version=rv,
+                    timeout_seconds=60,
                 ):
                     now = time.monotonic()
                     obj = ev["object"]
                     rv = obj["metadata"]["resourceVersion"]
                     with self._lock:
-                        self.seen.setdefault((namespace, obj["metadata"]["name"]), []).append((now, canary_weight(obj)))
+                        self.seen.setdefault((namespace, obj["metadata"]["name"]), []).append(
+                            (now, canary_weight(obj))
+                        )
                     if self._stop.is_set():
                         break
             except ApiException as err:
@@ -420,7 +496,9 @@ class WeightWatcher:
                     return t
         return None
 
-    def wait_all(self, wanted: dict[tuple[str, str], int], *, after: float, timeout: float) -> dict[tuple[str, str], float]:
+    def wait_all(
+        self, wanted: dict[tuple[str, str], int], *, after: float, timeout: float
+    ) -> dict[tuple[str, str], float]:
         """First time each release's VirtualService showed its wanted weight (missing ones omitted)."""
         deadline = time.monotonic() + timeout
         found: dict[tuple[str, str], float] = {}
@@ -449,8 +527,20 @@ class Sample:
 class OperatorProcess:
     """``istio-canary-operator run`` in a subprocess, with its RSS and CPU time sampled every 0.5 s."""
 
-    def __init__(self, *, kubeconfig: str, namespaces: Sequence[str], log_path: Path, extra: Sequence[str] = ()) -> None:
-        self.kubeconfig, self.namespaces, self.log_path, self.extra = kubeconfig, list(namespaces), log_path, list(extra)
+    def __init__(
+        self,
+        *,
+        kubeconfig: str,
+        namespaces: Sequence[str],
+        log_path: Path,
+        extra: Sequence[str] = (),
+    ) -> None:
+        self.kubeconfig, self.namespaces, self.log_path, self.extra = (
+            kubeconfig,
+            list(namespaces),
+            log_path,
+            list(extra),
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self.samples: list[Sample] = []
         self._stop = threading.Event()
@@ -463,7 +553,16 @@ class OperatorProcess:
         self._log = self.log_path.open("wb")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(exe), "run", *scope, "--kubeconfig", self.kubeconfig, "--log-format", "json", *self.extra],
+            [
+                str(exe),
+                "run",
+                *scope,
+                "--kubeconfig",
+                self.kubeconfig,
+                "--log-format",
+                "json",
+                *self.extra,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=dict(os.environ),
@@ -480,17 +579,24 @@ class OperatorProcess:
                 stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
             except OSError:
                 break
-            rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            rss_kb = next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+            )
             fields = stat.rsplit(")", 1)[1].split()
             cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-            self.samples.append(Sample(t=time.monotonic() - self.started, rss_mb=rss_kb / 1024, cpu_s=cpu))
+            self.samples.append(
+                Sample(t=time.monotonic() - self.started, rss_mb=rss_kb / 1024, cpu_s=cpu)
+            )
             self._stop.wait(0.5)
 
     def peak_hwm_mb(self) -> float:
         """The kernel's own RSS high-water mark (VmHWM), which catches peaks between samples."""
         assert self.proc is not None
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+        return (
+            next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+            / 1024
+        )
 
     def cpu_between(self, t0: float, t1: float) -> float:
         """CPU seconds used between two sample times (seconds since start)."""
@@ -534,8 +640,3 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
         "p99": rank(99),
         "max": ordered[-1],
     }
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

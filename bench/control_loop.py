@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,7 +53,9 @@ def _latency_row(table: Table, label: str, values: list[float], *, expected: int
     )
 
 
-def one_at_a_time(fleet: Fleet, watcher: WeightWatcher, *, changes: int, first_weight: int) -> list[float]:
+def one_at_a_time(
+    fleet: Fleet, watcher: WeightWatcher, *, changes: int, first_weight: int
+) -> list[float]:
     """``changes`` weight changes, each to the next release in turn, waiting for each to land."""
     refs = fleet.releases()
     out: list[float] = []
@@ -60,7 +63,7 @@ def one_at_a_time(fleet: Fleet, watcher: WeightWatcher, *, changes: int, first_w
         key = refs[k % len(refs)]
         weight = first_weight + k % 40
         sent = time.monotonic()
-        returned = fleet.set_weight(*key, weight)
+        returned = fleet.set_weight(key[0], key[1], weight)
         seen = watcher.wait_all({key: weight}, after=sent, timeout=30)
         if key in seen:
             out.append(max(0.0, seen[key] - returned))
@@ -70,27 +73,43 @@ def one_at_a_time(fleet: Fleet, watcher: WeightWatcher, *, changes: int, first_w
     return out
 
 
-def all_at_once(fleet: Fleet, watcher: WeightWatcher, *, weight: int, threads: int) -> tuple[list[float], float]:
+def all_at_once(
+    fleet: Fleet, watcher: WeightWatcher, *, weight: int, threads: int
+) -> tuple[list[float], float]:
     """Every release's weight changed at once; per-release latencies and the whole wave's duration."""
     refs = fleet.releases()
     started = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
-        returned = dict(zip(refs, pool.map(lambda ref: fleet.set_weight(*ref, weight), refs), strict=True))
+        returned = dict(
+            zip(
+                refs,
+                pool.map(lambda ref: fleet.set_weight(ref[0], ref[1], weight), refs),
+                strict=True,
+            )
+        )
     patched = time.monotonic() - started
     seen = watcher.wait_all({ref: weight for ref in refs}, after=started, timeout=180)
     wave = max(seen.values(), default=started) - started
-    print(f"  {len(refs)} PATCHes sent in {patched:.2f} s; last VirtualService updated {wave:.2f} s after the first", file=sys.stderr)
+    print(
+        f"  {len(refs)} PATCHes sent in {patched:.2f} s; last VirtualService updated {wave:.2f} s after the first",
+        file=sys.stderr,
+    )
     return [max(0.0, seen[ref] - returned[ref]) for ref in refs if ref in seen], wave
 
 
-def idle_writes(cluster: BenchCluster, fleet: Fleet, *, seconds: float) -> tuple[Counter[str], list[str]]:
+def idle_writes(
+    cluster: BenchCluster, fleet: Fleet, *, seconds: float
+) -> tuple[Counter[str], list[str]]:
     """Operator writes in the audit log, and objects whose resourceVersion changed, over ``seconds`` idle."""
     _, offset = read_audit_writes(cluster.audit_log, offset=0)
     before = fleet.resource_versions()
     time.sleep(seconds)
     after = fleet.resource_versions()
     writes, _ = read_audit_writes(cluster.audit_log, offset=offset)
-    counted = Counter(f"{w.verb} {w.resource} ({w.user_agent.split('/')[0]})" for w in operator_writes(writes, fleet.namespaces))
+    counted = Counter(
+        f"{w.verb} {w.resource} ({w.user_agent.split('/')[0]})"
+        for w in operator_writes(writes, fleet.namespaces)
+    )
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     return counted, changed
 
@@ -111,12 +130,19 @@ def run_fleet(
     fleet = Fleet(cluster.bench_client(), size=size, per_namespace=per_namespace, prefix=prefix)
     started = time.monotonic()
     fleet.create(weight=10)
-    print(f"{prefix}: {size} services, Deployments and releases created in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    print(
+        f"{prefix}: {size} services, Deployments and releases created in {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
     op = OperatorProcess(
-        kubeconfig=cluster.kubeconfig, namespaces=fleet.namespaces, log_path=log_dir / f"operator-{prefix}.log"
+        kubeconfig=cluster.kubeconfig,
+        namespaces=fleet.namespaces,
+        log_path=log_dir / f"operator-{prefix}.log",
     ).start()
     took = fleet.wait_for_phase("Progressing", timeout=300)
-    print(f"{prefix}: all {size} Progressing {took:.1f} s after the operator started", file=sys.stderr)
+    print(
+        f"{prefix}: all {size} Progressing {took:.1f} s after the operator started", file=sys.stderr
+    )
     watcher = WeightWatcher(fleet.api, fleet.namespaces).start()
     return fleet, op, watcher
 
@@ -129,9 +155,12 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--patch-threads", type=int, default=16)
     parser.add_argument("--cluster", default="istio-canary-bench")
-    parser.add_argument("--keep", action="store_true", help="keep the cluster and namespaces afterwards")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the cluster and namespaces afterwards"
+    )
     args = parser.parse_args()
 
+    run = uuid.uuid4().hex[:4]  # namespaces of an earlier run may still be terminating
     cluster = BenchCluster(name=args.cluster)
     cluster.up()
     log_dir = cluster.state_dir
@@ -142,25 +171,46 @@ def main() -> int:
     fleets: list[tuple[Fleet, OperatorProcess, WeightWatcher]] = []
     try:
         # 1. One release under one operator.
-        fleets.append(run_fleet(cluster, size=1, per_namespace=1, prefix="bench-one", log_dir=log_dir))
+        fleets.append(
+            run_fleet(cluster, size=1, per_namespace=1, prefix=f"bench-one-{run}", log_dir=log_dir)
+        )
         fleet, op, watcher = fleets[-1]
-        _latency_row(table, "1 release, one change at a time", one_at_a_time(fleet, watcher, changes=args.changes, first_weight=11), expected=args.changes)
+        _latency_row(
+            table,
+            "1 release, one change at a time",
+            one_at_a_time(fleet, watcher, changes=args.changes, first_weight=11),
+            expected=args.changes,
+        )
         op.stop()
         watcher.stop()
 
         # 2. N releases under one operator.
-        fleets.append(run_fleet(cluster, size=args.releases, per_namespace=args.per_namespace, prefix="bench-cl", log_dir=log_dir))
+        fleets.append(
+            run_fleet(
+                cluster,
+                size=args.releases,
+                per_namespace=args.per_namespace,
+                prefix=f"bench-cl-{run}",
+                log_dir=log_dir,
+            )
+        )
         fleet, op, watcher = fleets[-1]
         wait_settled(fleet, watcher, quiet=3, timeout=60)
         _latency_row(
-            table, f"{args.releases} releases, one change at a time",
-            one_at_a_time(fleet, watcher, changes=args.changes, first_weight=11), expected=args.changes,
+            table,
+            f"{args.releases} releases, one change at a time",
+            one_at_a_time(fleet, watcher, changes=args.changes, first_weight=11),
+            expected=args.changes,
         )
         wait_settled(fleet, watcher, quiet=3, timeout=60)
         cpu0 = op.samples[-1].cpu_s if op.samples else 0.0
         latencies, wave = all_at_once(fleet, watcher, weight=70, threads=args.patch_threads)
-        _latency_row(table, f"{args.releases} releases changed at once", latencies, expected=args.releases)
-        extra.append(f"all at once: last VirtualService updated {wave:.2f} s after the first PATCH was sent")
+        _latency_row(
+            table, f"{args.releases} releases changed at once", latencies, expected=args.releases
+        )
+        extra.append(
+            f"all at once: last VirtualService updated {wave:.2f} s after the first PATCH was sent"
+        )
 
         # 3. Idle.
         wait_settled(fleet, watcher, quiet=5, timeout=120)
@@ -180,7 +230,10 @@ def main() -> int:
         idle.add_row("objects whose resourceVersion changed", str(len(changed)))
         for key in changed[:10]:
             idle.add_row(f"  {key}", "")
-        idle.add_row("operator CPU seconds while idle", f"{cpu_idle:.1f} ({100 * cpu_idle / args.idle_seconds:.0f}% of a core)")
+        idle.add_row(
+            "operator CPU seconds while idle",
+            f"{cpu_idle:.1f} ({100 * cpu_idle / args.idle_seconds:.0f}% of a core)",
+        )
         rss = op.samples[-1].rss_mb if op.samples else float("nan")
         idle.add_row("operator RSS (MB)", f"{rss:.0f}")
         console.print(idle)

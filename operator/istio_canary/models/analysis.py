@@ -37,7 +37,7 @@ class Verdict(str, enum.Enum):
 
 
 class AnalysisSpec(ApiModel):
-    """Steps, checks and deadlines for automatic progression (see docs/analysis.md)."""
+    """Steps, checks and deadlines for automatic progression (see docs/analysis.md). While it runs, traffic.weight is ignored: status.analysis.weight is the canary's weight."""
 
     interval_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
         default=10, description="Seconds between two looks at the metrics."

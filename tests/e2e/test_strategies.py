@@ -215,6 +215,22 @@ def test_match_and_weight_combine_matching_to_canary_the_rest_split_by_weight(
     assert_routing_invariants(cluster, ns, "reviews")
 
 
+def test_canary_match_example_routes_as_its_header_says(
+    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+) -> None:
+    ns = namespace
+    _start(cluster, ns, start_operator, mesh, _release("canary-match.yaml"))
+    assert _weights(cluster, ns)[-1] == {"v1": 90, "v2": 10}
+
+    assert _served(mesh, ns, headers={"end-user": "jason"}) == _only("v2")
+    assert _served(mesh, ns, headers={"cookie": "theme=dark; canary=yes"}) == _only("v2")
+    assert _served(mesh, ns, headers={"user-agent": WINDOWS_UA}, path="/reviews/1") == _only("v2")
+    # Windows alone is not the rule: off /reviews, the 90/10 split applies.
+    elsewhere = _served(mesh, ns, headers={"user-agent": WINDOWS_UA}, path="/health", n=200)
+    assert set(elsewhere) == {"v1", "v2"} and elsewhere["v1"] > elsewhere["v2"], elsewhere
+    assert_routing_invariants(cluster, ns, "reviews")
+
+
 # -- blue-green -------------------------------------------------------------------------------
 
 

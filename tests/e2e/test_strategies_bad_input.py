@@ -98,8 +98,14 @@ def test_empty_rule_and_mirror_percent_out_of_range_are_refused_at_apply(
     before = _progressing_at_30(cluster, ns, start_operator)
 
     refused: dict[str, dict[str, Any]] = {
-        "a match rule needs at least one condition": {"traffic": {"weight": 30, "match": [{}]}},
-        "mirrorPercent": {"strategy": "Mirror", "traffic": {"mirrorPercent": 150}},
+        "spec.traffic.match[0]: Invalid value: \"object\": a match rule needs at least one condition": {
+            "traffic": {"weight": 30, "match": [{}]}
+        },
+        "spec.traffic.mirrorPercent in body should be less than or equal to 100": {
+            "strategy": "Mirror",
+            "traffic": {"mirrorPercent": 150},
+        },
+        "header names must be lowercase": {"traffic": {"match": [{"headers": {"End-User": {"exact": "a"}}}]}},
     }
     for message, spec in refused.items():
         body = _release(**spec)

@@ -1,0 +1,210 @@
+"""Issue 6: automatic progression and rollback from Prometheus scraping the mesh simulator.
+
+Each release here uses short looks (``intervalSeconds: 2``) and two steps (20%, then 50%), so
+that a test runs in about a minute; the judge and its statistics are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any, Self
+
+import pytest
+import yaml
+from devcluster import Cluster, PrometheusServer
+from meshsim.simulator import Simulator
+
+from tests.e2e.helpers import (
+    EXAMPLES,
+    apply,
+    assert_routing_invariants,
+    deploy_bookinfo,
+    get,
+    release_phase,
+    route_weights,
+    wait_for,
+)
+
+RPS = 60
+
+
+@pytest.fixture
+def mesh(cluster: Cluster, namespace: str, prometheus: PrometheusServer) -> Iterator[Simulator]:
+    """The simulator for this namespace, serving /metrics on a port the session's Prometheus scrapes.
+
+    Overrides conftest's ``mesh``, whose simulator is started without ``listen`` and so serves
+    no /metrics for Prometheus to scrape.
+    """
+    sim = Simulator(cluster.api_client(), namespaces=[namespace], seed=23, listen=("127.0.0.1", 0))
+    sim.start_in_thread()
+    job = f"meshsim-{namespace}"
+    prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")
+    yield sim
+    prometheus.remove_scrape_target(job)
+    sim.stop_in_thread()
+
+
+def release(**analysis: Any) -> dict[str, Any]:
+    body = yaml.safe_load((EXAMPLES / "canary-analysis.yaml").read_text())
+    body["spec"]["analysis"].update(
+        {"intervalSeconds": 2, "steps": [20, 50], "minRequests": 20, "maxErrorRateIncrease": 0.05,
+         "latencyQuantile": 0.9, "promotion": "Offline", **analysis}
+    )
+    return dict(body)
+
+
+def status(cluster: Cluster, ns: str) -> dict[str, Any]:
+    return dict((get(cluster, "canaryrelease", "reviews", ns) or {}).get("status") or {})
+
+
+def canary_weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
+    return route_weights(get(cluster, "virtualservice", "reviews", ns) or {})
+
+
+def event_reasons(cluster: Cluster, ns: str) -> list[str]:
+    items = json.loads(cluster.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    return [e["reason"] for e in items if e["involvedObject"].get("kind") == "CanaryRelease"]
+
+
+class PhaseRecorder:
+    """Every phase and canary weight the release shows while a test runs, read in a thread."""
+
+    def __init__(self, cluster: Cluster, ns: str) -> None:
+        self.cluster, self.ns = cluster, ns
+        self.phases: list[str] = []
+        self.weights: list[Any] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.3):
+            found = status(self.cluster, self.ns)
+            if found.get("phase") and (not self.phases or self.phases[-1] != found["phase"]):
+                self.phases.append(found["phase"])
+            self.weights.append((found.get("traffic") or {}).get("canary"))
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def start(cluster: Cluster, ns: str, start_operator: Any, mesh: Simulator, prometheus_url: str) -> None:
+    deploy_bookinfo(cluster, ns)
+    mesh.set_load(namespace=ns, service="reviews", rps=RPS)
+    start_operator("--prometheus-url", prometheus_url, "--metrics-interval", "2", "--metrics-window", "15")
+
+
+def test_a_good_canary_is_promoted_step_by_step_and_stable_is_taken_offline(
+    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, prometheus: PrometheusServer
+) -> None:
+    ns = namespace
+    start(cluster, ns, start_operator, mesh, prometheus.url)
+    with PhaseRecorder(cluster, ns) as seen:
+        apply(cluster, ns, release())
+        wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=60, what="Progressing")
+        assert canary_weights(cluster, ns) == [{"v1": 80, "v2": 20}]  # the first step, not spec.traffic.weight
+        assert_routing_invariants(cluster, ns, "reviews")
+        wait_for(lambda: canary_weights(cluster, ns) == [{"v1": 50, "v2": 50}], timeout=90, what="the second step")
+        assert_routing_invariants(cluster, ns, "reviews")
+        done = wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), timeout=90, what="Completed")
+
+    assert "Aborted" not in seen.phases and "Failed" not in seen.phases
+    assert get(cluster, "deployment", "reviews-v1", ns) is None
+    assert canary_weights(cluster, ns) == [{"v2": 100}]
+    analysis = done["status"]["analysis"]
+    passed = [c for c in analysis["history"] if c["verdict"] == "Pass"]
+    assert [(c["step"], c["weight"]) for c in passed] == [(0, 20), (1, 50)]
+    assert all(c["verdict"] != "Fail" for c in analysis["history"])
+    assert all(c["canaryRequests"] >= 20 and c["stableRequests"] >= 20 for c in passed)
+    reasons = event_reasons(cluster, ns)
+    assert "AnalysisStep" in reasons and "AnalysisPassed" in reasons and "Completed" in reasons
+
+
+def test_a_canary_with_twenty_percent_errors_is_rolled_back_before_the_second_step(
+    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, prometheus: PrometheusServer
+) -> None:
+    ns = namespace
+    mesh.set_version_behaviour(namespace=ns, service="reviews", version="v2", error_rate=0.2)
+    start(cluster, ns, start_operator, mesh, prometheus.url)
+    with PhaseRecorder(cluster, ns) as seen:
+        apply(cluster, ns, release())
+        aborted = wait_for(lambda: release_phase(cluster, ns, "reviews", "Aborted"), timeout=90, what="Aborted")
+
+    assert "TakenOver" not in seen.phases and "Completed" not in seen.phases
+    assert {w for w in seen.weights if w} <= {20}, "the canary never got past the first step"
+    analysis = aborted["status"]["analysis"]
+    assert analysis["step"] == 0 and analysis["lastVerdict"] == "Fail"
+    assert all(c["verdict"] != "Pass" for c in analysis["history"])
+    assert aborted["status"]["message"].startswith("aborted (analysis failed at step 1 (20%): errors")
+    assert get(cluster, "deployment", "reviews-v2", ns) is None
+    assert get(cluster, "deployment", "reviews-v1", ns) is not None
+    assert canary_weights(cluster, ns) in ([], [{"v1": 100}])  # the original routing: none, or all to v1
+    assert "AnalysisFailed" in event_reasons(cluster, ns)
+
+
+def test_stopping_prometheus_mid_analysis_holds_the_weight_then_rolls_back_and_never_promotes(
+    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+) -> None:
+    ns = namespace
+    own = PrometheusServer(scrape_interval="1s")  # never stop the session's: other tests use it
+    own.start()
+    try:
+        own.add_scrape_target("meshsim", f"127.0.0.1:{mesh.port}")
+        start(cluster, ns, start_operator, mesh, own.url)
+        with PhaseRecorder(cluster, ns) as seen:
+            # A step needs far more requests than it gets here: the analysis is mid-step for as long as we like.
+            apply(cluster, ns, release(minRequests=1_000_000, unreachableTimeoutSeconds=12))
+            wait_for(
+                lambda: (status(cluster, ns).get("analysis") or {}).get("lastVerdict") == "Inconclusive",
+                timeout=90, what="a first inconclusive look",
+            )
+            own.stop()
+            held = wait_for(
+                lambda: (s := status(cluster, ns)).get("analysis", {}).get("lastVerdict") == "Unreachable" and s,
+                timeout=30, what="an Unreachable verdict",
+            )
+            assert held["phase"] == "Progressing"
+            assert canary_weights(cluster, ns) == [{"v1": 80, "v2": 20}]
+            cond = next(c for c in held["conditions"] if c["type"] == "MetricsAvailable")
+            assert cond["status"] == "False" and own.url in cond["message"]
+            aborted = wait_for(lambda: release_phase(cluster, ns, "reviews", "Aborted"), timeout=60, what="Aborted")
+    finally:
+        own.stop()
+
+    assert "TakenOver" not in seen.phases and "Completed" not in seen.phases
+    assert {w for w in seen.weights if w} <= {20}, "the weight held at the first step"
+    assert "Prometheus unreachable for 12 s" in aborted["status"]["message"]
+    assert get(cluster, "deployment", "reviews-v2", ns) is None
+    assert "MetricsUnavailable" in event_reasons(cluster, ns)
+
+
+def test_a_canary_whose_pods_never_become_ready_fails_after_the_deadline_with_no_traffic(
+    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, prometheus: PrometheusServer
+) -> None:
+    ns = namespace
+    start(cluster, ns, start_operator, mesh, prometheus.url)
+
+    def pods() -> int:
+        items = json.loads(cluster.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
+        return len(items)
+
+    deployments = len(json.loads(cluster.kubectl("get", "deployments", "-n", ns, "-o", "json").stdout)["items"])
+    wait_for(lambda: pods() == deployments, timeout=60, what="one pod per Bookinfo Deployment")
+    # The namespace's pod quota is used up: the canary's ReplicaSet cannot create a pod,
+    # as happens in a real cluster with a full quota.
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"}, "spec": {"hard": {"pods": str(deployments)}}}
+    apply(cluster, ns, quota)
+    apply(cluster, ns, release(readyDeadlineSeconds=8))
+
+    failed = wait_for(lambda: release_phase(cluster, ns, "reviews", "Failed"), timeout=60, what="Failed")
+    message = failed["status"]["message"]
+    assert "no ready pod for 8 s" in message and "readyDeadlineSeconds" in message
+    assert canary_weights(cluster, ns) == [{"v1": 100}]
+    assert_routing_invariants(cluster, ns, "reviews")
+    assert "CanaryNeverReady" in event_reasons(cluster, ns)

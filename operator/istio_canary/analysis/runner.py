@@ -52,7 +52,7 @@ def check(
     try:
         by_version = source.version_counts(namespace=namespace, service=spec.service, window_seconds=window)
     except MetricsUnavailableError as err:
-        return result(Verdict.UNREACHABLE, f"Prometheus unreachable: {err}")
+        return result(Verdict.UNREACHABLE, str(err))  # "Prometheus at URL did not answer: ..."
     judgement = judge.compare(
         stable=by_version.get(spec.stable.version, counts_.Counts()),
         canary=by_version.get(spec.canary.version, counts_.Counts()),

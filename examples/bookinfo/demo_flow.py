@@ -131,7 +131,8 @@ def _operator(target: Target, *, namespace: str, prometheus_url: str, log_path: 
     """``istio-canary-operator run`` for the namespace, stopped with SIGTERM on the way out."""
     exe = Path(sys.executable).parent / "istio-canary-operator"
     args = [str(exe), "run", "--namespace", namespace, "--kubeconfig", target.kubeconfig,
-            "--prometheus-url", prometheus_url, "--metrics-interval", "2", "--log-format", "json"]
+            "--prometheus-url", prometheus_url, "--metrics-interval", "2", "--metrics-window", "10",
+            "--log-format", "json"]
     if target.context:
         args += ["--context", target.context]
     with open(log_path, "ab") as log:
@@ -154,7 +155,7 @@ def _operator(target: Target, *, namespace: str, prometheus_url: str, log_path: 
 
 @contextmanager
 def _simulator(target: Target, *, namespace: str, prometheus: PrometheusServer) -> Iterator[Simulator]:
-    sim = Simulator(target.api_client(), namespaces=[namespace], seed=2024)
+    sim = Simulator(target.api_client(), namespaces=[namespace], seed=2024, listen=("127.0.0.1", 0))
     sim.start_in_thread()
     job = f"meshsim-{namespace}"
     prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")

@@ -122,7 +122,7 @@ def mesh(cluster: Cluster, namespace: str, prometheus: PrometheusServer) -> Iter
     Its metrics carry ``destination_workload_namespace=<namespace>``, so tests never see
     each other's traffic even though they share one Prometheus.
     """
-    sim = Simulator(cluster.api_client(), namespaces=[namespace], seed=7)
+    sim = Simulator(cluster.api_client(), namespaces=[namespace], seed=7, listen=("127.0.0.1", 0))
     sim.start_in_thread()
     job = f"meshsim-{namespace}"
     prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")

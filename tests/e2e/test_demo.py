@@ -42,6 +42,8 @@ def test_demo_flow_completes_and_prints_a_split_near_thirty_percent_for_v2(
     assert result.split is not None and abs(result.split.share("v2") - v2_share) < 0.05
     assert result.taken_over is not None and result.taken_over.share("v2") == 100.0, text
     assert "VirtualService weights: v1 70% / v2 30%" in text
+    # The operator's per-version metrics, read from Prometheus scraping the simulator.
+    assert (result.split.metrics.get("v1") or {}).get("requestRate"), result.split.metrics
     # After job offline only v2 is left, and the demo removed its release on the way out.
     assert "reviews Deployments left: reviews-v2" in text
     assert get(cluster, "deployment", "reviews-v1", namespace) is None

@@ -229,6 +229,8 @@ class Fleet:
         service = {
             "metadata": {"name": name, "labels": {"app": name}},
             "spec": {
+                # Headless: kwok's default Service range has room for only a few hundred IPs.
+                "clusterIP": "None",
                 "selector": {"app": name},
                 "ports": [{"name": "http", "port": 9080, "targetPort": 9080}],
             },

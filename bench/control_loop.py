@@ -46,6 +46,10 @@ console = Console(stderr=False)
 
 def _latency_row(table: Table, label: str, values: list[float], *, expected: int) -> None:
     p = percentiles([v * 1000 for v in values])
+    print(
+        f"  {label}: p50 {p['p50']:.0f} p95 {p['p95']:.0f} p99 {p['p99']:.0f} max {p['max']:.0f} ms",
+        file=sys.stderr,
+    )
     table.add_row(
         label,
         f"{p['n']}/{expected}",
@@ -139,7 +143,12 @@ def run_fleet(
         namespaces=fleet.namespaces,
         log_path=log_dir / f"operator-{prefix}.log",
     ).start()
-    took = fleet.wait_for_phase("Progressing", timeout=300)
+    try:
+        took = fleet.wait_for_phase("Progressing", timeout=300)
+    except BaseException:
+        op.stop()
+        fleet.delete()
+        raise
     print(
         f"{prefix}: all {size} Progressing {took:.1f} s after the operator started", file=sys.stderr
     )

@@ -20,9 +20,10 @@ e2e: setup
 	$(PY) -m pytest -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
 lint: setup
-	.venv/bin/ruff check operator tools tests
+	.venv/bin/ruff check operator tools tests examples bench
 	.venv/bin/mypy
-	.venv/bin/lint-imports
+	.venv/bin/mypy examples/bookinfo bench
+	.venv/bin/lint-imports --no-cache
 
 ## The Bookinfo canary demo on the local control plane (CLUSTER=current: the current kubeconfig's cluster).
 demo: setup
@@ -38,8 +39,11 @@ cluster-down:
 run: setup
 	KUBECONFIG=.cluster/kubeconfig .venv/bin/istio-canary-operator run --all-namespaces
 
+## Regenerate everything derived from the models: the CRD, the chart's copy, the field reference.
 crds: setup
 	$(PY) -m istio_canary.models.crd > crds/releases.istio-canary.io_canaryreleases.yaml
+	cp crds/releases.istio-canary.io_canaryreleases.yaml charts/istio-canary-operator/crds/
+	$(PY) -m istio_canary.models.reference > docs/reference.md
 
 bench: setup
 	$(PY) bench/blast_radius.py

@@ -132,21 +132,18 @@ class Reconciler:
             writes = 0
             try:
                 for action in decision.actions:
-                    stored = await asyncio.to_thread(
-                        self.cluster.execute, action, namespace=namespace, release_name=name
+                    done = await asyncio.to_thread(
+                        self.cluster.execute, action, observed=observed, namespace=namespace, release_name=name
                     )
-                    writes += 1
-                    self._count_write()
-                    if isinstance(action, act.ApplyDeployment) and stored is not None:
-                        deployments[stored["metadata"]["name"]] = stored
+                    if done.wrote:
+                        writes += 1
+                        self._count_write()
+                    if isinstance(action, act.ApplyDeployment) and done.stored is not None:
+                        deployments[done.stored["metadata"]["name"]] = done.stored
                     elif isinstance(action, act.DeleteObject):
                         deployments.pop(action.name, None)
-                    elif isinstance(action, act.ApplyRouting) and action.kind == "VirtualService":
-                        vs = stored
-                    elif isinstance(action, act.RestoreRouting) and action.kind == "VirtualService":
-                        vs = await asyncio.to_thread(
-                            self.cluster.get_routing, "VirtualService", namespace=namespace, name=action.name
-                        )
+                    elif isinstance(action, (act.ApplyRouting, act.RestoreRouting)) and action.kind == "VirtualService":
+                        vs = done.stored
             except errors.InvalidSpecError as err:
                 # The API server refused a write (e.g. Istio's schema): report it like any invalid spec.
                 decision = phases.refused(previous=previous, error=err)

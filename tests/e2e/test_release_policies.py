@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-
 from devcluster import Cluster
+
 from tests.e2e.helpers import (
     EXAMPLES,
     apply,

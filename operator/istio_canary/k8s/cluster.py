@@ -13,6 +13,7 @@ The kubernetes client is synchronous; handlers call these functions in a thread.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -24,13 +25,21 @@ from istio_canary.istio import ownership, restore
 from istio_canary.models import GROUP, PLURAL, VERSION
 from istio_canary.phases import Observed
 
-__all__ = ["Cluster", "ConflictError", "load_client"]
+__all__ = ["Cluster", "ConflictError", "Executed", "load_client"]
 
 ISTIO_GROUP, ISTIO_VERSION = "networking.istio.io", "v1"
 # The client's default for a dict body is a JSON Patch, which wants a list: name the type.
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 ROUTING_PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
+
+
+@dataclass(frozen=True)
+class Executed:
+    """What one action left in the cluster, and whether it had to write to get there."""
+
+    stored: dict[str, Any] | None
+    wrote: bool
 
 
 class ConflictError(errors.ReleaseError):
@@ -101,57 +110,69 @@ class Cluster:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def execute(self, action: act.Action, *, namespace: str, release_name: str) -> dict[str, Any] | None:
-        """Carry out one action; returns the stored object when it is a routing object or Deployment."""
+    def execute(self, action: act.Action, *, observed: Observed, namespace: str, release_name: str) -> Executed:
+        """Carry out one action against what ``observe`` just read (no second read).
+
+        Writes only when the stored object differs; a replace carries the observed
+        resourceVersion, so a change made since the read surfaces as ``ConflictError``.
+        """
         if isinstance(action, act.ApplyRouting):
-            return self.apply_routing(action.kind, action.body, namespace=namespace)
+            current = _named(_routing_of(observed, action.kind), action.body["metadata"]["name"])
+            return self.apply_routing(action.kind, action.body, current=current, namespace=namespace)
         if isinstance(action, act.RestoreRouting):
-            self.restore_routing(action.kind, namespace=namespace, name=action.name, release_name=release_name)
-            return None
+            current = _named(_routing_of(observed, action.kind), action.name)
+            return self.restore_routing(action.kind, current=current, namespace=namespace, release_name=release_name)
+        name = action.body["metadata"]["name"] if isinstance(action, act.ApplyDeployment) else action.name
+        deployment = next((d for d in observed.deployments if d["metadata"]["name"] == name), None)
         if isinstance(action, act.ApplyDeployment):
-            return self.apply_deployment(action.body, namespace=namespace, release_name=release_name)
+            return self.apply_deployment(action.body, current=deployment, namespace=namespace, release_name=release_name)
         if isinstance(action, act.DeleteObject):
-            self._ignore_404(lambda: self.apps.delete_namespaced_deployment(action.name, namespace, propagation_policy="Background"))
-            return None
+            if deployment is None:
+                return Executed(stored=None, wrote=False)
+            self._ignore_404(
+                lambda: self.apps.delete_namespaced_deployment(action.name, namespace, propagation_policy="Background")
+            )
+            return Executed(stored=None, wrote=True)
         if isinstance(action, act.ScaleDeployment):
-            current = self._get_or_none(lambda: self.apps.read_namespaced_deployment(action.name, namespace))
-            if current is not None and current.spec.replicas != action.replicas:
-                self.apps.patch_namespaced_deployment(
-                    action.name, namespace, {"spec": {"replicas": action.replicas}}, _content_type=MERGE_PATCH
-                )
-            return None
+            if deployment is None or deployment.get("spec", {}).get("replicas") == action.replicas:
+                return Executed(stored=deployment, wrote=False)
+            patched = self.apps.patch_namespaced_deployment(
+                action.name, namespace, {"spec": {"replicas": action.replicas}},
+                _content_type=MERGE_PATCH, _preload_content=False,
+            )
+            return Executed(stored=_json(patched), wrote=True)
         raise TypeError(f"unknown action {action!r}")
 
-    def apply_routing(self, kind: str, body: dict[str, Any], *, namespace: str) -> dict[str, Any]:
+    def apply_routing(
+        self, kind: str, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str
+    ) -> Executed:
         plural, name = ROUTING_PLURALS[kind], body["metadata"]["name"]
-        current = self.get_routing(kind, namespace=namespace, name=name)
-        if current is None:
-            try:
+        try:
+            if current is None:
                 created: dict[str, Any] = self.custom.create_namespaced_custom_object(
                     ISTIO_GROUP, ISTIO_VERSION, namespace, plural, body
                 )
-            except ApiException as err:
-                raise self._translate(err, f"{kind} {name}") from err
-            return created
-        desired = _merged(current, body)
-        if desired == current:
-            return current
-        try:
+                return Executed(stored=created, wrote=True)
+            desired = _merged(current, body)
+            if desired == current:
+                return Executed(stored=current, wrote=False)
             replaced: dict[str, Any] = self.custom.replace_namespaced_custom_object(
                 ISTIO_GROUP, ISTIO_VERSION, namespace, plural, name, desired
             )
+            return Executed(stored=replaced, wrote=True)
         except ApiException as err:
             raise self._translate(err, f"{kind} {name}") from err
-        return replaced
 
-    def restore_routing(self, kind: str, *, namespace: str, name: str, release_name: str) -> None:
+    def restore_routing(
+        self, kind: str, *, current: dict[str, Any] | None, namespace: str, release_name: str
+    ) -> Executed:
         """Put back what the release found: the recorded original, or nothing when it created the object."""
-        current = self.get_routing(kind, namespace=namespace, name=name)
         if current is None:
-            return
+            return Executed(stored=None, wrote=False)
+        name = current["metadata"]["name"]
         owner = (current.get("metadata", {}).get("labels") or {}).get(ownership.RELEASE_LABEL)
         if owner != release_name:
-            return  # never touched by this release: not ours to restore
+            return Executed(stored=current, wrote=False)  # never touched by this release: not ours to restore
         original = restore.restored_object(current)
         try:
             if original is None:
@@ -160,31 +181,34 @@ class Cluster:
                         ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name
                     )
                 )
-            else:
-                self.custom.replace_namespaced_custom_object(
-                    ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name, original
-                )
+                return Executed(stored=None, wrote=True)
+            restored: dict[str, Any] = self.custom.replace_namespaced_custom_object(
+                ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name, original
+            )
+            return Executed(stored=restored, wrote=True)
         except ApiException as err:
             raise self._translate(err, f"{kind} {name}") from err
 
-    def apply_deployment(self, body: dict[str, Any], *, namespace: str, release_name: str) -> dict[str, Any]:
+    def apply_deployment(
+        self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str, release_name: str
+    ) -> Executed:
         name = body["metadata"]["name"]
-        current = self._get_or_none(lambda: self.apps.read_namespaced_deployment(name, namespace))
-        if current is None:
-            try:
-                created = self.apps.create_namespaced_deployment(namespace, body)
-            except ApiException as err:
-                raise self._translate(err, f"Deployment {name}") from err
-            return dict(self.api.sanitize_for_serialization(created))
-        stored: dict[str, Any] = self.api.sanitize_for_serialization(current)
-        if not workloads.is_created_by(deployment=stored, release_namespace=namespace, release_name=release_name):
-            raise errors.DeploymentConflictError(f"Deployment {name} exists and was not created by this release")
-        patch = workloads.deployment_patch(current=stored, desired=body)
-        if patch is None:
-            return stored
-        # Strategic merge: containers are merged by name, so an image change keeps the rest.
-        patched = self.apps.patch_namespaced_deployment(name, namespace, patch, _content_type=STRATEGIC_MERGE_PATCH)
-        return dict(self.api.sanitize_for_serialization(patched))
+        try:
+            if current is None:
+                created = self.apps.create_namespaced_deployment(namespace, body, _preload_content=False)
+                return Executed(stored=_json(created), wrote=True)
+            if not workloads.is_created_by(deployment=current, release_namespace=namespace, release_name=release_name):
+                raise errors.DeploymentConflictError(f"Deployment {name} exists and was not created by this release")
+            patch = workloads.deployment_patch(current=current, desired=body)
+            if patch is None:
+                return Executed(stored=current, wrote=False)
+            # Strategic merge: containers are merged by name, so an image change keeps the rest.
+            patched = self.apps.patch_namespaced_deployment(
+                name, namespace, patch, _content_type=STRATEGIC_MERGE_PATCH, _preload_content=False
+            )
+            return Executed(stored=_json(patched), wrote=True)
+        except ApiException as err:
+            raise self._translate(err, f"Deployment {name}") from err
 
     # -- the CanaryRelease itself ---------------------------------------------------------------
 
@@ -223,6 +247,14 @@ class Cluster:
                 message = err.reason
             return errors.RoutingError(f"the API server refused {what}: {message}")
         return cast(Exception, err)
+
+
+def _routing_of(observed: Observed, kind: str) -> dict[str, Any] | None:
+    return observed.virtual_service if kind == "VirtualService" else observed.destination_rule
+
+
+def _named(obj: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    return obj if obj is not None and obj["metadata"]["name"] == name else None
 
 
 def _json(response: Any) -> dict[str, Any]:

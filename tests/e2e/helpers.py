@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from devcluster import Cluster
 
 T = TypeVar("T")
@@ -88,6 +89,13 @@ def assert_routing_invariants(cluster: Cluster, namespace: str, service: str) ->
                 if all(d["spec"]["template"]["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())
             )
             assert ready > 0, f"weight {weight} to subset {subset} which has no ready pod"
+
+
+def example_release(example: str = "canary-weight.yaml", **spec: Any) -> dict[str, Any]:
+    """A CanaryRelease from examples/bookinfo with some spec fields replaced."""
+    body = yaml.safe_load((EXAMPLES / example).read_text())
+    body["spec"].update(spec)
+    return dict(body)
 
 
 def deploy_bookinfo(cluster: Cluster, namespace: str) -> None:

@@ -5,25 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from devcluster import Cluster
 
 from tests.e2e.helpers import (
-    EXAMPLES,
     apply,
     deploy_bookinfo,
+    example_release,
     get,
     patch_spec,
     release_phase,
     route_weights,
     wait_for,
 )
-
-
-def _release(**spec: Any) -> dict[str, Any]:
-    body = yaml.safe_load((EXAMPLES / "canary-weight.yaml").read_text())
-    body["spec"].update(spec)
-    return dict(body)
 
 
 def _failed_with(cluster: Cluster, ns: str, text: str) -> dict[str, Any] | None:
@@ -55,7 +48,7 @@ def test_missing_service_is_reported_and_the_release_proceeds_once_it_exists(
 ) -> None:
     ns = namespace
     start_operator()
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
     obj = wait_for(lambda: _failed_with(cluster, ns, "Service"), what="Failed: Service not found")
     assert f"Service {ns}/reviews not found" in obj["status"]["message"]
     spec_valid = _condition(obj, "SpecValid")
@@ -74,7 +67,7 @@ def test_no_stable_deployment_is_reported_without_writing_anything(
     ns = namespace
     deploy_bookinfo(cluster, ns)
     start_operator()
-    apply(cluster, ns, _release(stable={"version": "v0"}))
+    apply(cluster, ns, example_release(stable={"version": "v0"}))
     obj = wait_for(lambda: _failed_with(cluster, ns, "v0"), what="Failed: no stable")
     assert _condition(obj, "SpecValid")["status"] == "False"
     _nothing_written(cluster, ns)
@@ -95,7 +88,7 @@ def test_several_stable_deployments_are_an_error_not_a_guess(
     }
     apply(cluster, ns, twin)
     start_operator()
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
     obj = wait_for(lambda: release_phase(cluster, ns, "reviews", "Failed"), what="Failed: ambiguous")
     assert "reviews-v1" in obj["status"]["message"] and "reviews-v1-copy" in obj["status"]["message"]
     _nothing_written(cluster, ns)
@@ -122,7 +115,7 @@ def test_a_canary_deployment_the_operator_did_not_create_is_never_overwritten(
     apply(cluster, ns, theirs)
     before = get(cluster, "deployment", "reviews-v2", ns)
     start_operator()
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
     obj = wait_for(lambda: _failed_with(cluster, ns, "not created by this release"), what="Failed: conflict")
     assert _condition(obj, "SpecValid")["reason"] == "DeploymentConflict"
     after = get(cluster, "deployment", "reviews-v2", ns)
@@ -138,7 +131,7 @@ def test_edits_the_api_server_refuses_leave_traffic_where_it_was(
     ns = namespace
     deploy_bookinfo(cluster, ns)
     start_operator()
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
     wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 70, "v2": 30}], what="70/30")
     refusals = {

@@ -5,26 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from devcluster import Cluster
 
 from tests.e2e.helpers import (
-    EXAMPLES,
     apply,
     assert_routing_invariants,
     deploy_bookinfo,
+    example_release,
     get,
     patch_spec,
     release_phase,
     route_weights,
     wait_for,
 )
-
-
-def _release(**spec: Any) -> dict[str, Any]:
-    body = yaml.safe_load((EXAMPLES / "canary-weight.yaml").read_text())
-    body["spec"].update(spec)
-    return dict(body)
 
 
 def _weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
@@ -43,7 +36,7 @@ def test_canary_by_weight_take_over_and_offline_follow_the_tutorial(
     ns = namespace
     deploy_bookinfo(cluster, ns)
     start_operator()
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
 
     # Step 2: reviews-v2 is a copy of v1 with version=v2 and the new image; 70/30 once it is ready.
     obj = wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=60, what="Progressing")
@@ -124,7 +117,7 @@ def test_abort_restores_original_routing_and_removes_the_canary(
     }
     apply(cluster, ns, original)
     start_operator()
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
     vs = get(cluster, "virtualservice", "reviews-routes", ns)
     assert vs is not None
@@ -153,7 +146,7 @@ def test_deleting_a_release_before_it_completes_restores_routing_and_removes_the
     ns = namespace
     deploy_bookinfo(cluster, ns)
     start_operator()
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
     cluster.kubectl("delete", "canaryrelease", "reviews", "-n", ns, "--timeout=60s")
     assert get(cluster, "deployment", "reviews-v2", ns) is None
@@ -171,7 +164,7 @@ def test_operator_killed_after_canary_exists_is_finished_by_a_new_process(
     # DestinationRule, the VirtualService pinning stable, then the canary Deployment. The 30%
     # route is not written yet.
     first = start_operator(env={"ISTIO_CANARY_CRASH_AFTER_WRITES": "3"})
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
     wait_for(lambda: first.proc is not None and first.proc.poll() is not None, what="first operator to die")
     assert get(cluster, "deployment", "reviews-v2", ns) is not None
     assert _weights(cluster, ns) == [{"v1": 100}]
@@ -187,7 +180,7 @@ def test_offline_with_scale_to_zero_keeps_the_stable_deployment_for_gitops(
     ns = namespace
     deploy_bookinfo(cluster, ns)
     start_operator()
-    apply(cluster, ns, _release(takeOver="v2", offline=True, offlineAction="ScaleToZero"))
+    apply(cluster, ns, example_release(takeOver="v2", offline=True, offlineAction="ScaleToZero"))
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), timeout=60, what="Completed")
     v1 = get(cluster, "deployment", "reviews-v1", ns)
     assert v1 is not None and v1["spec"]["replicas"] == 0
@@ -198,7 +191,7 @@ def test_status_write_is_skipped_when_nothing_changed(cluster: Cluster, namespac
     ns = namespace
     deploy_bookinfo(cluster, ns)
     start_operator()
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
     wait_for(lambda: _status_traffic(cluster, ns).get("canary") == 30, what="status settled")
     before = {k: (get(cluster, k, "reviews", ns) or {})["metadata"]["resourceVersion"]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from devcluster import Cluster
 
 from tests.e2e.helpers import (
-    EXAMPLES,
     apply,
     assert_routing_invariants,
     deploy_bookinfo,
+    example_release,
     get,
     patch_spec,
     release_phase,
@@ -20,19 +19,13 @@ from tests.e2e.helpers import (
 )
 
 
-def _release(**spec: Any) -> dict[str, Any]:
-    body = yaml.safe_load((EXAMPLES / "canary-weight.yaml").read_text())
-    body["spec"].update(spec)
-    return dict(body)
-
-
 def test_paused_release_creates_the_canary_but_moves_no_traffic_until_resumed(
     cluster: Cluster, namespace: str, start_operator: Any
 ) -> None:
     ns = namespace
     deploy_bookinfo(cluster, ns)
     start_operator()
-    apply(cluster, ns, _release(policy="Paused"))
+    apply(cluster, ns, example_release(policy="Paused"))
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Paused"), what="Paused")
     wait_for(lambda: (get(cluster, "deployment", "reviews-v2", ns) or {}).get("status", {}).get("readyReplicas"),
              what="canary ready")

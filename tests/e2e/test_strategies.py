@@ -12,15 +12,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Self
 
-import yaml
 from devcluster import Cluster
 from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import (
-    EXAMPLES,
     apply,
     assert_routing_invariants,
     deploy_bookinfo,
+    example_release,
     get,
     patch_spec,
     release_phase,
@@ -33,12 +32,6 @@ MACOS_UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (K
 LINUX_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 ANDROID_UA = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36"
 IPHONE_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
-
-
-def _release(example: str = "canary-weight.yaml", **spec: Any) -> dict[str, Any]:
-    body = yaml.safe_load((EXAMPLES / example).read_text())
-    body["spec"].update(spec)
-    return dict(body)
 
 
 def _weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
@@ -104,7 +97,7 @@ def test_header_rules_always_reach_the_canary_while_other_requests_follow_the_we
         {"headers": {"x-group": {"prefix": "beta"}}},
         {"headers": {"x-build": {"regex": "rc-[0-9]+"}}},
     ]
-    vs = _start(cluster, ns, start_operator, mesh, _release(traffic={"weight": 0, "match": match}))
+    vs = _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
     assert [r["name"] for r in vs["spec"]["http"]] == [
         "istio-canary-reviews-9080-match-0",
         "istio-canary-reviews-9080-match-1",
@@ -131,7 +124,7 @@ def test_conditions_inside_a_rule_are_anded_and_rules_are_ored(
         {"headers": {"end-user": {"exact": "jason"}}, "uri": {"prefix": "/api/v2"}},
         {"headers": {"x-canary": {"exact": "always"}}},
     ]
-    _start(cluster, ns, start_operator, mesh, _release(traffic={"weight": 0, "match": match}))
+    _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
 
     assert _served(mesh, ns, headers={"end-user": "jason"}, path="/api/v2/reviews") == _only("v2")
     assert _served(mesh, ns, headers={"end-user": "jason"}, path="/api/v1/reviews") == _only("v1")
@@ -145,7 +138,7 @@ def test_cookie_rule_finds_the_cookie_among_several_and_not_a_similar_name(
 ) -> None:
     ns = namespace
     match = [{"cookie": {"name": "canary", "value": {"exact": "yes"}}}]
-    _start(cluster, ns, start_operator, mesh, _release(traffic={"weight": 0, "match": match}))
+    _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
 
     for cookie in ("canary=yes", "session=abc; canary=yes; theme=dark", "a=1;canary=yes"):
         assert _served(mesh, ns, headers={"cookie": cookie}) == _only("v2"), cookie
@@ -163,7 +156,7 @@ def test_uri_rules_send_exact_prefix_and_regex_paths_to_the_canary(
         {"uri": {"prefix": "/api/v2/"}},
         {"uri": {"regex": "/reviews/[0-9]+"}},
     ]
-    _start(cluster, ns, start_operator, mesh, _release(traffic={"weight": 0, "match": match}))
+    _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
 
     for path in ("/reviews/beta", "/api/v2/reviews", "/reviews/42"):
         assert _served(mesh, ns, path=path) == _only("v2"), path
@@ -177,7 +170,7 @@ def test_os_rule_reads_the_user_agent_and_linux_excludes_android(
 ) -> None:
     ns = namespace
     match = [{"os": ["Windows", "Linux"]}]
-    vs = _start(cluster, ns, start_operator, mesh, _release(traffic={"weight": 0, "match": match}))
+    vs = _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
     linux = [m for m in vs["spec"]["http"][0]["match"] if "withoutHeaders" in m]
     assert linux and linux[0]["withoutHeaders"] == {"user-agent": {"regex": ".*Android.*"}}
 
@@ -204,7 +197,7 @@ def test_match_and_weight_combine_matching_to_canary_the_rest_split_by_weight(
 ) -> None:
     ns = namespace
     match = [{"headers": {"end-user": {"exact": "jason"}}}]
-    _start(cluster, ns, start_operator, mesh, _release(traffic={"weight": 30, "match": match}))
+    _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 30, "match": match}))
     assert _weights(cluster, ns) == [{"v2": 100}, {"v1": 70, "v2": 30}]
 
     assert _served(mesh, ns, headers={"end-user": "jason"}, n=200) == _only("v2", 200)
@@ -219,7 +212,7 @@ def test_canary_match_example_routes_as_its_header_says(
     cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
 ) -> None:
     ns = namespace
-    _start(cluster, ns, start_operator, mesh, _release("canary-match.yaml"))
+    _start(cluster, ns, start_operator, mesh, example_release("canary-match.yaml"))
     assert _weights(cluster, ns)[-1] == {"v1": 90, "v2": 10}
 
     assert _served(mesh, ns, headers={"end-user": "jason"}) == _only("v2")
@@ -238,7 +231,7 @@ def test_blue_green_switches_all_traffic_at_once_back_and_offline_removes_the_ol
     cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
 ) -> None:
     ns = namespace
-    vs = _start(cluster, ns, start_operator, mesh, _release("blue-green.yaml"))
+    vs = _start(cluster, ns, start_operator, mesh, example_release("blue-green.yaml"))
     assert route_weights(vs) == [{"v1": 100}]
     assert _served(mesh, ns, n=100) == _only("v1", 100)  # the canary runs, with no traffic
 
@@ -280,7 +273,7 @@ def test_mirror_copies_requests_to_the_canary_while_stable_answers_every_one(
     cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
 ) -> None:
     ns = namespace
-    vs = _start(cluster, ns, start_operator, mesh, _release("mirror.yaml", traffic={"mirrorPercent": 40}))
+    vs = _start(cluster, ns, start_operator, mesh, example_release("mirror.yaml", traffic={"mirrorPercent": 40}))
     weighted = vs["spec"]["http"][-1]
     assert weighted["mirror"] == {"host": "reviews", "subset": "v2"}
     assert weighted["mirrorPercentage"] == {"value": 40.0}
@@ -344,7 +337,7 @@ def test_switching_strategy_live_from_mirror_to_canary_to_blue_green_never_drops
     cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
 ) -> None:
     ns = namespace
-    _start(cluster, ns, start_operator, mesh, _release("mirror.yaml"))
+    _start(cluster, ns, start_operator, mesh, example_release("mirror.yaml"))
     with _Sampler(mesh, ns) as sampler:
         patch_spec(cluster, ns, "reviews", {"strategy": "Canary", "traffic": {"weight": 50}})
         wait_for(lambda: _weights(cluster, ns) == [{"v1": 50, "v2": 50}], what="Canary 50/50")

@@ -10,26 +10,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from devcluster import Cluster
 
 from tests.e2e.helpers import (
-    EXAMPLES,
     apply,
     assert_routing_invariants,
     deploy_bookinfo,
+    example_release,
     get,
     patch_spec,
     release_phase,
     route_weights,
     wait_for,
 )
-
-
-def _release(**spec: Any) -> dict[str, Any]:
-    body = yaml.safe_load((EXAMPLES / "canary-weight.yaml").read_text())
-    body["spec"].update(spec)
-    return dict(body)
 
 
 def _routing(cluster: Cluster, ns: str, name: str = "reviews") -> dict[str, Any]:
@@ -55,7 +48,7 @@ def _warnings(cluster: Cluster, ns: str, name: str = "reviews") -> list[str]:
 def _progressing_at_30(cluster: Cluster, ns: str, start_operator: Any) -> dict[str, Any]:
     deploy_bookinfo(cluster, ns)
     operator = start_operator()
-    apply(cluster, ns, _release())
+    apply(cluster, ns, example_release())
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="Progressing")
     wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 70, "v2": 30}],
              what="70/30")  # fmt: skip
@@ -108,7 +101,7 @@ def test_empty_rule_and_mirror_percent_out_of_range_are_refused_at_apply(
         "header names must be lowercase": {"traffic": {"match": [{"headers": {"End-User": {"exact": "a"}}}]}},
     }
     for message, spec in refused.items():
-        body = _release(**spec)
+        body = example_release(**spec)
         proc = cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(body), check=False)
         assert proc.returncode != 0, spec
         assert message in proc.stderr, proc.stderr

@@ -141,3 +141,36 @@ def test_abort_pins_stable_and_removes_the_canary_before_restoring() -> None:
     final = _decide(_spec(abort=True), gone, Phase.PROGRESSING)
     assert final.phase is Phase.ABORTED
     assert [type(a) for a in final.actions] == [act.RestoreRouting, act.RestoreRouting]
+
+
+def test_bad_regex_fails_before_any_write_even_while_the_canary_is_not_ready() -> None:
+    spec = _spec(traffic={"weight": 30, "match": [{"headers": {"end-user": {"regex": "(?=jason)"}}}]})
+    decision = _decide(spec, Observed(service=SERVICE, deployments=(_deployment("reviews-v1", "v1"),)))
+    assert decision.phase is Phase.FAILED
+    assert decision.actions == ()
+    assert "traffic.match[0].headers.end-user.regex" in decision.message
+
+
+def test_match_rule_on_a_tcp_only_service_fails_before_any_write() -> None:
+    tcp_service = {
+        "metadata": {"name": "reviews", "namespace": "bookinfo"},
+        "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "tcp-db", "port": 5432, "protocol": "TCP"}]},
+    }
+    spec = _spec(traffic={"weight": 0, "match": [{"uri": {"prefix": "/v2"}}]})
+    decision = _decide(spec, Observed(service=tcp_service, deployments=(_deployment("reviews-v1", "v1"),)))
+    assert decision.phase is Phase.FAILED and decision.actions == ()
+    assert "5432" in decision.message
+
+
+def test_mirror_sends_every_response_from_stable_and_copies_to_a_ready_canary() -> None:
+    observed = Observed(service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True)))
+    decision = _decide(_spec(strategy="Mirror", traffic={"mirrorPercent": 25}), observed)
+    route = _vs(decision)["spec"]["http"][-1]
+    assert _weights(_vs(decision)) == {"v1": 100}
+    assert route["mirror"]["subset"] == "v2" and route["mirrorPercentage"] == {"value": 25.0}
+
+
+def test_blue_green_gives_the_canary_nothing_until_take_over() -> None:
+    observed = Observed(service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True)))
+    assert _weights(_vs(_decide(_spec(strategy="BlueGreen"), observed))) == {"v1": 100}
+    assert _weights(_vs(_decide(_spec(strategy="BlueGreen", takeOver="v2"), observed))) == {"v2": 100}

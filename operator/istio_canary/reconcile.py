@@ -127,6 +127,10 @@ class Reconciler:
             decision = phases.decide(
                 release=release, spec=spec, observed=observed, previous=previous, now=now, check=check
             )
+            if check is not None:
+                opmetrics.count_verdict(check.verdict)
+            if decision.reason == "AnalysisFailed" and previous.phase is not Phase.ABORTED:
+                opmetrics.DEFAULT.count_rollback()
             deployments = {d["metadata"]["name"]: d for d in observed.deployments}
             vs = observed.virtual_service
             writes = 0

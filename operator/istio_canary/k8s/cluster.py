@@ -21,6 +21,7 @@ from kubernetes.client.rest import ApiException
 
 from istio_canary import actions as act
 from istio_canary import errors, workloads
+from istio_canary import metrics as opmetrics
 from istio_canary.istio import ownership, restore
 from istio_canary.models import GROUP, PLURAL, VERSION
 from istio_canary.phases import Observed
@@ -238,6 +239,7 @@ class Cluster:
 
     @staticmethod
     def _translate(err: ApiException, what: str) -> Exception:
+        opmetrics.count_api_error(verb="write", resource=what.split(" ")[0], code=err.status or "")
         if err.status == 409:
             return ConflictError(f"{what} changed while being written; deciding again")
         if err.status == 422:

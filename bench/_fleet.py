@@ -536,7 +536,9 @@ class OperatorProcess:
         namespaces: Sequence[str],
         log_path: Path,
         extra: Sequence[str] = (),
+        traced: bool = False,
     ) -> None:
+        self.traced = traced
         self.kubeconfig, self.namespaces, self.log_path, self.extra = (
             kubeconfig,
             list(namespaces),
@@ -551,12 +553,13 @@ class OperatorProcess:
 
     def start(self) -> OperatorProcess:
         exe = Path(sys.executable).parent / "istio-canary-operator"
+        command = [sys.executable, str(Path(__file__).parent / "_traced_operator.py")]
         scope = [arg for ns in self.namespaces for arg in ("--namespace", ns)]
         self._log = self.log_path.open("wb")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [
-                str(exe),
+                *(command if self.traced else [str(exe)]),
                 "run",
                 *scope,
                 "--kubeconfig",

@@ -13,10 +13,12 @@ import kopf
 import pydantic
 
 from istio_canary import actions as act
-from istio_canary import errors
+from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
-from istio_canary.k8s.cluster import ConflictError
+from istio_canary.k8s import cache
+from istio_canary.k8s.cluster import ISTIO_GROUP, ISTIO_VERSION, ConflictError
 from istio_canary.models import GROUP, PLURAL, VERSION, Phase
+from istio_canary.phases import Observed
 from istio_canary.reconcile import Outcome, Reconciler
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -60,11 +62,54 @@ def _emitter(body: kopf.Body) -> Any:
     return emit
 
 
-async def _run(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, deleting: bool, handler: str) -> Outcome:
+# Watch caches of what releases depend on: a reconcile reads these, not the API server.
+@kopf.index("", "v1", "services")
+def services_by_name(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): cache.slim(body)}
+
+
+@kopf.index("apps", "v1", "deployments")
+def deployments_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> Any:
+    return {namespace: cache.slim(body)}
+
+
+@kopf.index(ISTIO_GROUP, ISTIO_VERSION, "virtualservices")
+def virtualservices_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> Any:
+    return {namespace: cache.slim(body)}
+
+
+@kopf.index(ISTIO_GROUP, ISTIO_VERSION, "destinationrules")
+def destinationrules_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> Any:
+    return {namespace: cache.slim(body)}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={workloads.MANAGED_BY_LABEL: workloads.MANAGED_BY})
+def on_canary_event(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """A canary Deployment changed (became ready, lost pods): its release looks again at once."""
+    owner = (meta.get("annotations") or {}).get(workloads.RELEASE_ANNOTATION, "")
+    namespace, _sep, name = owner.partition("/")
+    if name:
+        memo.reconciler.wake(namespace=namespace, name=name)
+
+
+async def _run(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: dict[str, Any], *, deleting: bool, handler: str
+) -> Outcome:
     reconciler: Reconciler = memo.reconciler
+
+    def cached(namespace: str, service: str) -> Observed:
+        return cache.observe_cached(
+            namespace=namespace,
+            service=service,
+            services=kwargs["services_by_name"],
+            deployments=kwargs["deployments_by_namespace"],
+            virtual_services=kwargs["virtualservices_by_namespace"],
+            destination_rules=kwargs["destinationrules_by_namespace"],
+        )
+
     with opmetrics.DEFAULT.reconcile_timer(handler):
         try:
-            outcome = await reconciler.reconcile(body=body, emit=_emitter(body), deleting=deleting)
+            outcome = await reconciler.reconcile(body=body, emit=_emitter(body), deleting=deleting, cached=cached)
         except pydantic.ValidationError as err:
             message = f"invalid spec: {_first_error(err)}"
             kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
@@ -84,25 +129,25 @@ async def _run(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, deleting:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
-async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    await _run(body, patch, memo, deleting=False, handler="change")
+async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    await _run(body, patch, memo, kwargs, deleting=False, handler="change")
 
 
 @kopf.timer(*RESOURCE, interval=TICK_SECONDS)
-async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kopf.Meta, **_: Any) -> None:
+async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kopf.Meta, **kwargs: Any) -> None:
     reconciler: Reconciler = memo.reconciler
     if meta.get("deletionTimestamp") or not reconciler.is_due(namespace=meta["namespace"], name=meta["name"]):
         return
     try:
-        await _run(body, patch, memo, deleting=False, handler="timer")
+        await _run(body, patch, memo, kwargs, deleting=False, handler="timer")
     except (kopf.TemporaryError, kopf.PermanentError):
         pass  # already reported; the next tick tries again
 
 
 @kopf.on.delete(*RESOURCE)
-async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kopf.Meta, **_: Any) -> None:
+async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kopf.Meta, **kwargs: Any) -> None:
     try:
-        outcome = await _run(body, patch, memo, deleting=True, handler="delete")
+        outcome = await _run(body, patch, memo, kwargs, deleting=True, handler="delete")
     except kopf.PermanentError:
         return  # an invalid spec never changed anything: nothing to undo
     if not outcome.decision.done:

@@ -42,7 +42,7 @@ from istio_canary.models.analysis import CheckResult
 __all__ = ["Decision", "Observed", "ReleaseRef", "decide", "refused"]
 
 # How soon to look again while waiting for something the cluster does by itself.
-WAIT_SECONDS = 2.0
+WAIT_SECONDS = 5.0
 RETRY_INVALID_SECONDS = 10.0
 
 

@@ -100,12 +100,24 @@ class Reconciler:
         self._memory.pop(f"{namespace}/{name}", None)
         opmetrics.DEFAULT.forget_release(namespace=namespace, name=name)
 
+    def wake(self, *, namespace: str, name: str) -> None:
+        """Something the release depends on changed (its canary became ready, say): look again now."""
+        mem = self._memory.get(f"{namespace}/{name}")
+        if mem is not None:
+            mem.due = 0.0
+
     def is_due(self, *, namespace: str, name: str) -> bool:
         return time.monotonic() >= self._mem(f"{namespace}/{name}").due
 
     async def reconcile(
-        self, *, body: Mapping[str, Any], emit: EventSink, deleting: bool = False
+        self,
+        *,
+        body: Mapping[str, Any],
+        emit: EventSink,
+        deleting: bool = False,
+        cached: Callable[[str, str], phases.Observed] | None = None,
     ) -> Outcome:
+        """One reconcile; ``cached(namespace, service)`` reads the watch caches instead of the API."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         mem = self._mem(f"{namespace}/{name}")
@@ -113,7 +125,10 @@ class Reconciler:
         async with mem.lock:
             spec = CanaryReleaseSpec.model_validate(body.get("spec") or {})  # ValidationError: caller reports
             previous = _previous_status(body)
-            observed = await asyncio.to_thread(self.cluster.observe, namespace=namespace, service=spec.service)
+            if cached is not None:
+                observed = cached(namespace, spec.service)
+            else:
+                observed = await asyncio.to_thread(self.cluster.observe, namespace=namespace, service=spec.service)
             now = datetime.now(UTC)
             release = phases.ReleaseRef(
                 namespace=namespace,

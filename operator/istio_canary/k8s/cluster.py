@@ -23,6 +23,7 @@ from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
 from istio_canary.istio import ownership, restore
+from istio_canary.k8s import cache
 from istio_canary.models import GROUP, PLURAL, VERSION
 from istio_canary.phases import Observed
 
@@ -58,10 +59,6 @@ def load_client(kubeconfig: str | None = None, context: str | None = None) -> cl
     return config.new_client_from_config(config_file=kubeconfig, context=context)
 
 
-def _host_names(service: str, namespace: str) -> set[str]:
-    return {service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"}
-
-
 class Cluster:
     """Reads and writes for one operator process; thread-safe like the client it wraps."""
 
@@ -90,19 +87,10 @@ class Cluster:
         )
 
     def _routing_for_host(self, kind: str, *, namespace: str, service: str) -> dict[str, Any] | None:
-        """The object for this host: the one named after the Service first, else the first whose host matches."""
         items = self.custom.list_namespaced_custom_object(
             ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind]
         )["items"]
-        names = _host_names(service, namespace)
-
-        def serves(obj: dict[str, Any]) -> bool:
-            spec = obj.get("spec", {})
-            hosts = spec.get("hosts", []) if kind == "VirtualService" else [spec.get("host", "")]
-            return bool(names.intersection(hosts))
-
-        matching = sorted((o for o in items if serves(o)), key=lambda o: (o["metadata"]["name"] != service, o["metadata"]["name"]))
-        return matching[0] if matching else None
+        return cache.pick_routing(items, kind=kind, namespace=namespace, service=service)
 
     def get_routing(self, kind: str, *, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get_or_none(  # type: ignore[no-any-return]

@@ -1,0 +1,80 @@
+"""What the operator keeps of watched objects, and how a release's view is assembled from it.
+
+kopf's indices hold the Services, Deployments, VirtualServices and DestinationRules of the
+watched namespaces, kept current by watch streams. A reconcile then reads nothing from the API
+server: ``observe_cached`` assembles the same ``Observed`` that ``Cluster.observe`` would read,
+so a timer tick costs no request, and a 1,000-release operator does not decode list responses
+over and over. The writes still carry resourceVersions, so a cache that lags behind a change
+surfaces as a conflict and a fresh decision, never as a lost update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from istio_canary.phases import Observed
+
+__all__ = ["observe_cached", "pick_routing", "slim"]
+
+# Kept out of the cache: large, and never read by a decision.
+_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A watched object without managedFields and last-applied copies (often most of its bytes)."""
+    obj = {k: v for k, v in body.items()}
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _DROPPED_ANNOTATIONS}
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    obj["metadata"] = meta
+    return obj
+
+
+def host_names(service: str, namespace: str) -> set[str]:
+    """How a VirtualService or DestinationRule may name the Service's host."""
+    return {service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"}
+
+
+def pick_routing(
+    items: Iterable[Mapping[str, Any]], *, kind: str, namespace: str, service: str
+) -> dict[str, Any] | None:
+    """The object for this host: the one named after the Service first, else the first (by name) that serves it."""
+    names = host_names(service, namespace)
+
+    def serves(obj: Mapping[str, Any]) -> bool:
+        spec = obj.get("spec") or {}
+        hosts = spec.get("hosts", []) if kind == "VirtualService" else [spec.get("host", "")]
+        return bool(names.intersection(hosts))
+
+    matching = sorted(
+        (dict(o) for o in items if serves(o)),
+        key=lambda o: (o["metadata"]["name"] != service, o["metadata"]["name"]),
+    )
+    return matching[0] if matching else None
+
+
+def observe_cached(
+    *,
+    namespace: str,
+    service: str,
+    services: Mapping[Any, Iterable[Mapping[str, Any]]],
+    deployments: Mapping[Any, Iterable[Mapping[str, Any]]],
+    virtual_services: Mapping[Any, Iterable[Mapping[str, Any]]],
+    destination_rules: Mapping[Any, Iterable[Mapping[str, Any]]],
+) -> Observed:
+    """``Observed`` from the caches: services keyed by (namespace, name), the rest by namespace."""
+    found = next(iter(services.get((namespace, service), ())), None)
+    return Observed(
+        service=dict(found) if found is not None else None,
+        deployments=tuple(dict(d) for d in deployments.get(namespace, ())),
+        virtual_service=pick_routing(
+            virtual_services.get(namespace, ()), kind="VirtualService", namespace=namespace, service=service
+        ),
+        destination_rule=pick_routing(
+            destination_rules.get(namespace, ()), kind="DestinationRule", namespace=namespace, service=service
+        ),
+    )

@@ -18,10 +18,13 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="istio-canary-operator" \
       org.opencontainers.image.description="Canary releases on an Istio service mesh" \
       org.opencontainers.image.licenses="Apache-2.0"
+# MALLOC_ARENA_MAX: glibc keeps one arena per thread that decoded a large API response; two
+# arenas cut the resident memory of 150 releases from 288 to 194 MB (docs/performance.md).
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    MALLOC_ARENA_MAX=2
 # A fixed uid/gid that the Helm chart's securityContext names (runAsUser: 10001).
 RUN groupadd --system --gid 10001 operator \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -31,22 +30,6 @@ from tests.e2e.helpers import (
 
 WINDOW = 15
 RPS = 60
-
-
-@pytest.fixture
-def mesh(cluster: Cluster, namespace: str, prometheus: PrometheusServer) -> Iterator[Simulator]:
-    """The simulator for this namespace, serving /metrics on a port the session's Prometheus scrapes.
-
-    Overrides conftest's ``mesh``, whose simulator is started without ``listen`` and so serves
-    no /metrics for Prometheus to scrape.
-    """
-    sim = Simulator(cluster.api_client(), namespaces=[namespace], seed=11, listen=("127.0.0.1", 0))
-    sim.start_in_thread()
-    job = f"meshsim-{namespace}"
-    prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")
-    yield sim
-    prometheus.remove_scrape_target(job)
-    sim.stop_in_thread()
 
 
 def release(weight: int = 30) -> dict[str, Any]:

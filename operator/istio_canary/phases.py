@@ -17,7 +17,7 @@ the Service's selector matches the canary's pods too:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -93,7 +93,6 @@ class _Context:
     ports: tuple[ServicePort, ...] = ()
     stable: dict[str, Any] | None = None
     canary: dict[str, Any] | None = None
-    extra_events: tuple[act.Event, ...] = field(default=())
 
 
 def decide(

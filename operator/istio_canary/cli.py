@@ -64,8 +64,6 @@ def _run(args: argparse.Namespace) -> int:
     if not args.namespace and not args.all_namespaces:
         print("error: give --namespace NAME (repeatable) or --all-namespaces", file=sys.stderr)
         return 2
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it
     prometheus = None
     if args.prometheus_url:
         from istio_canary.analysis.prometheus import PrometheusMetrics
@@ -74,7 +72,6 @@ def _run(args: argparse.Namespace) -> int:
     reconciler = Reconciler(
         cluster=Cluster(load_client(args.kubeconfig, args.context)),
         settings=Settings.from_env(
-            prometheus_url=args.prometheus_url,
             metrics_interval_seconds=args.metrics_interval,
             metrics_window_seconds=args.metrics_window,
         ),

@@ -44,7 +44,6 @@ EventSink = Callable[[act.Event], None]
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    prometheus_url: str | None = None
     metrics_interval_seconds: float = 10.0
     metrics_window_seconds: int = 60
     resync_seconds: float = RESYNC_SECONDS

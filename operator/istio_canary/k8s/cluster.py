@@ -24,7 +24,6 @@ from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
 from istio_canary.istio import ownership, restore
 from istio_canary.k8s import cache
-from istio_canary.models import GROUP, PLURAL, VERSION
 from istio_canary.phases import Observed
 
 __all__ = ["Cluster", "ConflictError", "Executed", "load_client"]
@@ -198,13 +197,6 @@ class Cluster:
             return Executed(stored=_json(patched), wrote=True)
         except ApiException as err:
             raise self._translate(err, f"Deployment {name}") from err
-
-    # -- the CanaryRelease itself ---------------------------------------------------------------
-
-    def patch_release_spec(self, *, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, {"spec": patch}, _content_type=MERGE_PATCH
-        )
 
     # -- helpers ------------------------------------------------------------------------------
 

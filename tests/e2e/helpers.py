@@ -91,6 +91,21 @@ def assert_routing_invariants(cluster: Cluster, namespace: str, service: str) ->
             assert ready > 0, f"weight {weight} to subset {subset} which has no ready pod"
 
 
+def versioned_deployment(app: str, version: str, *, image: str, name: str | None = None) -> dict[str, Any]:
+    """A one-container Deployment labelled app=<app>, version=<version>, as Bookinfo's are."""
+    labels = {"app": app, "version": version}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name or f"{app}-{version}", "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": app, "image": image}]}},
+        },
+    }
+
+
 def example_release(example: str = "canary-weight.yaml", **spec: Any) -> dict[str, Any]:
     """A CanaryRelease from examples/bookinfo with some spec fields replaced."""
     body = yaml.safe_load((EXAMPLES / example).read_text())

@@ -15,6 +15,7 @@ from tests.e2e.helpers import (
     patch_spec,
     release_phase,
     route_weights,
+    versioned_deployment,
     wait_for,
 )
 
@@ -99,19 +100,7 @@ def test_a_canary_deployment_the_operator_did_not_create_is_never_overwritten(
 ) -> None:
     ns = namespace
     deploy_bookinfo(cluster, ns)
-    theirs = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "reviews-v2", "labels": {"app": "reviews", "version": "v2"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "reviews", "version": "v2"}},
-            "template": {
-                "metadata": {"labels": {"app": "reviews", "version": "v2"}},
-                "spec": {"containers": [{"name": "reviews", "image": "someone/else:1"}]},
-            },
-        },
-    }
+    theirs = versioned_deployment("reviews", "v2", image="someone/else:1")
     apply(cluster, ns, theirs)
     before = get(cluster, "deployment", "reviews-v2", ns)
     start_operator()

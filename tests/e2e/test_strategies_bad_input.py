@@ -21,6 +21,7 @@ from tests.e2e.helpers import (
     patch_spec,
     release_phase,
     route_weights,
+    versioned_deployment,
     wait_for,
 )
 
@@ -126,19 +127,7 @@ DB_SERVICE = {
     "metadata": {"name": "db"},
     "spec": {"selector": {"app": "db"}, "ports": [{"name": "tcp-db", "port": 5432}]},
 }
-DB_V1 = {
-    "apiVersion": "apps/v1",
-    "kind": "Deployment",
-    "metadata": {"name": "db-v1", "labels": {"app": "db", "version": "v1"}},
-    "spec": {
-        "replicas": 1,
-        "selector": {"matchLabels": {"app": "db", "version": "v1"}},
-        "template": {
-            "metadata": {"labels": {"app": "db", "version": "v1"}},
-            "spec": {"containers": [{"name": "db", "image": "example.invalid/db:1"}]},
-        },
-    },
-}
+DB_V1 = versioned_deployment("db", "v1", image="example.invalid/db:1")
 
 
 def test_match_rule_on_a_tcp_only_port_is_reported_and_nothing_is_written(

@@ -11,21 +11,34 @@ from typing import Any, Literal
 
 __all__ = [
     "Action",
+    "ApplyCompanion",
     "ApplyDeployment",
     "ApplyRouting",
     "DeleteObject",
     "Event",
+    "PatchObject",
     "RestoreRouting",
     "ScaleDeployment",
 ]
 
 RoutingKind = Literal["VirtualService", "DestinationRule"]
+CompanionKind = Literal["HorizontalPodAutoscaler", "PodDisruptionBudget"]
+WorkloadKind = Literal["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+PatchableKind = Literal["VirtualService", "DestinationRule", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ApplyDeployment:
     """Create the canary Deployment, or patch the fields the operator owns when they differ."""
 
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyCompanion:
+    """Create the canary's HPA or PDB copy, or replace its spec when it differs from ``body``."""
+
+    kind: CompanionKind
     body: dict[str, Any]
 
 
@@ -47,9 +60,9 @@ class RestoreRouting:
 
 @dataclass(frozen=True, kw_only=True)
 class DeleteObject:
-    """Delete a Deployment (404 is success)."""
+    """Delete a Deployment, or the canary's HPA or PDB copy (404 is success)."""
 
-    kind: Literal["Deployment"]
+    kind: WorkloadKind
     name: str
 
 
@@ -62,6 +75,19 @@ class ScaleDeployment:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PatchObject:
+    """Apply this JSON merge patch to that object (a null value removes a key; 404 is success).
+
+    The hand-over at the end of a release uses it to take the operator's marks off the objects
+    that outlive the release.
+    """
+
+    kind: PatchableKind
+    name: str
+    patch: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Event:
     """A Kubernetes Event on the CanaryRelease."""
 
@@ -71,4 +97,4 @@ class Event:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-Action = ApplyDeployment | ApplyRouting | RestoreRouting | DeleteObject | ScaleDeployment
+Action = ApplyDeployment | ApplyRouting | ApplyCompanion | RestoreRouting | DeleteObject | ScaleDeployment | PatchObject

@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-window", type=int, default=60, metavar="SECONDS",
         help="the window of the per-version request rate, success rate and latency in status",
     )
+    run.add_argument(
+        "--drain-seconds", type=int, default=10, metavar="SECONDS",
+        help="default of spec.drainSeconds: how long a version that lost its traffic is kept before it is removed",
+    )
     run.add_argument("--metrics-port", type=int, default=None, help="serve the operator's own metrics on this port")
     run.add_argument("--liveness", default=None, metavar="URL", help="kopf health endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--peering", default=None, metavar="NAME", help="kopf peering object (several replicas, one active)")
@@ -74,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         settings=Settings.from_env(
             metrics_interval_seconds=args.metrics_interval,
             metrics_window_seconds=args.metrics_window,
+            drain_seconds=args.drain_seconds,
         ),
         prometheus=prometheus,
     )

@@ -6,9 +6,17 @@ the operator reports it and never moves traffic. Anything else is a bug or a clu
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+
 __all__ = [
     "AmbiguousStableDeploymentError",
+    "ApiRefusedError",
+    "ApiUnavailableError",
+    "Classified",
+    "ConflictError",
     "DeploymentConflictError",
+    "Disposition",
     "ForeignObjectError",
     "InvalidSpecError",
     "MetricsUnavailableError",
@@ -17,6 +25,7 @@ __all__ = [
     "ServiceNotFoundError",
     "StableDeploymentNotFoundError",
     "WorkloadError",
+    "classify",
 ]
 
 
@@ -58,3 +67,63 @@ class DeploymentConflictError(InvalidSpecError):
 
 class MetricsUnavailableError(ReleaseError):
     """Prometheus did not answer (unreachable, timed out, or refused the query): hold the weight."""
+
+
+class ApiRefusedError(InvalidSpecError):
+    """The API server refused a write with a 4xx answer (403 Forbidden, 422 from an admission webhook...)."""
+
+    def __init__(self, message: str, *, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ApiUnavailableError(ReleaseError):
+    """The API server did not carry out a request (5xx, timeout, connection refused): try again later."""
+
+
+class ConflictError(ReleaseError):
+    """Someone else changed an object between our read and our write: decide again."""
+
+
+class Disposition(str, enum.Enum):
+    """What the handler edge does with an error raised while reconciling."""
+
+    INVALID = "Invalid"
+    """The spec or the objects it names cannot be used: phase Failed until something changes."""
+    RETRY = "Retry"
+    """Transient: keep the phase, report it, and try again with exponential back-off."""
+    CONFLICT = "Conflict"
+    """An object changed under us: decide again at once from fresh state, report nothing."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Classified:
+    disposition: Disposition
+    reason: str
+    message: str
+
+
+# Messages from the API server or a webhook can be long; status and Events stay readable.
+MAX_MESSAGE = 1024
+
+
+def classify(error: BaseException) -> Classified:
+    """The one place that decides how an error raised during a reconcile is handled."""
+    reason = type(error).__name__.removesuffix("Error")
+    message = _clip(str(error) or type(error).__name__)
+    if isinstance(error, ConflictError):
+        return Classified(disposition=Disposition.CONFLICT, reason=reason, message=message)
+    if isinstance(error, (InvalidSpecError, ForeignObjectError)):
+        return Classified(disposition=Disposition.INVALID, reason=reason, message=message)
+    if isinstance(error, ReleaseError):
+        return Classified(disposition=Disposition.RETRY, reason=reason, message=message)
+    # A bug or an unexpected answer: never a crash loop, never a silent traceback.
+    return Classified(
+        disposition=Disposition.RETRY,
+        reason="UnexpectedError",
+        message=_clip(f"unexpected {type(error).__name__}: {error}"),
+    )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."

@@ -8,24 +8,56 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
+import json
 import logging
 from typing import Any
 
 import kopf
-import pydantic
 
 from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
 from istio_canary.k8s import cache
-from istio_canary.k8s.cluster import ISTIO_GROUP, ISTIO_VERSION, ConflictError
-from istio_canary.models import GROUP, PLURAL, VERSION, Phase
+from istio_canary.k8s.cluster import ISTIO_GROUP, ISTIO_VERSION
+from istio_canary.models import GROUP, PLURAL, VERSION
 from istio_canary.phases import Observed
 from istio_canary.reconcile import Outcome, Reconciler
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 TICK_SECONDS = 1.0
 WRITE_THREADS = 32
+# A spec that keeps failing is retried by the timer with back-off; kopf only hears of the rest.
+UNEXPECTED_RETRY_SECONDS = 60
+
+
+class HashDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's "last handled" state as a hash, not as a copy of the whole spec.
+
+    A full copy in an annotation doubles the object and, for a large spec, breaks the 256 KiB
+    annotation limit: every patch then fails and the finalizer can never be removed. The
+    reconcile is level-triggered and never reads kopf's diff, so knowing *whether* the spec
+    changed is enough: an unchanged hash gives kopf the current essence (no diff), a changed
+    one gives it an empty one (some diff).
+    """
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        stored = None
+        for key in self.make_keys(self.key, body=body):
+            stored = body.metadata.annotations.get(key) or stored
+        if stored is None:
+            return None
+        current = self.build(body=body)
+        return current if stored.strip() == _essence_hash(current) else {}
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        for key in self.make_keys(self.key, body=body):
+            patch.metadata.annotations[key] = _essence_hash(essence)
+        self._store_marker(prefix=self.prefix, patch=patch, body=body)
+
+
+def _essence_hash(essence: Any) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(essence, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @kopf.on.startup()
@@ -38,9 +70,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Keep kopf's bookkeeping under our own API group, not kopf.zalando.org.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = HashDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = logging.WARNING  # Events come from our decisions, not kopf's logs.
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
@@ -91,6 +121,16 @@ def destinationrules_by_namespace(*, namespace: str | None, body: kopf.Body, **_
     return {namespace: cache.slim(body)}
 
 
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
+def autoscalers_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> Any:
+    return {namespace: cache.slim(body)}
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets")
+def disruptionbudgets_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> Any:
+    return {namespace: cache.slim(body)}
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={workloads.MANAGED_BY_LABEL: workloads.MANAGED_BY})
 def on_canary_event(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """A canary Deployment changed (became ready, lost pods): its release looks again at once."""
@@ -113,22 +153,22 @@ async def _run(
             deployments=kwargs["deployments_by_namespace"],
             virtual_services=kwargs["virtualservices_by_namespace"],
             destination_rules=kwargs["destinationrules_by_namespace"],
+            autoscalers=kwargs["autoscalers_by_namespace"],
+            disruption_budgets=kwargs["disruptionbudgets_by_namespace"],
         )
 
     with opmetrics.DEFAULT.reconcile_timer(handler):
         try:
+            # Errors of the release itself come back as a decision with a back-off (reconcile.py);
+            # only a conflict, or a bug outside the decision, reaches here.
             outcome = await reconciler.reconcile(body=body, emit=_emitter(body), deleting=deleting, cached=cached)
-        except pydantic.ValidationError as err:
-            message = f"invalid spec: {_first_error(err)}"
-            kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
-            patch.status["phase"] = Phase.FAILED.value
-            patch.status["message"] = message
-            raise kopf.PermanentError(message) from err
-        except ConflictError as err:
+        except errors.ConflictError as err:
             raise kopf.TemporaryError(str(err), delay=0.5) from err
-        except errors.InvalidSpecError as err:
-            kopf.event(body, type="Warning", reason=type(err).__name__, message=str(err))
-            raise kopf.TemporaryError(str(err), delay=30) from err
+        except Exception as err:  # reported once, retried later, never a crash loop
+            classified = errors.classify(err)
+            kopf.event(body, type="Warning", reason=classified.reason, message=classified.message)
+            patch.status["message"] = f"{classified.message} (retrying in {UNEXPECTED_RETRY_SECONDS} s)"
+            raise kopf.TemporaryError(classified.message, delay=UNEXPECTED_RETRY_SECONDS) from err
     if outcome.status_patch:
         patch.status.update(outcome.status_patch)
     return outcome
@@ -154,16 +194,9 @@ async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kop
 
 @kopf.on.delete(*RESOURCE)
 async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kopf.Meta, **kwargs: Any) -> None:
-    try:
-        outcome = await _run(body, patch, memo, kwargs, deleting=True, handler="delete")
-    except kopf.PermanentError:
-        return  # an invalid spec never changed anything: nothing to undo
+    outcome = await _run(body, patch, memo, kwargs, deleting=True, handler="delete")
+    if outcome.spec_invalid:
+        return  # a spec that never parsed never changed anything: nothing to undo
     if not outcome.decision.done:
-        raise kopf.TemporaryError(outcome.decision.message, delay=1)
+        raise kopf.TemporaryError(outcome.decision.message, delay=outcome.decision.requeue_after or 1)
     memo.reconciler.forget(namespace=meta["namespace"], name=meta["name"])
-
-
-def _first_error(err: pydantic.ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))

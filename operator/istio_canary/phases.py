@@ -31,6 +31,7 @@ from istio_canary.models import (
     AnalysisStatus,
     CanaryReleaseSpec,
     CanaryReleaseStatus,
+    DrainStatus,
     OfflineAction,
     Phase,
     Policy,
@@ -39,11 +40,14 @@ from istio_canary.models import (
 )
 from istio_canary.models.analysis import CheckResult
 
-__all__ = ["Decision", "Observed", "ReleaseRef", "decide", "refused"]
+__all__ = ["DEFAULT_DRAIN_SECONDS", "Decision", "Observed", "ReleaseRef", "decide", "failed", "refused"]
 
 # How soon to look again while waiting for something the cluster does by itself.
 WAIT_SECONDS = 5.0
 RETRY_INVALID_SECONDS = 10.0
+# Istio debounces config pushes for up to 10 s under load (PILOT_DEBOUNCE_MAX) before every
+# sidecar has the new routes; a version that lost its traffic is kept that long by default.
+DEFAULT_DRAIN_SECONDS = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +67,10 @@ class Observed:
     deployments: tuple[dict[str, Any], ...] = ()
     virtual_service: dict[str, Any] | None = None
     destination_rule: dict[str, Any] | None = None
+    autoscalers: tuple[dict[str, Any], ...] = ()
+    """HorizontalPodAutoscalers in the namespace."""
+    disruption_budgets: tuple[dict[str, Any], ...] = ()
+    """PodDisruptionBudgets in the namespace."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +89,10 @@ class Decision:
     canary_ready: bool | None = None
     plan: RoutePlan | None = None
     stable_deployment: str | None = None
+    canary_revision: str | None = None
+    """The canary images that may receive traffic (None: keep the previous status value)."""
+    drain: DrainStatus | None = None
+    """A Deployment that lost its traffic and waits for ``drain.until`` before it goes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +102,7 @@ class _Context:
     observed: Observed
     previous: CanaryReleaseStatus
     now: datetime
+    drain_seconds: int = DEFAULT_DRAIN_SECONDS
     ports: tuple[ServicePort, ...] = ()
     stable: dict[str, Any] | None = None
     canary: dict[str, Any] | None = None
@@ -103,15 +116,21 @@ def decide(
     previous: CanaryReleaseStatus,
     now: datetime,
     check: CheckResult | None = None,
+    drain_seconds: int = DEFAULT_DRAIN_SECONDS,
 ) -> Decision:
     """The next phase and the writes that get there.
 
     ``check`` is the analysis judge's latest look at the metrics (only when ``spec.analysis``
     is set and the release is progressing); ``None`` means no new look this time.
+    ``drain_seconds`` is the operator's default for ``spec.drainSeconds``.
     """
-    ctx = _Context(release=release, spec=spec, observed=observed, previous=previous, now=now)
+    drain = spec.drain_seconds if spec.drain_seconds is not None else drain_seconds
+    ctx = _Context(release=release, spec=spec, observed=observed, previous=previous, now=now, drain_seconds=drain)
     if previous.phase is Phase.COMPLETED:
-        return Decision(phase=Phase.COMPLETED, reason="Completed", message=previous.message, done=True)
+        # Deleted or not, a completed release only hands over what outlives it (and removes nothing).
+        return Decision(
+            phase=Phase.COMPLETED, reason="Completed", message=previous.message, actions=_hand_over(ctx), done=True
+        )
     if release.deleting:
         return _tear_down(ctx, final_phase=previous.phase, reason="Deleting", deleting=True)
     if previous.phase is Phase.ABORTED and (
@@ -179,10 +198,23 @@ def _resolve_workloads(ctx: _Context, *, stable_may_be_gone: bool = False) -> _C
 # -- the normal flow: canary, blue-green, mirror, take over ------------------------------------
 
 
-def _canary_routable(ctx: _Context) -> bool:
-    """May the canary receive traffic? Full rollout first under WaitForWorkloadReady."""
+def _image_changed(ctx: _Context) -> bool:
+    """Did the user ask for a new canary image since the canary last received traffic?"""
+    previous = ctx.previous.canary_revision
+    return previous is not None and previous != workloads.canary_revision(ctx.spec)
+
+
+def _canary_routable(ctx: _Context, *, canary_body: dict[str, Any]) -> bool:
+    """May the canary receive traffic? Full rollout first under WaitForWorkloadReady.
+
+    After an image change on a live release, the old image's pods are still ready while the
+    new ones roll out: no traffic until every pod runs the image now asked for.
+    """
     if ctx.canary is None or not workloads.has_ready_pods(ctx.canary):
         return False
+    if _image_changed(ctx) and ctx.spec.policy is not Policy.IMMEDIATELY:
+        stored_current = workloads.deployment_patch(current=ctx.canary, desired=canary_body) is None
+        return stored_current and workloads.rolled_out(ctx.canary)
     if ctx.spec.policy is Policy.WAIT_FOR_WORKLOAD_READY and ctx.previous.phase not in (
         Phase.PROGRESSING,
         Phase.TAKEN_OVER,
@@ -196,16 +228,37 @@ def _canary_routable(ctx: _Context) -> bool:
 def _progress(ctx: _Context, *, check: CheckResult | None) -> Decision:
     spec = ctx.spec
     assert ctx.stable is not None
+    canary_body = workloads.build_canary_deployment(
+        stable=ctx.stable,
+        spec=spec,
+        release_namespace=ctx.release.namespace,
+        release_name=ctx.release.name,
+        release_uid=ctx.release.uid,
+    )
+    companions = _companions(ctx)
+    if ctx.canary is not None and any(c["kind"] == workloads.HPA for c in companions):
+        # Its own HPA scales the canary now; the operator only set the replicas to start with.
+        canary_body["spec"].pop("replicas", None)
     stable_ready = workloads.has_ready_pods(ctx.stable)
-    canary_ready = _canary_routable(ctx)
+    canary_ready = _canary_routable(ctx, canary_body=canary_body)
+    image_changed = _image_changed(ctx)
     analysis = progression.start(
         spec=spec,
-        previous=ctx.previous.analysis,
+        # Evidence about the old image says nothing about the new one: start from the first step.
+        previous=None if image_changed else ctx.previous.analysis,
         previous_phase=ctx.previous.phase,
         canary_routable=canary_ready,
         now=ctx.now,
     )
     events: list[act.Event] = []
+    if image_changed and ctx.previous.phase is not Phase.WAITING_FOR_CANARY:
+        events.append(act.Event(
+            type="Normal",
+            reason="CanaryUpdated",
+            message=f"new canary image: rolling out {canary_body['metadata']['name']}; "
+            "it gets no traffic until its new pods are ready"
+            + ("; the analysis starts again from its first step" if spec.analysis is not None else ""),
+        ))
 
     take_over = spec.take_over
     # A person's takeOver or Paused overrides the analysis; spec.abort never gets here.
@@ -250,14 +303,11 @@ def _progress(ctx: _Context, *, check: CheckResult | None) -> Decision:
     routing = _routing_actions(ctx, plan)
     if spec.policy is Policy.PAUSED and _routing_written(ctx):
         routing = ()  # Paused: leave the routing exactly as it is.
-    canary_body = workloads.build_canary_deployment(
-        stable=ctx.stable,
-        spec=spec,
-        release_namespace=ctx.release.namespace,
-        release_name=ctx.release.name,
-        release_uid=ctx.release.uid,
+    actions: tuple[act.Action, ...] = (
+        *routing,
+        act.ApplyDeployment(body=canary_body),
+        *(act.ApplyCompanion(kind=c["kind"], body=c) for c in companions),
     )
-    actions: tuple[act.Action, ...] = (*routing, act.ApplyDeployment(body=canary_body))
 
     if spec.policy is Policy.PAUSED:
         phase, reason = Phase.PAUSED, "Paused"
@@ -302,6 +352,7 @@ def _progress(ctx: _Context, *, check: CheckResult | None) -> Decision:
         canary_ready=canary_ready,
         plan=plan,
         stable_deployment=ctx.stable["metadata"]["name"],
+        canary_revision=workloads.canary_revision(spec) if canary_ready else None,
     )
 
 
@@ -382,21 +433,102 @@ def _go_offline(ctx: _Context, *, survivor: str) -> Decision:
             removal = (act.DeleteObject(kind="Deployment", name=leaving),)
     else:
         leaving = workloads.canary_deployment_name(spec)
-        removal = (act.DeleteObject(kind="Deployment", name=leaving),)
+        removal = (act.DeleteObject(kind="Deployment", name=leaving), *_remove_companions(ctx))
         gone = ctx.canary is None
     message = f"{survivor} serves 100% of traffic; {leaving} is taken offline"
+    drain, left = (None, 0.0) if gone else _drain(ctx, deployment=leaving)
+    if left > 0:
+        removal = ()
+        message += f" after a drain of {ctx.drain_seconds} s (until {drain.until if drain else ''})"
     phase = Phase.COMPLETED if gone else ctx.previous.phase
     events = (act.Event(type="Normal", reason="Completed", message=message),) if gone else ()
     return Decision(
         phase=phase,
-        reason="Completed" if gone else "GoingOffline",
+        reason="Completed" if gone else ("Draining" if left > 0 else "GoingOffline"),
         message=message,
-        actions=(*routing, *removal),
+        actions=(*routing, *removal, *(_hand_over(ctx) if gone else ())),
         events=events,
-        requeue_after=None if gone else 0.5,
+        requeue_after=None if gone else max(left, 0.5),
         canary_ready=ctx.canary is not None and workloads.has_ready_pods(ctx.canary),
         plan=plan,
         stable_deployment=ctx.stable["metadata"]["name"] if ctx.stable is not None else None,
+        drain=drain,
+    )
+
+
+def _drain(ctx: _Context, *, deployment: str) -> tuple[DrainStatus, float]:
+    """The drain of ``deployment``, which has just lost its traffic, and the seconds it has left.
+
+    The deadline is set by the first decision that moves the traffic away and kept in status,
+    so a restarted operator waits out the same drain (or, if that status write was lost, a
+    fresh one: never a shorter one).
+    """
+    previous = ctx.previous.drain
+    if previous is not None and previous.deployment == deployment:
+        until = datetime.fromisoformat(previous.until)
+    else:
+        until = ctx.now + timedelta(seconds=ctx.drain_seconds)
+    return DrainStatus(deployment=deployment, until=until.isoformat()), max((until - ctx.now).total_seconds(), 0.0)
+
+
+def _hand_over(ctx: _Context) -> tuple[act.Action, ...]:
+    """Take this release's marks off the routing and the surviving canary, so the next release starts clean."""
+    actions: list[act.Action] = []
+    for kind, obj in (("DestinationRule", ctx.observed.destination_rule), ("VirtualService", ctx.observed.virtual_service)):
+        patch = ownership.hand_over_patch(obj, release_name=ctx.release.name) if obj is not None else None
+        if obj is not None and patch is not None:
+            actions.append(act.PatchObject(kind=kind, name=obj["metadata"]["name"], patch=patch))  # type: ignore[arg-type]
+    canary_name = workloads.canary_deployment_name(ctx.spec)
+    survivors = tuple(d for d in ctx.observed.deployments if d["metadata"]["name"] == canary_name)
+    for kind, obj in _workload_objects(ctx, deployments=survivors):
+        if obj["metadata"].get("deletionTimestamp"):
+            continue
+        patch = workloads.hand_over_patch(
+            deployment=obj, release_namespace=ctx.release.namespace, release_name=ctx.release.name
+        )
+        if patch is not None:
+            actions.append(act.PatchObject(kind=kind, name=obj["metadata"]["name"], patch=patch))
+    return tuple(actions)
+
+
+def _workload_objects(
+    ctx: _Context, *, deployments: tuple[dict[str, Any], ...] = ()
+) -> list[tuple[act.WorkloadKind, dict[str, Any]]]:
+    listed: list[tuple[act.WorkloadKind, dict[str, Any]]] = [("Deployment", d) for d in deployments]
+    listed += [("HorizontalPodAutoscaler", o) for o in ctx.observed.autoscalers]
+    listed += [("PodDisruptionBudget", o) for o in ctx.observed.disruption_budgets]
+    return listed
+
+
+def _companions(ctx: _Context) -> list[dict[str, Any]]:
+    """The canary's HPA and PDB copies to apply; a same-named object someone else made is left alone."""
+    assert ctx.stable is not None
+    existing = {(kind, o["metadata"]["name"]): o for kind, o in _workload_objects(ctx)}
+    wanted = workloads.build_canary_companions(
+        stable=ctx.stable,
+        canary_name=workloads.canary_deployment_name(ctx.spec),
+        canary_version=ctx.spec.canary.version,
+        version_label=ctx.spec.version_label,
+        autoscalers=ctx.observed.autoscalers,
+        disruption_budgets=ctx.observed.disruption_budgets,
+        release=f"{ctx.release.namespace}/{ctx.release.name}",
+        release_uid=ctx.release.uid,
+    )
+    return [body for body in wanted if _ours_or_absent(ctx, existing.get((body["kind"], body["metadata"]["name"])))]
+
+
+def _ours_or_absent(ctx: _Context, obj: dict[str, Any] | None) -> bool:
+    return obj is None or workloads.is_created_by(
+        deployment=obj, release_namespace=ctx.release.namespace, release_name=ctx.release.name
+    )
+
+
+def _remove_companions(ctx: _Context) -> tuple[act.Action, ...]:
+    """Delete the canary's HPA and PDB copies (those this release made and that still exist)."""
+    return tuple(
+        act.DeleteObject(kind=kind, name=obj["metadata"]["name"])
+        for kind, obj in _workload_objects(ctx)
+        if workloads.is_created_by(deployment=obj, release_namespace=ctx.release.namespace, release_name=ctx.release.name)
     )
 
 
@@ -427,23 +559,31 @@ def _tear_down(ctx: _Context, *, final_phase: Phase, reason: str, deleting: bool
         message = f"rolling back: 100% to {spec.stable.version}, removing {canary_name}"
         if cause:
             message = f"rolling back ({cause}): 100% to {spec.stable.version}, removing {canary_name}"
+        # Only a canary that may have had traffic needs a drain.
+        drain, left = _drain(ctx, deployment=canary_name) if pin else (None, 0.0)
+        removal: tuple[act.Action, ...] = (act.DeleteObject(kind="Deployment", name=canary_name), *_remove_companions(ctx))
+        if left > 0:
+            removal = ()
+            message += f" after a drain of {ctx.drain_seconds} s"
         return Decision(
             phase=ctx.previous.phase,
-            reason="Aborting",
+            reason="Draining" if left > 0 else "Aborting",
             message=message,
-            actions=(*pin, act.DeleteObject(kind="Deployment", name=canary_name)),
-            requeue_after=0.5,
+            actions=(*pin, *removal),
+            requeue_after=max(left, 0.5),
             plan=plan,
+            drain=drain,
         )
     if ours:  # the Service is gone: nothing to route, just remove what we made
         return Decision(
             phase=ctx.previous.phase,
             reason="Aborting",
             message=f"removing {canary_name}",
-            actions=(act.DeleteObject(kind="Deployment", name=canary_name),),
+            actions=(act.DeleteObject(kind="Deployment", name=canary_name), *_remove_companions(ctx)),
             requeue_after=0.5,
         )
     restore: tuple[act.Action, ...] = (
+        *_remove_companions(ctx),  # left over when a restart came between the canary's removal and theirs
         act.RestoreRouting(kind="VirtualService", name=_routing_name(observed.virtual_service, spec.service)),
         act.RestoreRouting(kind="DestinationRule", name=_routing_name(observed.destination_rule, spec.service)),
     )
@@ -482,6 +622,32 @@ def refused(*, previous: CanaryReleaseStatus, error: errors.InvalidSpecError, re
         events=events,
         invalid=True,
         requeue_after=RETRY_INVALID_SECONDS,
+    )
+
+
+def failed(*, previous: CanaryReleaseStatus, classified: errors.Classified, retry_after: float) -> Decision:
+    """What an error raised while reconciling leaves in status (``errors.classify`` sorted it).
+
+    An unusable spec or object (another release's routing, a write the API server refused) is
+    ``Failed``; a transient error keeps the phase and says it is retrying. Both are looked at
+    again after ``retry_after`` and proceed by themselves once the cause is gone.
+    """
+    if classified.disposition is errors.Disposition.INVALID:
+        decision = refused(
+            previous=previous, error=errors.InvalidSpecError(classified.message), reason=classified.reason
+        )
+        return replace(decision, requeue_after=retry_after, drain=previous.drain)
+    message = f"{classified.message} (retrying in {retry_after:g} s)"
+    events: tuple[act.Event, ...] = ()
+    if classified.message not in previous.message:
+        events = (act.Event(type="Warning", reason=classified.reason, message=message),)
+    return Decision(
+        phase=previous.phase,
+        reason=classified.reason,
+        message=message,
+        events=events,
+        requeue_after=retry_after,
+        drain=previous.drain,
     )
 
 

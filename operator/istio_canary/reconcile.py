@@ -38,6 +38,9 @@ log = structlog.get_logger("istio_canary")
 
 # How long a settled release waits before it is checked again for drift.
 RESYNC_SECONDS = 30.0
+# Retries after an error: 5 s, 10 s, 20 s ... at most 5 minutes apart.
+BACKOFF_FIRST_SECONDS = 5.0
+BACKOFF_MAX_SECONDS = 300.0
 
 EventSink = Callable[[act.Event], None]
 
@@ -47,6 +50,7 @@ class Settings:
     metrics_interval_seconds: float = 10.0
     metrics_window_seconds: int = 60
     resync_seconds: float = RESYNC_SECONDS
+    drain_seconds: int = phases.DEFAULT_DRAIN_SECONDS
     crash_after_writes: int | None = None
     """Fault injection for restart-safety tests: the process exits at once after this many writes."""
 
@@ -62,6 +66,8 @@ class Outcome:
     status: CanaryReleaseStatus
     status_patch: dict[str, Any] | None
     writes: int
+    spec_invalid: bool = False
+    """The spec itself did not parse: the release never changed anything."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +88,8 @@ class _Memory:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     due: float = 0.0
     metrics_due: float = 0.0
+    failures: int = 0
+    """Reconciles in a row that ended in an error: the back-off grows with it."""
 
 
 class Reconciler:
@@ -122,8 +130,11 @@ class Reconciler:
         mem = self._mem(f"{namespace}/{name}")
         bound = log.bind(namespace=namespace, name=name)
         async with mem.lock:
-            spec = CanaryReleaseSpec.model_validate(body.get("spec") or {})  # ValidationError: caller reports
             previous = _previous_status(body)
+            try:
+                spec = CanaryReleaseSpec.model_validate(body.get("spec") or {})
+            except pydantic.ValidationError as err:
+                return self._invalid_spec(mem, body=body, previous=previous, error=err, emit=emit)
             if cached is not None:
                 observed = cached(namespace, spec.service)
             else:
@@ -138,17 +149,18 @@ class Reconciler:
             )
             health = await self._health(mem, spec=spec, namespace=namespace, previous=previous)
             check = await self._analysis_check(spec=spec, namespace=namespace, previous=previous, now=now)
-            decision = phases.decide(
-                release=release, spec=spec, observed=observed, previous=previous, now=now, check=check
-            )
-            if check is not None:
-                opmetrics.count_verdict(check.verdict)
-            if decision.reason == "AnalysisFailed" and previous.phase is not Phase.ABORTED:
-                opmetrics.DEFAULT.count_rollback()
             deployments = {d["metadata"]["name"]: d for d in observed.deployments}
             vs = observed.virtual_service
             writes = 0
             try:
+                decision = phases.decide(
+                    release=release, spec=spec, observed=observed, previous=previous, now=now, check=check,
+                    drain_seconds=self.settings.drain_seconds,
+                )
+                if check is not None:
+                    opmetrics.count_verdict(check.verdict)
+                if decision.reason == "AnalysisFailed" and previous.phase is not Phase.ABORTED:
+                    opmetrics.DEFAULT.count_rollback()
                 for action in decision.actions:
                     done = await asyncio.to_thread(
                         self.cluster.execute, action, observed=observed, namespace=namespace, release_name=name
@@ -156,15 +168,18 @@ class Reconciler:
                     if done.wrote:
                         writes += 1
                         self._count_write()
-                    if isinstance(action, act.ApplyDeployment) and done.stored is not None:
-                        deployments[done.stored["metadata"]["name"]] = done.stored
+                    if isinstance(action, (act.ApplyDeployment, act.PatchObject)) and done.stored is not None:
+                        if done.stored.get("kind", "Deployment") == "Deployment":
+                            deployments[done.stored["metadata"]["name"]] = done.stored
                     elif isinstance(action, act.DeleteObject):
                         deployments.pop(action.name, None)
-                    elif isinstance(action, (act.ApplyRouting, act.RestoreRouting)) and action.kind == "VirtualService":
+                    if getattr(action, "kind", "") == "VirtualService" and not isinstance(action, act.PatchObject):
                         vs = done.stored
-            except errors.InvalidSpecError as err:
-                # The API server refused a write (e.g. Istio's schema): report it like any invalid spec.
-                decision = phases.refused(previous=previous, error=err)
+                mem.failures = 0
+            except errors.ConflictError:
+                raise  # decided again at once from fresh state by the caller
+            except Exception as err:  # noqa: BLE001 - every failure ends in status, never in a crash loop
+                decision = self._failure(mem, previous=previous, error=err, bound=bound)
             for event in decision.events:
                 emit(event)
             status = build_status(
@@ -201,6 +216,51 @@ class Reconciler:
             if self.prometheus is not None and not decision.phase.is_final:
                 mem.due = min(mem.due, mem.metrics_due)  # refresh status.versions[].metrics on time
             return Outcome(decision=decision, status=status, status_patch=status_patch, writes=writes)
+
+    def _failure(
+        self, mem: _Memory, *, previous: CanaryReleaseStatus, error: Exception, bound: Any
+    ) -> phases.Decision:
+        """The decision that reports an error, and the back-off before the next try."""
+        mem.failures += 1
+        delay = min(BACKOFF_FIRST_SECONDS * 2 ** (mem.failures - 1), BACKOFF_MAX_SECONDS)
+        classified = errors.classify(error)
+        bound.warning(
+            "reconcile failed", reason=classified.reason, disposition=classified.disposition.value,
+            error=classified.message, retry_in=delay,
+        )
+        return phases.failed(previous=previous, classified=classified, retry_after=delay)
+
+    def _invalid_spec(
+        self,
+        mem: _Memory,
+        *,
+        body: Mapping[str, Any],
+        previous: CanaryReleaseStatus,
+        error: pydantic.ValidationError,
+        emit: EventSink,
+    ) -> Outcome:
+        """A spec that does not parse (one that slipped past an older CRD): Failed, nothing written."""
+        meta = body["metadata"]
+        invalid = errors.InvalidSpecError(f"invalid spec: {_first_error(error)}")
+        decision = self._failure(mem, previous=previous, error=invalid, bound=log.bind(
+            namespace=meta["namespace"], name=meta["name"]
+        ))
+        for event in decision.events:
+            emit(event)
+        generation = int(meta.get("generation", 0))
+        now = datetime.now(UTC)
+        status = previous.model_copy(update={
+            "phase": decision.phase,
+            "message": decision.message,
+            "observed_generation": generation,
+            "conditions": set_condition(
+                previous.conditions, type_=ConditionType.SPEC_VALID.value, status=False,
+                reason=decision.reason, message=decision.message, now=now, generation=generation,
+            ),
+        })
+        mem.due = time.monotonic() + (decision.requeue_after or RESYNC_SECONDS)
+        status_patch = _status_patch(previous=body.get("status") or {}, status=status)
+        return Outcome(decision=decision, status=status, status_patch=status_patch, writes=0, spec_invalid=True)
 
     def _count_write(self) -> None:
         self._writes += 1
@@ -269,6 +329,12 @@ class Reconciler:
             status=previous.analysis,
             now=now,
         )
+
+
+def _first_error(err: pydantic.ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
 
 
 def _previous_status(body: Mapping[str, Any]) -> CanaryReleaseStatus:

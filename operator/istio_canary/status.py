@@ -135,6 +135,8 @@ def build_status(
         conditions=conditions,
         analysis=decision.analysis if decision.analysis is not None else previous.analysis,
         success_rate=success,
+        canary_revision=decision.canary_revision or previous.canary_revision,
+        drain=decision.drain,
     )
 
 

@@ -73,12 +73,16 @@ class OperatorProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [str(exe), "run", "--namespace", self.namespace, "--kubeconfig", self.cluster.kubeconfig,
-             "--log-format", "json", *self.extra],
+             "--log-format", "json", *self._defaults(), *self.extra],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
         )
         return self
+
+    def _defaults(self) -> list[str]:
+        # A short drain keeps the suite fast; tests of the drain itself set spec.drainSeconds.
+        return [] if any(a.startswith("--drain-seconds") for a in self.extra) else ["--drain-seconds", "1"]
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no finalizers, like a crashed pod."""

@@ -166,6 +166,20 @@ def test_api_server_refuses_an_invalid_spec_with_a_clear_message(
     assert message in proc.stderr, proc.stderr
 
 
+def test_a_spec_too_large_for_kopfs_annotations_is_refused_at_create(
+    cluster: HasKubectl, namespace: str
+) -> None:
+    # 32 rules of 16 headers with 500-character regexes: about 270 KB of JSON. Once created, kopf's
+    # copy of it would not fit in the 256 KiB of annotations and the object could never be deleted.
+    headers = {f"x-header-{i}": {"regex": "a" * 500} for i in range(16)}
+    proc = create(cluster, namespace, release(traffic={"match": [{"headers": headers}] * 32}))
+    assert proc.returncode != 0, "accepted a spec the operator could never handle"
+    assert "spec.traffic.match: Too many: 32: must have at most 16 items" in proc.stderr, proc.stderr
+    assert "Too long" in proc.stderr, proc.stderr  # the 500-character regexes, past maxLength 256
+    missing = cluster.kubectl("get", "canaryrelease", "reviews", "-n", namespace, check=False)
+    assert missing.returncode != 0, "nothing is stored"
+
+
 def test_a_minimal_spec_is_accepted_and_the_api_server_fills_the_defaults(
     cluster: HasKubectl, namespace: str
 ) -> None:

@@ -213,7 +213,7 @@ def test_limits_from_the_models_are_kept() -> None:
     assert props["service"]["maxLength"] == 63
     assert props["service"]["pattern"] == models.spec.DNS_LABEL
     assert props["traffic"]["properties"]["weight"]["maximum"] == 100
-    assert props["traffic"]["properties"]["match"]["maxItems"] == 32
+    assert props["traffic"]["properties"]["match"]["maxItems"] == models.spec.MAX_MATCH_RULES
     assert props["traffic"]["properties"]["mirrorPercent"]["maximum"] == 100
 
 
@@ -244,6 +244,43 @@ def test_header_name_rule_quotes_the_pattern_so_cel_can_compile_it() -> None:
 
 def test_maps_that_a_rule_iterates_are_bounded_for_the_cel_cost_estimator() -> None:
     assert _match_rule_schema()["properties"]["headers"]["maxProperties"] <= 64
+
+
+def test_every_string_in_the_spec_schema_has_a_max_length() -> None:
+    # An enum's values bound its length already.
+    unbounded = [
+        path
+        for path, node in _walk(_spec())
+        if isinstance(node, dict) and node.get("type") == "string" and "enum" not in node and "maxLength" not in node
+    ]
+    assert unbounded == []
+
+
+def test_every_list_and_map_in_the_spec_schema_has_a_size_limit() -> None:
+    unbounded = [
+        path
+        for path, node in _walk(_spec())
+        if isinstance(node, dict)
+        and (
+            (node.get("type") == "array" and "maxItems" not in node)
+            or (isinstance(node.get("additionalProperties"), dict) and "maxProperties" not in node)
+        )
+    ]
+    assert unbounded == []
+
+
+def test_the_keys_of_every_map_in_the_spec_are_bounded_by_a_rule_of_the_object_that_holds_it() -> None:
+    # A structural schema has no propertyNames: only a CEL rule can bound a map's keys.
+    maps = 0
+    for path, node in _walk(_spec()):
+        if not (isinstance(node, dict) and isinstance(node.get("properties"), dict)):
+            continue
+        rules = [r["rule"] for r in node.get("x-kubernetes-validations", [])]
+        for name, prop in node["properties"].items():
+            if isinstance(prop.get("additionalProperties"), dict):
+                maps += 1
+                assert any(f"self.{name}.all(k, size(k) <= " in r for r in rules), f"{path}.{name}"
+    assert maps == 2, "headers and images"
 
 
 def test_a_union_of_two_types_is_refused_rather_than_written_loosely() -> None:

@@ -49,6 +49,8 @@ def _spec(**extra: Any) -> CanaryReleaseSpec:
 
 
 def _decide(spec: CanaryReleaseSpec, observed: Observed, phase: Phase = Phase.PENDING, **kw: Any) -> Decision:
+    # No drain here: these tests are about what is written, tests/unit/test_phases_lifecycle.py about when.
+    kw.setdefault("drain_seconds", 0)
     return decide(release=RELEASE, spec=spec, observed=observed, previous=CanaryReleaseStatus(phase=phase), now=NOW, **kw)
 
 

@@ -79,7 +79,10 @@ def run(
     now: datetime = NOW,
     **spec_fields: Any,
 ) -> Decision:
-    return decide(release=RELEASE, spec=spec(**spec_fields), observed=observed, previous=previous, now=now, check=check)
+    return decide(
+        release=RELEASE, spec=spec(**spec_fields), observed=observed, previous=previous, now=now, check=check,
+        drain_seconds=0,  # when a removal happens is tests/unit/test_phases_lifecycle.py's subject
+    )
 
 
 def canary_weight(decision: Decision) -> int | None:

@@ -50,6 +50,14 @@ app.kubernetes.io/component: operator
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, update, delete]
+# An autoscaled or disruption-protected stable version gets copies of its HPA and PDBs for
+# the canary; the operator changes and deletes only the copies it made.
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, update, delete]
 # Services are only read, to find the stable Deployment and the ports to route.
 - apiGroups: [""]
   resources: [services]

@@ -6,11 +6,14 @@ promoted with ``promotion: Offline``, which version survives (:func:`offline_sur
 
 Two decisions are sticky, because a rollback or a promotion takes several reconciles to carry
 out and the canary's Deployment may be gone half-way: a ``Fail`` verdict (or Prometheus silent
-for longer than ``unreachableTimeoutSeconds``) keeps answering "roll back", and a step count
-past the last step keeps answering "promote". Neither depends on the next look at the metrics.
+for longer than ``unreachableTimeoutSeconds``, or answering ``NoData`` for longer than
+``noDataTimeoutSeconds``) keeps answering "roll back", and a step count past the last step
+keeps answering "promote". Neither depends on the next look at the metrics.
 
 Safety: only ``Pass`` moves a step forward. ``Inconclusive``, ``NoData`` and ``Unreachable``
-hold the weight, so no traffic, no data and a silent Prometheus can never promote.
+hold the weight, so no traffic, no data and a silent Prometheus can never promote. ``NoData``
+and ``Unreachable`` hold only so long: a canary that Prometheus cannot see (pods without the
+``version`` label, no sidecar) is rolled back instead of holding forever.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def advance(*, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult | 
     weights = spec.weights()
     if status.step >= len(weights):
         return Advance(status=status, outcome=Outcome.PROMOTE)
-    if status.last_verdict is Verdict.FAIL:
+    if status.last_verdict is Verdict.FAIL or _no_data_too_long(spec, status):
         return Advance(status=status, outcome=Outcome.ROLLBACK)
     if check is None:
         outcome = Outcome.ROLLBACK if _silent_too_long(spec, status, now) else Outcome.HOLD
@@ -94,23 +97,13 @@ def advance(*, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult | 
             events=(act.Event(type="Warning", reason="AnalysisFailed", message=message),),
         )
     if verdict is Verdict.UNREACHABLE:
-        newly = status.unreachable_since is None
-        since = now.isoformat() if newly else status.unreachable_since
-        silent = status.model_copy(update={"history": history, "last_verdict": verdict, "unreachable_since": since})
-        if _silent_too_long(spec, silent, now):
-            message = f"{rollback_cause(spec=spec, status=silent)}; rolling back"
-            event = act.Event(type="Warning", reason="MetricsUnavailable", message=message)
-            return Advance(status=silent, outcome=Outcome.ROLLBACK, events=(event,))
-        events: tuple[act.Event, ...] = ()
-        if newly:
-            message = (
-                f"{check.reason}; holding the canary at {status.weight}%, rolling back after "
-                f"{spec.unreachable_timeout_seconds} s (analysis.unreachableTimeoutSeconds)"
-            )
-            events = (act.Event(type="Warning", reason="MetricsUnavailable", message=message),)
-        return Advance(status=silent, outcome=Outcome.HOLD, events=events)
+        return _unreachable(spec=spec, status=status, check=check, history=history, now=now)
+    if verdict is Verdict.NO_DATA:
+        return _no_data(spec=spec, status=status, check=check, history=history)
 
-    looked = status.model_copy(update={"history": history, "last_verdict": verdict, "unreachable_since": None})
+    looked = status.model_copy(
+        update={"history": history, "last_verdict": verdict, "unreachable_since": None, "no_data_since": None}
+    )
     if verdict is not Verdict.PASS:
         return Advance(status=looked, outcome=Outcome.HOLD)
     next_step = status.step + 1
@@ -134,13 +127,21 @@ def advance(*, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult | 
 def rollback_cause(*, spec: AnalysisSpec, status: AnalysisStatus) -> str:
     """Why the analysis rolled the canary back, in words for ``status.message``."""
     last = status.history[-1] if status.history else None
+    reason = last.reason if last is not None else ""
     if status.last_verdict is Verdict.UNREACHABLE:
         cause = f"Prometheus unreachable for {spec.unreachable_timeout_seconds} s (analysis.unreachableTimeoutSeconds)"
-        return f"{cause}: {last.reason}" if last is not None and last.reason else cause
+        return f"{cause}: {reason}" if reason else cause
+    if status.last_verdict is Verdict.NO_DATA:
+        cause = f"no data in Prometheus for {spec.no_data_timeout()} s (analysis.noDataTimeoutSeconds)"
+        # Istio reports destination_version from the pod's ``version`` label, whatever
+        # spec.versionLabel says, and only pods with a sidecar are counted at all.
+        hint = (
+            "check that the pods of both versions have an Istio sidecar and a `version` label "
+            "(Istio's destination_version)"
+        )
+        return f"{cause}: {reason}; {hint}" if reason else f"{cause}; {hint}"
     where = f"step {status.step + 1} ({status.weight}%)"
-    if last is not None and last.reason:
-        return f"analysis failed at {where}: {last.reason}"
-    return f"analysis failed at {where}"
+    return f"analysis failed at {where}: {reason}" if reason else f"analysis failed at {where}"
 
 
 def offline_survivor(*, spec: CanaryReleaseSpec, status: AnalysisStatus | None) -> str:
@@ -151,6 +152,63 @@ def offline_survivor(*, spec: CanaryReleaseSpec, status: AnalysisStatus | None) 
     if spec.strategy is not Strategy.CANARY or status.step < len(analysis.weights()):
         return ""
     return spec.canary.version
+
+
+def _unreachable(
+    *, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult, history: list[CheckResult], now: datetime
+) -> Advance:
+    """Prometheus did not answer: hold, warn once, roll back after ``unreachableTimeoutSeconds``."""
+    newly = status.unreachable_since is None
+    since = now.isoformat() if newly else status.unreachable_since
+    silent = status.model_copy(
+        update={
+            "history": history,
+            "last_verdict": Verdict.UNREACHABLE,
+            "unreachable_since": since,
+            "no_data_since": None,
+        }
+    )
+    if _silent_too_long(spec, silent, now):
+        message = f"{rollback_cause(spec=spec, status=silent)}; rolling back"
+        event = act.Event(type="Warning", reason="MetricsUnavailable", message=message)
+        return Advance(status=silent, outcome=Outcome.ROLLBACK, events=(event,))
+    events: tuple[act.Event, ...] = ()
+    if newly:
+        message = (
+            f"{check.reason}; holding the canary at {status.weight}%, rolling back after "
+            f"{spec.unreachable_timeout_seconds} s (analysis.unreachableTimeoutSeconds)"
+        )
+        events = (act.Event(type="Warning", reason="MetricsUnavailable", message=message),)
+    return Advance(status=silent, outcome=Outcome.HOLD, events=events)
+
+
+def _no_data(*, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult, history: list[CheckResult]) -> Advance:
+    """Prometheus has no traffic for a version: hold, roll back once ``no_data_timeout()`` has passed.
+
+    No Event while it holds: the first looks of a step often see no canary request yet.
+    """
+    since = status.no_data_since or check.time
+    empty = status.model_copy(
+        update={"history": history, "last_verdict": Verdict.NO_DATA, "no_data_since": since, "unreachable_since": None}
+    )
+    if not _no_data_too_long(spec, empty):
+        return Advance(status=empty, outcome=Outcome.HOLD)
+    message = f"{rollback_cause(spec=spec, status=empty)}; rolling back"
+    event = act.Event(type="Warning", reason="NoData", message=message)
+    return Advance(status=empty, outcome=Outcome.ROLLBACK, events=(event,))
+
+
+def _no_data_too_long(spec: AnalysisSpec, status: AnalysisStatus) -> bool:
+    """Have the looks said ``NoData`` for ``no_data_timeout()``, up to the last one?
+
+    Judged at looks, not by the clock as silence is: NoData is what a look says. So the look
+    that decides also carries the Warning Event, and a canary that merely cannot be routed to
+    for a while (no looks) is not blamed for it.
+    """
+    if status.last_verdict is not Verdict.NO_DATA or status.no_data_since is None or not status.history:
+        return False
+    spell = datetime.fromisoformat(status.history[-1].time) - datetime.fromisoformat(status.no_data_since)
+    return spell >= timedelta(seconds=spec.no_data_timeout())
 
 
 def _silent_too_long(spec: AnalysisSpec, status: AnalysisStatus, now: datetime) -> bool:

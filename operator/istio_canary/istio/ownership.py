@@ -25,6 +25,7 @@ __all__ = [
     "RELEASE_LABEL",
     "Start",
     "created_by_operator",
+    "hand_over_patch",
     "recorded_original",
     "starting_point",
 ]
@@ -122,6 +123,26 @@ def starting_point(
         metadata["annotations"] = annotations
     metadata["labels"] = dict(metadata.get("labels") or {}) | {RELEASE_LABEL: release_name}
     return Start(metadata=metadata, spec=spec, original=original)
+
+
+def hand_over_patch(obj: Mapping[str, Any], *, release_name: str) -> dict[str, Any] | None:
+    """The merge patch that hands ``obj`` over at the end of a release; None: nothing to do.
+
+    A release that completed leaves its routing to whoever comes next: the owner labels go
+    (an object the operator created becomes a plain object the next release adopts), and so
+    does the recorded original, so that no later abort restores routing from before this
+    release. The routes and subsets themselves stay exactly as they are.
+    """
+    metadata = obj.get("metadata", {})
+    labels = metadata.get("labels") or {}
+    if labels.get(RELEASE_LABEL) != release_name:
+        return None  # someone else's, or already handed over
+    patch: dict[str, Any] = {"labels": {RELEASE_LABEL: None}}
+    if labels.get(MANAGED_BY_LABEL) == MANAGED_BY:
+        patch["labels"][MANAGED_BY_LABEL] = None
+    if ORIGINAL_SPEC_ANNOTATION in (metadata.get("annotations") or {}):
+        patch["annotations"] = {ORIGINAL_SPEC_ANNOTATION: None}
+    return {"metadata": patch}
 
 
 def _check_release(obj: Mapping[str, Any], *, release_name: str) -> None:

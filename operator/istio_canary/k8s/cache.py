@@ -65,6 +65,8 @@ def observe_cached(
     deployments: Mapping[Any, Iterable[Mapping[str, Any]]],
     virtual_services: Mapping[Any, Iterable[Mapping[str, Any]]],
     destination_rules: Mapping[Any, Iterable[Mapping[str, Any]]],
+    autoscalers: Mapping[Any, Iterable[Mapping[str, Any]]] | None = None,
+    disruption_budgets: Mapping[Any, Iterable[Mapping[str, Any]]] | None = None,
 ) -> Observed:
     """``Observed`` from the caches: services keyed by (namespace, name), the rest by namespace."""
     found = next(iter(services.get((namespace, service), ())), None)
@@ -77,4 +79,6 @@ def observe_cached(
         destination_rule=pick_routing(
             destination_rules.get(namespace, ()), kind="DestinationRule", namespace=namespace, service=service
         ),
+        autoscalers=tuple(dict(o) for o in (autoscalers or {}).get(namespace, ())),
+        disruption_budgets=tuple(dict(o) for o in (disruption_budgets or {}).get(namespace, ())),
     )

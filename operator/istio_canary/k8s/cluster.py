@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -43,8 +44,7 @@ class Executed:
     wrote: bool
 
 
-class ConflictError(errors.ReleaseError):
-    """Someone else changed an object between our read and our write: decide again."""
+ConflictError = errors.ConflictError  # kept here too: callers of the adapter catch it by this name
 
 
 def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
@@ -66,6 +66,8 @@ class Cluster:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
+        self.policy = client.PolicyV1Api(api)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -102,14 +104,32 @@ class Cluster:
         """Carry out one action against what ``observe`` just read (no second read).
 
         Writes only when the stored object differs; a replace carries the observed
-        resourceVersion, so a change made since the read surfaces as ``ConflictError``.
+        resourceVersion, so a change made since the read surfaces as ``ConflictError``. Every
+        failure comes out as one of the domain errors (``errors.classify`` sorts them).
         """
+        try:
+            return self._execute(action, observed=observed, namespace=namespace, release_name=release_name)
+        except ApiException as err:
+            raise self._translate(err, _describe(action)) from err
+        except (OSError, urllib3.exceptions.HTTPError) as err:
+            raise errors.ApiUnavailableError(f"the API server did not answer ({_describe(action)}): {err}") from err
+
+    def _execute(self, action: act.Action, *, observed: Observed, namespace: str, release_name: str) -> Executed:
         if isinstance(action, act.ApplyRouting):
             current = _named(_routing_of(observed, action.kind), action.body["metadata"]["name"])
             return self.apply_routing(action.kind, action.body, current=current, namespace=namespace)
         if isinstance(action, act.RestoreRouting):
             current = _named(_routing_of(observed, action.kind), action.name)
             return self.restore_routing(action.kind, current=current, namespace=namespace, release_name=release_name)
+        if isinstance(action, act.PatchObject):
+            return self.patch_object(action, namespace=namespace)
+        if isinstance(action, act.ApplyCompanion):
+            return self.apply_companion(action, current=_companion(observed, action.kind, action.body), namespace=namespace)
+        if isinstance(action, act.DeleteObject) and action.kind != "Deployment":
+            if _companion(observed, action.kind, {"metadata": {"name": action.name}}) is None:
+                return Executed(stored=None, wrote=False)
+            self._ignore_404(lambda: self._companion_api(action.kind, "delete")(action.name, namespace))
+            return Executed(stored=None, wrote=True)
         name = action.body["metadata"]["name"] if isinstance(action, act.ApplyDeployment) else action.name
         deployment = next((d for d in observed.deployments if d["metadata"]["name"] == name), None)
         if isinstance(action, act.ApplyDeployment):
@@ -177,6 +197,48 @@ class Cluster:
         except ApiException as err:
             raise self._translate(err, f"{kind} {name}") from err
 
+    def apply_companion(
+        self, action: act.ApplyCompanion, *, current: dict[str, Any] | None, namespace: str
+    ) -> Executed:
+        """Create the canary's HPA or PDB copy, or replace its spec (conflict-checked) when it differs."""
+        if current is None:
+            created = self._companion_api(action.kind, "create")(namespace, action.body, _preload_content=False)
+            return Executed(stored=_json(created), wrote=True)
+        desired = _merged(current, action.body)
+        if desired == current:
+            return Executed(stored=current, wrote=False)
+        name = current["metadata"]["name"]
+        replaced = self._companion_api(action.kind, "replace")(name, namespace, desired, _preload_content=False)
+        return Executed(stored=_json(replaced), wrote=True)
+
+    def _companion_api(self, kind: str, verb: str) -> Any:
+        if kind == "HorizontalPodAutoscaler":
+            return getattr(self.autoscaling, f"{verb}_namespaced_horizontal_pod_autoscaler")
+        return getattr(self.policy, f"{verb}_namespaced_pod_disruption_budget")
+
+    def patch_object(self, action: act.PatchObject, *, namespace: str) -> Executed:
+        """A JSON merge patch; a missing object is success (nothing left to patch)."""
+        try:
+            if action.kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
+                response = self._companion_api(action.kind, "patch")(
+                    action.name, namespace, action.patch, _content_type=MERGE_PATCH, _preload_content=False
+                )
+                return Executed(stored=_json(response), wrote=True)
+            if action.kind == "Deployment":
+                response = self.apps.patch_namespaced_deployment(
+                    action.name, namespace, action.patch, _content_type=MERGE_PATCH, _preload_content=False
+                )
+                return Executed(stored=_json(response), wrote=True)
+            stored: dict[str, Any] = self.custom.patch_namespaced_custom_object(
+                ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[action.kind], action.name, action.patch,
+                _content_type=MERGE_PATCH,
+            )
+            return Executed(stored=stored, wrote=True)
+        except ApiException as err:
+            if err.status == 404:
+                return Executed(stored=None, wrote=False)
+            raise self._translate(err, f"{action.kind} {action.name}") from err
+
     def apply_deployment(
         self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str, release_name: str
     ) -> Executed:
@@ -222,13 +284,30 @@ class Cluster:
         opmetrics.count_api_error(verb="write", resource=what.split(" ")[0], code=err.status or "")
         if err.status == 409:
             return ConflictError(f"{what} changed while being written; deciding again")
-        if err.status == 422:
-            try:
-                message = json.loads(err.body or "{}").get("message", err.reason)
-            except ValueError:
-                message = err.reason
+        try:
+            message = json.loads(err.body or "{}").get("message", err.reason)
+        except ValueError:
+            message = err.reason
+        code = int(err.status or 0)
+        if code == 422 and what.split(" ")[0] in ROUTING_PLURALS:
             return errors.RoutingError(f"the API server refused {what}: {message}")
-        return cast(Exception, err)
+        if 400 <= code < 500:
+            return errors.ApiRefusedError(f"the API server refused {what} (HTTP {code}): {message}", code=code)
+        return errors.ApiUnavailableError(f"the API server could not write {what} (HTTP {code or 'no answer'}): {message}")
+
+
+def _describe(action: act.Action) -> str:
+    if isinstance(action, (act.ApplyRouting, act.ApplyDeployment, act.ApplyCompanion)):
+        kind = "Deployment" if isinstance(action, act.ApplyDeployment) else action.kind
+        return f"{kind} {action.body['metadata']['name']}"
+    if isinstance(action, act.ScaleDeployment):
+        return f"Deployment {action.name}"
+    return f"{action.kind} {action.name}"
+
+
+def _companion(observed: Observed, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    listed = observed.autoscalers if kind == "HorizontalPodAutoscaler" else observed.disruption_budgets
+    return next((o for o in listed if o["metadata"]["name"] == body["metadata"]["name"]), None)
 
 
 def _routing_of(observed: Observed, kind: str) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from istio_canary.models.status import (
     CanaryReleaseStatus,
     Condition,
     ConditionType,
+    DrainStatus,
     Phase,
     Role,
     TrafficStatus,
@@ -39,7 +40,7 @@ PLURAL = "canaryreleases"
 __all__ = [
     "GROUP", "KIND", "PLURAL", "VERSION",
     "AnalysisSpec", "AnalysisStatus", "CanaryReleaseSpec", "CanaryReleaseStatus", "CanarySpec",
-    "CheckResult", "Condition", "ConditionType", "CookieMatch", "MatchRule", "OfflineAction",
+    "CheckResult", "Condition", "ConditionType", "CookieMatch", "DrainStatus", "MatchRule", "OfflineAction",
     "OperatingSystem", "Phase", "Policy", "Promotion", "Role", "StableSpec", "Strategy",
     "StringMatch", "TrafficSpec", "TrafficStatus", "Verdict", "VersionMetrics", "VersionStatus",
 ]

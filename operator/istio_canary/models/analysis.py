@@ -31,7 +31,7 @@ class Verdict(str, enum.Enum):
     INCONCLUSIVE = "Inconclusive"
     """Not enough evidence either way: hold the weight and look again."""
     NO_DATA = "NoData"
-    """Prometheus answered but has no traffic for a version: hold, never promote."""
+    """Prometheus answered but has no traffic for a version: hold, roll back after ``noDataTimeoutSeconds``."""
     UNREACHABLE = "Unreachable"
     """Prometheus did not answer: hold, and roll back after ``unreachableTimeoutSeconds``."""
 
@@ -84,6 +84,12 @@ class AnalysisSpec(ApiModel):
     unreachable_timeout_seconds: Annotated[int, Field(ge=1)] = Field(
         default=120, description="Roll back when Prometheus has not answered for this long."
     )
+    no_data_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] | None = Field(
+        default=None,
+        description="Roll back when Prometheus has answered NoData (no requests to a version: pods "
+        "without the version label or without an Istio sidecar) for this long. "
+        "Default: 3 x intervalSeconds, at least 60.",
+    )
     ready_deadline_seconds: Annotated[int, Field(ge=1)] = Field(
         default=600, description="Fail when the canary Deployment has no ready pod after this long."
     )
@@ -96,6 +102,17 @@ class AnalysisSpec(ApiModel):
         if self.steps:
             return sorted(set(self.steps))
         return list(range(self.step_weight, self.max_weight + 1, self.step_weight))
+
+    def no_data_timeout(self) -> int:
+        """Seconds of ``NoData`` before a rollback: ``noDataTimeoutSeconds``, else a few looks.
+
+        Three looks, so that one quiet interval at the start of a step is no reason; at least a
+        minute, so that short intervals do not roll back a canary whose first requests are on
+        their way.
+        """
+        if self.no_data_timeout_seconds is not None:
+            return self.no_data_timeout_seconds
+        return max(3 * self.interval_seconds, 60)
 
 
 class CheckResult(ApiModel):
@@ -121,5 +138,6 @@ class AnalysisStatus(ApiModel):
     weight: int = 0
     step_started_at: str | None = None
     unreachable_since: str | None = None
+    no_data_since: str | None = None
     last_verdict: Verdict | None = None
     history: list[CheckResult] = Field(default_factory=list, max_length=50)

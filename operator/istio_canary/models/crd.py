@@ -70,15 +70,6 @@ _KEPT = frozenset(
 )
 _DROPPED = frozenset({"title", "$defs"})
 
-# Upper bounds that the API server's CEL cost estimator needs on collections a rule iterates
-# (without them it assumes a collection as large as a whole request and refuses the rule).
-# Keyed by (model, wire field name). These belong in the models as ``max_length``; until they are
-# there the generator adds them, and a value already set in the model wins.
-_CEL_BOUNDS: Mapping[tuple[str, str], JsonSchema] = {
-    ("MatchRule", "headers"): {"maxProperties": 16},
-}
-
-
 class CrdSchemaError(ValueError):
     """The models use a JSON Schema construct that a structural CRD schema cannot express."""
 
@@ -245,10 +236,7 @@ class _Converter:
                 if self._with_defaults and value is not None:
                     out[key] = value
             elif key == "properties":
-                out[key] = {
-                    name: self._bounded(owner, name, self.convert(prop))
-                    for name, prop in value.items()
-                }
+                out[key] = {name: self.convert(prop) for name, prop in value.items()}
             elif key == "items":
                 out[key] = self.convert(value)
             elif key == "additionalProperties":
@@ -301,10 +289,6 @@ class _Converter:
                 del siblings["default"]  # optional: absent, never null on the wire
             return {**self._flatten(variants[0]), **siblings}
         return node
-
-    def _bounded(self, owner: str, name: str, prop: JsonSchema) -> JsonSchema:
-        bounds = _CEL_BOUNDS.get((owner, name), {})
-        return {**bounds, **prop}
 
     def _describe_enum(self, enum_name: str, description: str) -> str:
         """Append one line per value, so that ``kubectl explain`` documents each choice."""

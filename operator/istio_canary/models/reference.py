@@ -101,6 +101,7 @@ FIELD_NOTES: Mapping[str, str] = {
     "status.analysis.weight": "Canary weight of the current step.",
     "status.analysis.stepStartedAt": "When the current step began.",
     "status.analysis.unreachableSince": "Since when Prometheus has not answered, if it has not.",
+    "status.analysis.noDataSince": "Since when Prometheus has answered `NoData` at every look, if it has.",
     "status.analysis.lastVerdict": "The judge's answer at the last look.",
     "status.analysis.history": "The last looks at the metrics, newest last.",
     "status.analysis.history[].time": "When the metrics were read.",

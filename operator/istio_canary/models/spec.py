@@ -9,6 +9,7 @@ validators repeat them so the operator never acts on a spec that slipped past an
 from __future__ import annotations
 
 import enum
+import json
 import re
 from typing import Annotated
 
@@ -36,6 +37,32 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
 
 DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+
+# Size limits. Every string and collection of the spec is bounded, for two reasons: the API
+# server's CEL cost estimator sizes a rule by the maxLength/maxItems of what it reads, and kopf
+# keeps a copy of the spec in an annotation (last-handled-configuration), beside kubectl's
+# last-applied-configuration, while Kubernetes allows 256 KiB of annotations per object. An
+# object whose copies do not fit is created, but kopf can never patch it again, not even to
+# remove its finalizer: it cannot be deleted.
+#
+# The largest spec the CRD admits, every string at its maxLength and every list and map full, is
+# 57,316 bytes of compact JSON (tests/unit/test_spec_size.py builds it):
+#   traffic.match    16 rules x (4 headers x (64 + 256) + uri 256 + cookie 256 + 256 + os)   35 KiB
+#   canary.images    16 containers x (63 + 1024)                                             17 KiB
+#   the rest         prometheusUrl 2048, versionLabel 316, 100 steps, names, numbers          4 KiB
+# Written with quotes only, which JSON escapes to two bytes, it is 100,640 bytes: even then both
+# copies fit. SPEC_JSON_BUDGET refuses, as a second line of defence, what an older, looser CRD
+# let through, and text that escapes to many more bytes (kopf writes "é" as six).
+MAX_MATCH_RULES = 16
+MAX_HEADERS_PER_RULE = 4
+MAX_HEADER_NAME = 64
+MAX_MATCH_VALUE = 256
+MAX_IMAGE = 1024  # a reference is at most about 520 (name 255, tag 128, sha512 digest)
+MAX_CONTAINERS = 16  # canary.images names containers and init containers
+SPEC_JSON_BUDGET = 64 * 1024
+
+ImageRef = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE)]
+MatchValue = Annotated[str, Field(max_length=MAX_MATCH_VALUE)]
 
 
 class Strategy(str, enum.Enum):
@@ -93,9 +120,9 @@ class StringMatch(ApiModel):
         }
     )
 
-    exact: str | None = None
-    prefix: str | None = None
-    regex: str | None = None
+    exact: MatchValue | None = None
+    prefix: MatchValue | None = None
+    regex: MatchValue | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StringMatch:
@@ -127,11 +154,16 @@ class MatchRule(ApiModel):
                     "rule": '!has(self.headers) || self.headers.all(k, k.matches("' + HEADER_NAME + '"))',
                     "message": "header names must be lowercase HTTP tokens, as Istio requires",
                 },
+                # A structural schema cannot bound the keys of a map; this rule does.
+                {
+                    "rule": f"!has(self.headers) || self.headers.all(k, size(k) <= {MAX_HEADER_NAME})",
+                    "message": f"header names are at most {MAX_HEADER_NAME} characters",
+                },
             ]
         }
     )
 
-    headers: dict[str, StringMatch] = Field(default_factory=dict, max_length=16)
+    headers: dict[str, StringMatch] = Field(default_factory=dict, max_length=MAX_HEADERS_PER_RULE)
     uri: StringMatch | None = None
     cookie: CookieMatch | None = None
     os: list[OperatingSystem] = Field(default_factory=list, max_length=5)
@@ -142,6 +174,8 @@ class MatchRule(ApiModel):
         for name in headers:
             if not re.match(HEADER_NAME, name):
                 raise ValueError(f"header name {name!r} must be a lowercase HTTP token, as Istio requires")
+            if len(name) > MAX_HEADER_NAME:
+                raise ValueError(f"header name {name[:20]!r}... is longer than {MAX_HEADER_NAME} characters")
         return headers
 
     @model_validator(mode="after")
@@ -155,7 +189,7 @@ class TrafficSpec(ApiModel):
     """How much traffic the canary gets, and which requests."""
 
     weight: Annotated[int, Field(ge=0, le=100)] = 0
-    match: list[MatchRule] = Field(default_factory=list, max_length=32)
+    match: list[MatchRule] = Field(default_factory=list, max_length=MAX_MATCH_RULES)
     mirror_percent: Annotated[float, Field(ge=0, le=100)] = 100.0
 
 
@@ -174,15 +208,30 @@ class CanarySpec(ApiModel):
                 {
                     "rule": "!(has(self.image) && has(self.images) && size(self.images) > 0)",
                     "message": "set image (single-container pods) or images (container name -> image), not both",
-                }
+                },
+                # A structural schema cannot bound the keys of a map; this rule does.
+                {
+                    "rule": '!has(self.images) || self.images.all(k, size(k) <= 63 && k.matches("' + DNS_LABEL + '"))',
+                    "message": "the keys of images are container names: DNS labels of at most 63 characters",
+                },
             ]
         }
     )
 
     version: DnsLabel
-    image: Annotated[str, Field(min_length=1)] | None = None
-    images: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    image: ImageRef | None = None
+    images: dict[str, ImageRef] = Field(default_factory=dict, max_length=MAX_CONTAINERS)
     replicas: Annotated[int, Field(ge=0, le=10000)] | None = None
+
+    @field_validator("images")
+    @classmethod
+    def _container_names(cls, images: dict[str, str]) -> dict[str, str]:
+        for name in images:
+            if len(name) > 63 or not re.match(DNS_LABEL, name):
+                raise ValueError(
+                    f"images key {name[:20]!r} is not a container name (a DNS label of at most 63 characters)"
+                )
+        return images
 
     @model_validator(mode="after")
     def _image_or_images(self) -> CanarySpec:
@@ -230,6 +279,12 @@ class CanaryReleaseSpec(ApiModel):
     take_over: Annotated[str, Field(max_length=63)] = ""
     offline: bool = False
     offline_action: OfflineAction = OfflineAction.DELETE
+    drain_seconds: Annotated[int, Field(ge=0, le=3600)] | None = Field(
+        default=None,
+        description="Seconds to wait between moving traffic off a version and deleting or scaling down "
+        "its Deployment (offline, abort, delete), so in-flight requests and proxies that have not yet "
+        "received the new routes finish. Default: the operator's --drain-seconds (10).",
+    )
     abort: bool = False
     analysis: AnalysisSpec | None = None
 
@@ -244,4 +299,16 @@ class CanaryReleaseSpec(ApiModel):
             )
         if self.offline and not self.take_over:
             raise ValueError("offline needs takeOver: name the version that keeps the traffic first")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_budget(self) -> CanaryReleaseSpec:
+        # Measured as kopf writes its copy: compact, non-ASCII escaped as \uXXXX.
+        size = len(json.dumps(self.to_wire(), separators=(",", ":")))
+        if size > SPEC_JSON_BUDGET:
+            raise ValueError(
+                f"the spec is {size} bytes of JSON, more than the {SPEC_JSON_BUDGET} the operator handles "
+                "(kopf keeps a copy in an annotation, and an object's annotations are limited to 256 KiB): "
+                "use fewer or shorter traffic.match rules"
+            )
         return self

@@ -14,6 +14,7 @@ __all__ = [
     "CanaryReleaseStatus",
     "Condition",
     "ConditionType",
+    "DrainStatus",
     "Phase",
     "Role",
     "TrafficStatus",
@@ -106,6 +107,15 @@ class TrafficStatus(ApiModel):
     matched_to_canary: bool = False
 
 
+class DrainStatus(ApiModel):
+    """A Deployment that lost its traffic and is kept until in-flight requests are done."""
+
+    deployment: Annotated[str, Field(max_length=253)]
+    until: Annotated[str, Field(max_length=64)] = Field(
+        description="Not deleted or scaled down before this time (RFC 3339)."
+    )
+
+
 class CanaryReleaseStatus(ApiModel):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
@@ -115,3 +125,9 @@ class CanaryReleaseStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
     analysis: AnalysisStatus | None = None
     success_rate: Annotated[float, Field(ge=0, le=100)] | None = None
+    canary_revision: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None,
+        description="Hash of the canary's images that last received traffic; a new image on a live "
+        "release gets no traffic until its own pods are ready, and its analysis starts again.",
+    )
+    drain: DrainStatus | None = None

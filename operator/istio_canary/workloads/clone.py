@@ -7,6 +7,8 @@ camelCase keys. Nothing here talks to the cluster.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,7 +27,9 @@ __all__ = [
     "RELEASE_UID_ANNOTATION",
     "build_canary_deployment",
     "canary_deployment_name",
+    "canary_revision",
     "find_stable_deployment",
+    "hand_over_patch",
     "is_created_by",
 ]
 
@@ -109,6 +113,12 @@ def canary_deployment_name(spec: CanaryReleaseSpec) -> str:
     return f"{spec.service}-{spec.canary.version}"
 
 
+def canary_revision(spec: CanaryReleaseSpec) -> str:
+    """A short hash of the canary's images: it changes exactly when a new image is asked for."""
+    images = {"image": spec.canary.image, "images": dict(sorted(spec.canary.images.items()))}
+    return hashlib.sha256(json.dumps(images, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def build_canary_deployment(
     *,
     stable: Mapping[str, Any],
@@ -174,6 +184,24 @@ def is_created_by(
         labels.get(MANAGED_BY_LABEL) == MANAGED_BY
         and annotations.get(RELEASE_ANNOTATION) == f"{release_namespace}/{release_name}"
     )
+
+
+def hand_over_patch(
+    *, deployment: Mapping[str, Any], release_namespace: str, release_name: str
+) -> dict[str, Any] | None:
+    """The merge patch that makes a surviving canary a plain Deployment; None: nothing to do.
+
+    After job offline the canary is the service's only version. Without the operator's marks
+    the next release clones it as its stable, and no release ever deletes it as "its" canary.
+    """
+    if not is_created_by(deployment=deployment, release_namespace=release_namespace, release_name=release_name):
+        return None
+    return {
+        "metadata": {
+            "labels": {MANAGED_BY_LABEL: None},
+            "annotations": {RELEASE_ANNOTATION: None, RELEASE_UID_ANNOTATION: None},
+        }
+    }
 
 
 def _canary_replicas(stable: Mapping[str, Any], spec: CanaryReleaseSpec) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["has_ready_pods", "ready_replicas"]
+__all__ = ["has_ready_pods", "ready_replicas", "rolled_out"]
 
 
 def ready_replicas(deployment: Mapping[str, Any]) -> int:
@@ -24,3 +24,17 @@ def has_ready_pods(deployment: Mapping[str, Any]) -> bool:
     if generation is None or observed is None or int(observed) < int(generation):
         return False
     return ready_replicas(deployment) >= 1
+
+
+def rolled_out(deployment: Mapping[str, Any]) -> bool:
+    """Whether every pod runs the latest template and is ready (no pod of an older one is left).
+
+    A new image rolls out pod by pod; until this holds, some ready pods still run the old one.
+    """
+    meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
+    generation, observed = meta.get("generation"), status.get("observedGeneration")
+    if generation is None or observed is None or int(observed) < int(generation):
+        return False
+    desired = int((deployment.get("spec") or {}).get("replicas", 1) or 0)
+    updated, total = int(status.get("updatedReplicas") or 0), int(status.get("replicas") or 0)
+    return updated >= desired and total == updated and ready_replicas(deployment) >= max(desired, 1)

@@ -1,0 +1,128 @@
+"""Every spec the CRD admits is small enough for the operator: kopf keeps a copy in an annotation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic
+import pytest
+from istio_canary.models import CanaryReleaseSpec
+from istio_canary.models import spec as spec_module
+
+
+def _kopf_size(spec: dict[str, Any]) -> int:
+    """Bytes of the spec as kopf writes it into its annotation (compact, ASCII-escaped)."""
+    return len(json.dumps(spec, separators=(",", ":")))
+
+
+def largest_spec(character: str = "a") -> dict[str, Any]:
+    """The largest spec the CRD admits: every string at its maxLength, every list and map full.
+
+    ``character`` fills the free-text strings (match values, images, URLs); "a" is one byte of
+    JSON, a quote two, "é" six as kopf escapes it.
+    """
+    version = "v" * 63
+
+    def value(length: int = spec_module.MAX_MATCH_VALUE) -> dict[str, str]:
+        return {"prefix": character * length}  # the longest of exact | prefix | regex
+
+    rule = {
+        "headers": {
+            f"x-{i}-".ljust(spec_module.MAX_HEADER_NAME, "h"): value()
+            for i in range(spec_module.MAX_HEADERS_PER_RULE)
+        },
+        "uri": value(),
+        "cookie": {"name": "c" * 256, "value": value()},
+        "os": ["Android"] * 5,
+    }
+    return {
+        "service": "s" * 63,
+        "versionLabel": character * 316,
+        "stable": {"version": "w" * 63},
+        # images outweighs image, and a rule allows only one of them.
+        "canary": {
+            "version": version,
+            "images": {
+                f"c{i}-".ljust(63, "c"): character * spec_module.MAX_IMAGE
+                for i in range(spec_module.MAX_CONTAINERS)
+            },
+            "replicas": 10000,
+        },
+        "strategy": "BlueGreen",
+        "traffic": {
+            "weight": 100,
+            "match": [rule] * spec_module.MAX_MATCH_RULES,
+            "mirrorPercent": 12.345678901234567,
+        },
+        "policy": "WaitForWorkloadReady",
+        "takeOver": version,
+        "offline": True,
+        "offlineAction": "ScaleToZero",
+        "drainSeconds": 3600,
+        "abort": False,
+        "analysis": {
+            "intervalSeconds": 3600,
+            "steps": [100] * 100,
+            "stepWeight": 100,
+            "maxWeight": 100,
+            "promotion": "TakeOver",
+            "maxErrorRateIncrease": 0.012345678901234567,
+            "maxLatencyIncreaseMs": 1234567.8901234567,
+            "latencyQuantile": 0.12345678901234568,
+            "minRequests": 2**63 - 1,  # int64, as the API server stores an integer
+            "maxFalseRollbackRate": 0.12345678901234568,
+            "maxFalsePromotionRate": 0.12345678901234568,
+            "unreachableTimeoutSeconds": 2**63 - 1,
+            "noDataTimeoutSeconds": 86400,
+            "readyDeadlineSeconds": 2**63 - 1,
+            "prometheusUrl": character * 2048,
+        },
+    }
+
+
+def test_the_largest_spec_the_crd_admits_is_accepted_and_fits_the_budget() -> None:
+    largest = largest_spec()
+    accepted = CanaryReleaseSpec.model_validate(largest).to_wire()
+    assert accepted == largest, "the builder must set every field the models know"
+    assert _kopf_size(largest) <= spec_module.SPEC_JSON_BUDGET
+
+
+def test_the_largest_spec_stays_under_100_kib_even_when_every_character_needs_escaping() -> None:
+    assert _kopf_size(largest_spec('"')) < 100 * 1024
+
+
+def test_a_spec_within_every_field_limit_but_too_large_as_json_is_refused_with_the_reason() -> None:
+    escaped = largest_spec("é")  # six bytes of kopf's JSON per character
+    with pytest.raises(pydantic.ValidationError, match="bytes of JSON, more than the 65536 the operator handles"):
+        CanaryReleaseSpec.model_validate(escaped)
+
+
+def test_the_spec_of_the_issue_32_rules_of_16_headers_with_500_character_regexes_is_refused() -> None:
+    headers = {f"x-header-{i}": {"regex": "a" * 500} for i in range(16)}
+    oversized = {
+        "service": "reviews",
+        "stable": {"version": "v1"},
+        "canary": {"version": "v2", "image": "reviews:v2"},
+        "traffic": {"match": [{"headers": headers}] * 32},
+    }
+    with pytest.raises(pydantic.ValidationError) as refused:
+        CanaryReleaseSpec.model_validate(oversized)
+    assert ("traffic", "match") in [e["loc"] for e in refused.value.errors() if e["type"] == "too_long"]
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        pytest.param({"traffic": {"match": [{"headers": {"x" * 65: {"exact": "y"}}}]}}, id="header-name"),
+        pytest.param({"traffic": {"match": [{"uri": {"prefix": "/" * 257}}]}}, id="match-value"),
+        pytest.param({"traffic": {"match": [{"uri": {"prefix": "/"}}] * 17}}, id="match-rules"),
+        pytest.param({"canary": {"version": "v2", "image": "r" * 1025}}, id="image"),
+        pytest.param({"canary": {"version": "v2", "images": {"c" * 64: "r"}}}, id="container-name"),
+        pytest.param({"canary": {"version": "v2", "images": {"Main": "r"}}}, id="container-name-not-a-dns-label"),
+    ],
+)
+def test_a_spec_one_past_a_limit_is_refused(wire: dict[str, Any]) -> None:
+    spec = {"service": "reviews", "stable": {"version": "v1"}, "canary": {"version": "v2"}, **wire}
+    with pytest.raises(pydantic.ValidationError):
+        CanaryReleaseSpec.model_validate(spec)

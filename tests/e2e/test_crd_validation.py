@@ -166,11 +166,11 @@ def test_api_server_refuses_an_invalid_spec_with_a_clear_message(
     assert message in proc.stderr, proc.stderr
 
 
-def test_a_spec_too_large_for_kopfs_annotations_is_refused_at_create(
+def test_a_spec_too_large_for_the_operator_is_refused_at_create(
     cluster: HasKubectl, namespace: str
 ) -> None:
-    # 32 rules of 16 headers with 500-character regexes: about 270 KB of JSON. Once created, kopf's
-    # copy of it would not fit in the 256 KiB of annotations and the object could never be deleted.
+    # The spec of the issue: 32 rules of 16 headers with 500-character regexes, about 270 KB of
+    # JSON, more than kubectl apply's copy can hold in 256 KiB of annotations.
     headers = {f"x-header-{i}": {"regex": "a" * 500} for i in range(16)}
     proc = create(cluster, namespace, release(traffic={"match": [{"headers": headers}] * 32}))
     assert proc.returncode != 0, "accepted a spec the operator could never handle"

@@ -232,3 +232,60 @@ def test_the_largest_spec_the_crd_admits_is_handled_and_deletes_at_once(
     cluster.kubectl("delete", "canaryrelease", "reviews", "-n", ns, "--timeout=30s")
     assert get(cluster, "canaryrelease", "reviews", ns) is None
     assert get(cluster, "deployment", "reviews-v2", ns) is None
+
+
+def test_an_autoscaled_service_keeps_autoscaling_through_abort_and_offline(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    stable_hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "reviews-v1"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews-v1"},
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+        },
+    }
+    stable_pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "reviews-v1"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "reviews", "version": "v1"}}},
+    }
+    apply(cluster, ns, stable_hpa)
+    apply(cluster, ns, stable_pdb)
+    start_operator()
+
+    apply(cluster, ns, example_release())
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="Progressing")
+    canary_hpa = wait_for(lambda: get(cluster, "hpa", "reviews-v2", ns), what="the canary's HPA")
+    assert canary_hpa["spec"]["scaleTargetRef"]["name"] == "reviews-v2"
+    assert (canary_hpa["spec"]["minReplicas"], canary_hpa["spec"]["maxReplicas"]) == (1, 4)
+    assert canary_hpa["spec"]["metrics"] == stable_hpa["spec"]["metrics"]
+    canary_pdb = wait_for(lambda: get(cluster, "pdb", "reviews-v2", ns), what="the canary's PDB")
+    assert canary_pdb["spec"]["selector"]["matchLabels"] == {"app": "reviews", "version": "v2"}
+
+    # Abort: the copies go with the canary; the user's own objects stay exactly as they were.
+    patch_spec(cluster, ns, "reviews", {"abort": True})
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Aborted"), what="Aborted")
+    wait_for(lambda: get(cluster, "hpa", "reviews-v2", ns) is None, what="the canary's HPA removed")
+    assert get(cluster, "pdb", "reviews-v2", ns) is None
+    kept = get(cluster, "hpa", "reviews-v1", ns)
+    assert kept is not None and {k: kept["spec"].get(k) for k in stable_hpa["spec"]} == stable_hpa["spec"]
+
+    # Again, through to offline: the surviving version keeps an HPA, now a plain object.
+    patch_spec(cluster, ns, "reviews", {"abort": False})
+    wait_for(lambda: get(cluster, "hpa", "reviews-v2", ns), timeout=60, what="the canary's HPA again")
+    patch_spec(cluster, ns, "reviews", {"takeOver": "v2"})
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "TakenOver"), timeout=60, what="TakenOver")
+    patch_spec(cluster, ns, "reviews", {"offline": True})
+    wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), timeout=60, what="Completed")
+    survivor = wait_for(
+        lambda: (h := get(cluster, "hpa", "reviews-v2", ns)) and not _marks(h) and h, what="HPA handed over"
+    )
+    assert survivor["spec"]["scaleTargetRef"]["name"] == "reviews-v2"
+    assert get(cluster, "pdb", "reviews-v2", ns) is not None

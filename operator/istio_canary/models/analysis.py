@@ -31,7 +31,8 @@ class Verdict(str, enum.Enum):
     INCONCLUSIVE = "Inconclusive"
     """Not enough evidence either way: hold the weight and look again."""
     NO_DATA = "NoData"
-    """Prometheus answered but has no traffic for a version: hold, roll back after ``noDataTimeoutSeconds``."""
+    """Prometheus answered but has no traffic for a version: hold, never promote, and roll back
+    after ``noDataTimeoutSeconds``."""
     UNREACHABLE = "Unreachable"
     """Prometheus did not answer: hold, and roll back after ``unreachableTimeoutSeconds``."""
 
@@ -68,7 +69,7 @@ class AnalysisSpec(ApiModel):
     latency_quantile: Annotated[float, Field(gt=0, lt=1)] = Field(
         default=0.99, description="The latency quantile that is compared (0.99 = p99)."
     )
-    min_requests: Annotated[int, Field(ge=1)] = Field(
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000_000)] = Field(
         default=20, description="Requests each version must serve in a step before the step can pass."
     )
     max_false_rollback_rate: Annotated[float, Field(gt=0, le=0.5)] = Field(
@@ -81,7 +82,7 @@ class AnalysisSpec(ApiModel):
         description="Largest chance that a step passes a canary worse than the tolerances allow. "
         "Smaller waits for more requests before each step passes.",
     )
-    unreachable_timeout_seconds: Annotated[int, Field(ge=1)] = Field(
+    unreachable_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] = Field(
         default=120, description="Roll back when Prometheus has not answered for this long."
     )
     no_data_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] | None = Field(
@@ -90,7 +91,7 @@ class AnalysisSpec(ApiModel):
         "without the version label or without an Istio sidecar) for this long. "
         "Default: 3 x intervalSeconds, at least 60.",
     )
-    ready_deadline_seconds: Annotated[int, Field(ge=1)] = Field(
+    ready_deadline_seconds: Annotated[int, Field(ge=1, le=86400)] = Field(
         default=600, description="Fail when the canary Deployment has no ready pod after this long."
     )
     prometheus_url: Annotated[str, Field(max_length=2048)] | None = Field(

@@ -38,21 +38,22 @@ HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
 
 DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 
-# Size limits. Every string and collection of the spec is bounded, for two reasons: the API
-# server's CEL cost estimator sizes a rule by the maxLength/maxItems of what it reads, and kopf
-# keeps a copy of the spec in an annotation (last-handled-configuration), beside kubectl's
-# last-applied-configuration, while Kubernetes allows 256 KiB of annotations per object. An
-# object whose copies do not fit is created, but kopf can never patch it again, not even to
-# remove its finalizer: it cannot be deleted.
+# Size limits. Every string and collection of the spec is bounded: the API server's CEL cost
+# estimator sizes a rule by the maxLength/maxItems of what it reads, and every copy of the spec
+# must fit where it goes. ``kubectl apply`` keeps one in the last-applied-configuration
+# annotation (256 KiB of annotations per object), and the VirtualService the operator writes
+# repeats each match rule once per operating system and per routed port (1.5 MiB per object in
+# etcd). kopf keeps only a hash (handlers.HashDiffBaseStorage): its full copy once made a large
+# release impossible to patch, and so to delete.
 #
 # The largest spec the CRD admits, every string at its maxLength and every list and map full, is
 # 57,316 bytes of compact JSON (tests/unit/test_spec_size.py builds it):
 #   traffic.match    16 rules x (4 headers x (64 + 256) + uri 256 + cookie 256 + 256 + os)   35 KiB
 #   canary.images    16 containers x (63 + 1024)                                             17 KiB
 #   the rest         prometheusUrl 2048, versionLabel 316, 100 steps, names, numbers          4 KiB
-# Written with quotes only, which JSON escapes to two bytes, it is 100,640 bytes: even then both
-# copies fit. SPEC_JSON_BUDGET refuses, as a second line of defence, what an older, looser CRD
-# let through, and text that escapes to many more bytes (kopf writes "é" as six).
+# Written with quotes only, which JSON escapes to two bytes, it is 100,640 bytes. SPEC_JSON_BUDGET
+# refuses, as a second line of defence, what an older, looser CRD let through, and text that JSON
+# makes much longer than it looks (quotes, backslashes, non-ASCII).
 MAX_MATCH_RULES = 16
 MAX_HEADERS_PER_RULE = 4
 MAX_HEADER_NAME = 64
@@ -303,12 +304,11 @@ class CanaryReleaseSpec(ApiModel):
 
     @model_validator(mode="after")
     def _fits_the_budget(self) -> CanaryReleaseSpec:
-        # Measured as kopf writes its copy: compact, non-ASCII escaped as \uXXXX.
-        size = len(json.dumps(self.to_wire(), separators=(",", ":")))
+        # Bytes as the API server stores them: compact JSON in UTF-8.
+        size = len(json.dumps(self.to_wire(), separators=(",", ":"), ensure_ascii=False).encode())
         if size > SPEC_JSON_BUDGET:
             raise ValueError(
-                f"the spec is {size} bytes of JSON, more than the {SPEC_JSON_BUDGET} the operator handles "
-                "(kopf keeps a copy in an annotation, and an object's annotations are limited to 256 KiB): "
+                f"the spec is {size} bytes of JSON, more than the {SPEC_JSON_BUDGET} the operator handles: "
                 "use fewer or shorter traffic.match rules"
             )
         return self

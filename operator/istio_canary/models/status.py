@@ -110,7 +110,7 @@ class TrafficStatus(ApiModel):
 class DrainStatus(ApiModel):
     """A Deployment that lost its traffic and is kept until in-flight requests are done."""
 
-    deployment: Annotated[str, Field(max_length=253)]
+    deployment: Annotated[str, Field(max_length=253)] = Field(description="The Deployment that is draining.")
     until: Annotated[str, Field(max_length=64)] = Field(
         description="Not deleted or scaled down before this time (RFC 3339)."
     )

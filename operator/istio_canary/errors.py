@@ -15,11 +15,13 @@ __all__ = [
     "ApiUnavailableError",
     "Classified",
     "ConflictError",
+    "CredentialsError",
     "DeploymentConflictError",
     "Disposition",
     "ForeignObjectError",
     "InvalidSpecError",
     "MetricsUnavailableError",
+    "OutboundRefusedError",
     "ReleaseError",
     "RoutingError",
     "ServiceNotFoundError",
@@ -67,6 +69,18 @@ class DeploymentConflictError(InvalidSpecError):
 
 class MetricsUnavailableError(ReleaseError):
     """Prometheus did not answer (unreachable, timed out, or refused the query): hold the weight."""
+
+
+class OutboundRefusedError(InvalidSpecError):
+    """The outbound policy refuses a URL or an address the release would make the operator call.
+
+    Raised before anything is sent: the message names the URL or address and the rule, never
+    anything a remote server said.
+    """
+
+
+class CredentialsError(InvalidSpecError):
+    """The Secret a release names for credentials is missing, lacks a key, or cannot be read."""
 
 
 class ApiRefusedError(InvalidSpecError):

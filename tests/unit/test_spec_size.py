@@ -19,7 +19,7 @@ def _json_size(spec: dict[str, Any]) -> int:
 def largest_spec(character: str = "a") -> dict[str, Any]:
     """The largest spec the CRD admits: every string at its maxLength, every list and map full.
 
-    ``character`` fills the free-text strings (match values, images, URLs); "a" is one byte of
+    ``character`` fills the free-text strings (match values, images); "a" is one byte of
     JSON, a quote (escaped) or "é" (UTF-8) two.
     """
     version = "v" * 63
@@ -76,7 +76,10 @@ def largest_spec(character: str = "a") -> dict[str, Any]:
             "unreachableTimeoutSeconds": 86400,
             "noDataTimeoutSeconds": 86400,
             "readyDeadlineSeconds": 86400,
-            "prometheusUrl": character * 2048,
+            # A URL holds no character that JSON escapes (the CRD's rules refuse them): it is
+            # 2,048 bytes whatever fills the free text.
+            "prometheusUrl": "https://prometheus.example/" + "p" * (2048 - 27),
+            "prometheusAuth": {"secretRef": {"name": "s" * 253}},
         },
     }
 

@@ -5,11 +5,41 @@ from __future__ import annotations
 import enum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from istio_canary import outbound
 from istio_canary.models._base import ApiModel
 
-__all__ = ["AnalysisSpec", "AnalysisStatus", "CheckResult", "Promotion", "Verdict"]
+__all__ = ["AnalysisSpec", "AnalysisStatus", "CheckResult", "PrometheusAuth", "Promotion", "SecretRef", "Verdict"]
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+# The form of analysis.prometheusUrl, checked by the API server (outbound.parse_url repeats it,
+# and the operator's outbound policy decides, later, whether the URL may be called at all).
+# The client appends /api/v1/query to the URL: a "?" or "#" would make that suffix a query
+# parameter or a fragment, and the request would go to the path the release chose.
+PROMETHEUS_URL_RULES: list[JsonValue] = [
+    {"rule": "isURL(self)", "message": "prometheusUrl must be an absolute URL"},
+    {
+        "rule": "!isURL(self) || url(self).getScheme() in ['http', 'https']",
+        "message": "prometheusUrl must be an http or https URL",
+    },
+    {"rule": "!isURL(self) || url(self).getHostname() != ''", "message": "prometheusUrl needs a host"},
+    {
+        "rule": "!self.matches('^[^:/?#]*://[^/?#]*@')",
+        "message": "prometheusUrl must not carry a user name or password: put credentials in a Secret "
+        "(prometheusAuth)",
+    },
+    {
+        "rule": "!self.contains('#') && !self.contains('?')",
+        "message": "prometheusUrl must have no query and no fragment: it is a base URL, the API path "
+        "is appended to it",
+    },
+    {
+        "rule": "!self.matches('/(\\\\.|%2[eE]){1,2}(/|$)') && !self.contains('\\\\')",
+        "message": "prometheusUrl must have no . or .. path segments and no backslash",
+    },
+]
 
 
 class Promotion(str, enum.Enum):
@@ -37,8 +67,34 @@ class Verdict(str, enum.Enum):
     """Prometheus did not answer: hold, and roll back after ``unreachableTimeoutSeconds``."""
 
 
+class SecretRef(ApiModel):
+    """A Secret in the release's own namespace: a release can name no Secret elsewhere."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)] = Field(
+        description="Name of the Secret, in the release's namespace."
+    )
+
+
+class PrometheusAuth(ApiModel):
+    """Credentials for prometheusUrl, from a Secret in the release's namespace: key `token` (a bearer token), or keys `username` and `password` (basic auth). The operator reads the Secret just before each look and writes its contents nowhere."""
+
+    secret_ref: SecretRef
+
+
 class AnalysisSpec(ApiModel):
     """Steps, checks and deadlines for automatic progression (see docs/analysis.md). While it runs, traffic.weight is ignored: status.analysis.weight is the canary's weight."""
+
+    model_config = ApiModel.model_config | ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.prometheusAuth) || has(self.prometheusUrl)",
+                    "message": "prometheusAuth needs prometheusUrl: the operator's own Prometheus uses the "
+                    "operator's credentials",
+                }
+            ]
+        }
+    )
 
     interval_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
         default=10, description="Seconds between two looks at the metrics."
@@ -95,8 +151,30 @@ class AnalysisSpec(ApiModel):
         default=600, description="Fail when the canary Deployment has no ready pod after this long."
     )
     prometheus_url: Annotated[str, Field(max_length=2048)] | None = Field(
-        default=None, description="Prometheus base URL; default: the operator's --prometheus-url."
+        default=None,
+        description="Prometheus base URL (http or https, no user name or password, no query, no "
+        "fragment); default: the operator's --prometheus-url. The operator calls it only when its "
+        "outbound policy allows (see docs/security.md): by default a release may name no URL but "
+        "the operator's own.",
+        json_schema_extra={"x-kubernetes-validations": PROMETHEUS_URL_RULES},
     )
+    prometheus_auth: PrometheusAuth | None = None
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _a_base_url(cls, url: str | None) -> str | None:
+        problem = None if url is None else outbound.url_form_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
+
+    @model_validator(mode="after")
+    def _auth_needs_a_url(self) -> AnalysisSpec:
+        if self.prometheus_auth is not None and not self.prometheus_url:
+            raise ValueError(
+                "prometheusAuth needs prometheusUrl: the operator's own Prometheus uses the operator's credentials"
+            )
+        return self
 
     def weights(self) -> list[int]:
         """The canary weight of each step, in order, ending below 100 (take over does the rest)."""

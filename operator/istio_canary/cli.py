@@ -7,6 +7,10 @@ import os
 import random
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from istio_canary.analysis.egress import Egress
 
 __all__ = ["main"]
 
@@ -27,6 +31,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     run.add_argument("--context", default=None, help="kubeconfig context")
     run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"), help="Prometheus HTTP API base URL")
+    outbound = run.add_argument_group(
+        "outbound policy", "which URLs a CanaryRelease may make the operator call (docs/security.md)"
+    )
+    outbound.add_argument(
+        "--allow-release-prometheus-urls", action="store_true",
+        help="let releases name their own spec.analysis.prometheusUrl, under an --allowed-url-prefix; "
+        "default: only --prometheus-url is ever queried",
+    )
+    outbound.add_argument(
+        "--allowed-url-prefix", action="append", default=[], metavar="URL",
+        help="a URL prefix releases may name, e.g. https://prometheus.team-a.example/ (repeatable; "
+        "scheme, host and port must match, the path is a prefix of whole segments)",
+    )
+    outbound.add_argument(
+        "--refuse-network", action="append", default=[], metavar="CIDR",
+        help="never connect to this network, e.g. the cluster's Service range (repeatable); "
+        "link-local and metadata addresses are always refused",
+    )
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between per-version metric refreshes")
     run.add_argument(
         "--metrics-window", type=int, default=60, metavar="SECONDS",
@@ -68,17 +90,23 @@ def _run(args: argparse.Namespace) -> int:
     if not args.namespace and not args.all_namespaces:
         print("error: give --namespace NAME (repeatable) or --all-namespaces", file=sys.stderr)
         return 2
+    try:
+        egress = _egress(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     prometheus = None
     if args.prometheus_url:
         from istio_canary.analysis.prometheus import PrometheusMetrics
 
-        prometheus = PrometheusMetrics(args.prometheus_url)
+        prometheus = PrometheusMetrics(args.prometheus_url, egress=egress)
     reconciler = Reconciler(
         cluster=Cluster(load_client(args.kubeconfig, args.context)),
         settings=Settings.from_env(
             metrics_interval_seconds=args.metrics_interval,
             metrics_window_seconds=args.metrics_window,
             drain_seconds=args.drain_seconds,
+            egress=egress,
         ),
         prometheus=prometheus,
     )
@@ -99,6 +127,23 @@ def _run(args: argparse.Namespace) -> int:
         memo=kopf.Memo(reconciler=reconciler),
     )
     return 0
+
+
+def _egress(args: argparse.Namespace) -> Egress:
+    """The outbound policy from the flags (ValueError names the flag value that is wrong)."""
+    from istio_canary.analysis.egress import Egress, Resolver
+    from istio_canary.outbound import OutboundPolicy
+
+    policy = OutboundPolicy.build(
+        prometheus_url=args.prometheus_url,
+        allow_release_prometheus_urls=args.allow_release_prometheus_urls,
+        allowed_url_prefixes=args.allowed_url_prefix,
+        refused_networks=args.refuse_network,
+    )
+    # Fixed resolver answers, "host=address,...", like curl's --resolve: the e2e tests point a
+    # name at a link-local address with no DNS server. They are checked like any other answer.
+    resolver = Resolver.from_text(os.environ.get("ISTIO_CANARY_RESOLVE", ""))
+    return Egress(policy=policy, resolver=resolver)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import structlog
 from istio_canary import actions as act
 from istio_canary import errors, phases
 from istio_canary import metrics as opmetrics
+from istio_canary.analysis.egress import Egress
+from istio_canary.k8s import secrets
 from istio_canary.k8s.cluster import Cluster
 from istio_canary.models import (
     CanaryReleaseSpec,
@@ -53,6 +55,8 @@ class Settings:
     drain_seconds: int = phases.DEFAULT_DRAIN_SECONDS
     crash_after_writes: int | None = None
     """Fault injection for restart-safety tests: the process exits at once after this many writes."""
+    egress: Egress = field(default_factory=Egress)
+    """The outbound policy for URLs that releases name (outbound.py), and its resolver."""
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Settings:
@@ -148,11 +152,16 @@ class Reconciler:
                 deleting=deleting,
             )
             health = await self._health(mem, spec=spec, namespace=namespace, previous=previous)
-            check = await self._analysis_check(spec=spec, namespace=namespace, previous=previous, now=now)
             deployments = {d["metadata"]["name"]: d for d in observed.deployments}
             vs = observed.virtual_service
             writes = 0
+            check = None
             try:
+                if not deleting:
+                    # A URL the outbound policy refuses fails the release before it changes anything;
+                    # a release being deleted needs no metrics, and its clean-up must not wait for them.
+                    self._check_outbound(spec)
+                    check = await self._analysis_check(spec=spec, namespace=namespace, previous=previous, now=now)
                 decision = phases.decide(
                     release=release, spec=spec, observed=observed, previous=previous, now=now, check=check,
                     drain_seconds=self.settings.drain_seconds,
@@ -288,8 +297,10 @@ class Reconciler:
                 self.prometheus.version_health, namespace=namespace, service=spec.service, window_seconds=window
             )
         except Exception as err:  # noqa: BLE001 - any failure means "metrics unavailable", never a crash
-            log.warning("metrics unavailable", namespace=namespace, service=spec.service, error=str(err))
-            detail = str(err) if isinstance(err, errors.MetricsUnavailableError) else f"{type(err).__name__}: {err}"
+            # Our own errors carry fixed words; any other error's text might quote Prometheus.
+            known = isinstance(err, (errors.MetricsUnavailableError, errors.OutboundRefusedError))
+            detail = str(err) if known else f"unexpected {type(err).__name__}"
+            log.warning("metrics unavailable", namespace=namespace, service=spec.service, error=detail)
             return _Health(
                 stale=True, available=False, reason="PrometheusUnreachable",
                 message=f"Prometheus at {url} unreachable, showing the last values (stale): {detail}",
@@ -312,6 +323,11 @@ class Reconciler:
             message=f"Prometheus at {url} has traffic for both versions over the last {window} s",
         )
 
+    def _check_outbound(self, spec: CanaryReleaseSpec) -> None:
+        """Raise ``OutboundRefusedError`` when the release names a URL the policy refuses (no I/O)."""
+        if spec.analysis is not None and spec.analysis.prometheus_url:
+            self.settings.egress.policy.check_release_prometheus_url(spec.analysis.prometheus_url)
+
     async def _analysis_check(
         self, *, spec: CanaryReleaseSpec, namespace: str, previous: CanaryReleaseStatus, now: datetime
     ) -> CheckResult | None:
@@ -328,6 +344,8 @@ class Reconciler:
             namespace=namespace,
             status=previous.analysis,
             now=now,
+            egress=self.settings.egress,
+            read_credentials=lambda name: secrets.read_credentials(self.cluster.api, namespace=namespace, name=name),
         )
 
 

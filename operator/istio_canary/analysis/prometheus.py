@@ -6,6 +6,12 @@ missing from the dict when that version has no traffic) or raises
 :class:`~istio_canary.errors.MetricsUnavailableError` when Prometheus did not answer.
 No retries here: the next look is the retry, and the state machine decides when silence
 has lasted long enough to roll back (``unreachableTimeoutSeconds``).
+
+Requests go through ``egress.GuardedSession``: the outbound policy's address checks, bounded
+answers, and error messages that carry a status code and fixed words only, never what the
+server wrote (it may be anything: a URL a release chose, an admin page holding a token). A
+refused address raises :class:`~istio_canary.errors.OutboundRefusedError`, not
+``MetricsUnavailableError``: the release is wrong, Prometheus is not merely silent.
 """
 
 from __future__ import annotations
@@ -17,13 +23,11 @@ import string
 import time
 from collections.abc import Callable
 
-import requests
 from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
 
-from istio_canary import errors
+from istio_canary import errors, outbound
 from istio_canary.analysis import counts as counts_
+from istio_canary.analysis import egress as egress_
 from istio_canary.analysis import promql
 from istio_canary.models.status import VersionMetrics
 
@@ -55,16 +59,31 @@ class PrometheusMetrics:
         self,
         url: str,
         *,
+        egress: egress_.Egress | None = None,
+        credentials: outbound.Credentials | None = None,
         timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``egress`` defaults to a policy that allows this URL only (whoever builds the client
+        chose it); ``credentials`` go into every request and nowhere else."""
         self.url = url.rstrip("/")
         self._timeout = timeout_seconds
         self._clock = clock
-        # A look that waits for retries holds the handler's thread; fail fast instead.
+        if egress is None:
+            egress = egress_.Egress(policy=outbound.OutboundPolicy.build(prometheus_url=self.url))
+        session = egress_.GuardedSession(egress=egress, timeout_seconds=timeout_seconds)
+        headers, auth = None, None
+        if credentials is not None and credentials.token is not None:
+            headers = {"Authorization": f"Bearer {credentials.token}"}
+        elif credentials is not None and credentials.username is not None:
+            auth = (credentials.username, credentials.password or "")
+        # A look that waits for retries holds the handler's thread: the session never retries.
         self._client = PrometheusConnect(
-            url=self.url, retry=Retry(total=0, raise_on_status=False), timeout=timeout_seconds
+            url=self.url, session=session, timeout=timeout_seconds, headers=headers, auth=auth
         )
+
+    def close(self) -> None:
+        self._client.close()
 
     def version_counts(
         self, *, namespace: str, service: str, window_seconds: int
@@ -142,18 +161,21 @@ class PrometheusMetrics:
         )
         try:
             result = self._client.custom_query(query, params={"time": f"{scope.at:.3f}"})
-        except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError) as e:
-            # The full text of a connection error repeats the whole query: keep it short.
-            detail = str(e)[:200]
-            raise errors.MetricsUnavailableError(
-                f"Prometheus at {self.url} did not answer: {type(e).__name__}: {detail}"
-            ) from e
+        except errors.OutboundRefusedError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure is "unavailable", in fixed words
+            detail = egress_.describe_failure(e, timeout_seconds=self._timeout)
+            # "from None": the cause's text may quote the server, and tracebacks print it.
+            raise errors.MetricsUnavailableError(f"Prometheus at {self.url} {detail}") from None
+        if not isinstance(result, list):
+            raise errors.MetricsUnavailableError(f"Prometheus at {self.url} answered something that is not a query result")
         samples: list[Sample] = []
-        for series in result or []:
+        for series in result:
             try:
                 value = float(series["value"][1])
-            except (KeyError, IndexError, TypeError, ValueError):
-                continue
+                metric = {str(k): str(v) for k, v in series.get("metric", {}).items()}
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+                continue  # not a sample of an instant vector
             if math.isfinite(value):
-                samples.append((dict(series.get("metric", {})), value))
+                samples.append((metric, value))
         return samples

@@ -3,25 +3,38 @@
 The reconciler calls :func:`check` in a thread; the state machine acts on the returned
 ``CheckResult``. "Prometheus unreachable" is a result (``Verdict.UNREACHABLE``), never an
 exception, so the state machine can hold the weight and count how long it has lasted.
+
+A release's own ``analysis.prometheusUrl`` is checked against the outbound policy before
+anything is sent, and its ``prometheusAuth`` Secret is read only then, just before the look;
+a refusal (:class:`~istio_canary.errors.OutboundRefusedError`) or a Secret that cannot be used
+(:class:`~istio_canary.errors.CredentialsError`) is raised: the release is wrong, and the
+reconciler reports it as Failed.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from istio_canary import errors, outbound
 from istio_canary.analysis import counts as counts_
 from istio_canary.analysis import judge
+from istio_canary.analysis.egress import Egress
 from istio_canary.analysis.prometheus import PrometheusMetrics
 from istio_canary.errors import MetricsUnavailableError
 from istio_canary.models import AnalysisStatus, CanaryReleaseSpec, CheckResult, Verdict
+from istio_canary.models.analysis import PrometheusAuth
 
 __all__ = ["check"]
 
+ReadCredentials = Callable[[str], outbound.Credentials]
+"""Secret name -> the credentials it holds (read from the release's namespace)."""
+
 
 @functools.lru_cache(maxsize=16)
-def _client(url: str) -> PrometheusMetrics:
-    return PrometheusMetrics(url)
+def _client(url: str, egress: Egress) -> PrometheusMetrics:
+    return PrometheusMetrics(url, egress=egress)
 
 
 def check(
@@ -31,6 +44,8 @@ def check(
     namespace: str,
     status: AnalysisStatus,
     now: datetime,
+    egress: Egress | None = None,
+    read_credentials: ReadCredentials | None = None,
 ) -> CheckResult | None:
     """The judge's verdict on the current step, or None when it is not yet time to look again."""
     analysis = spec.analysis
@@ -42,7 +57,11 @@ def check(
             return None
     started = datetime.fromisoformat(status.step_started_at) if status.step_started_at else now
     window = max(1, int((now - started).total_seconds()))
-    source = _client(analysis.prometheus_url) if analysis.prometheus_url else prometheus
+    source, own = prometheus, False
+    if analysis.prometheus_url:
+        source, own = _release_prometheus(
+            analysis.prometheus_url, analysis.prometheus_auth, egress=egress or Egress(), read_credentials=read_credentials
+        )
 
     def result(verdict: Verdict, reason: str) -> CheckResult:
         return CheckResult(time=now.isoformat(), step=status.step, weight=status.weight, verdict=verdict, reason=reason)
@@ -52,10 +71,31 @@ def check(
     try:
         by_version = source.version_counts(namespace=namespace, service=spec.service, window_seconds=window)
     except MetricsUnavailableError as err:
-        return result(Verdict.UNREACHABLE, str(err))  # "Prometheus at URL did not answer: ..."
+        return result(Verdict.UNREACHABLE, str(err))  # fixed words: "Prometheus at URL answered HTTP 403"
+    finally:
+        if own:
+            source.close()
     judgement = judge.compare(
         stable=by_version.get(spec.stable.version, counts_.Counts()),
         canary=by_version.get(spec.canary.version, counts_.Counts()),
         spec=analysis,
     )
     return judgement.check_result(time=now.isoformat(), step=status.step, weight=status.weight)
+
+
+def _release_prometheus(
+    url: str, auth: PrometheusAuth | None, *, egress: Egress, read_credentials: ReadCredentials | None
+) -> tuple[PrometheusMetrics, bool]:
+    """The client of the release's own Prometheus, and whether it is this look's alone.
+
+    The policy decides first: a refused URL is never resolved, let alone called, and its
+    Secret is never read.
+    """
+    checked = str(egress.policy.check_release_prometheus_url(url))
+    if auth is None:
+        return _client(checked, egress), False
+    if read_credentials is None:
+        raise errors.CredentialsError("prometheusAuth is set, but this operator reads no Secrets")
+    credentials = read_credentials(auth.secret_ref.name)
+    # A client holding credentials is never cached: the Secret is read again at the next look.
+    return PrometheusMetrics(checked, egress=egress, credentials=credentials), True

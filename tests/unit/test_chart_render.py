@@ -60,6 +60,17 @@ def rules(objects: list[Obj]) -> list[Obj]:
     return [r for o in objects if o["kind"] in ("Role", "ClusterRole") for r in o["rules"]]
 
 
+def operator_cluster_roles(objects: list[Obj]) -> list[Obj]:
+    """The ClusterRoles bound to the operator (not the aggregated ones for people)."""
+    bound = {b["roleRef"]["name"] for b in of_kind(objects, "ClusterRoleBinding")}
+    return [r for r in of_kind(objects, "ClusterRole") if r["metadata"]["name"] in bound]
+
+
+def named(objects: list[Obj], kind: str, name: str) -> Obj:
+    (found,) = [o for o in of_kind(objects, kind) if o["metadata"]["name"] == name]
+    return found
+
+
 def grants(role: Obj, *, group: str, resource: str) -> set[str]:
     return {
         verb
@@ -75,18 +86,96 @@ def test_the_chart_passes_helm_lint_strict() -> None:
     helm(*lint, "--set", "watchNamespaces={a,b}", "--set", "replicaCount=2")
 
 
-def test_no_rbac_rule_touches_secrets_or_uses_wildcards() -> None:
+def test_by_default_no_rbac_rule_touches_secrets_or_uses_wildcards() -> None:
     for objects in (render(), render("watchNamespaces={bookinfo}")):
         for rule in rules(objects):
             assert "secrets" not in rule["resources"]
             assert "*" not in rule["resources"] + rule["verbs"] + rule["apiGroups"]
 
 
+def secret_rules(objects: list[Obj]) -> list[Obj]:
+    return [r for r in rules(objects) if "secrets" in r["resources"]]
+
+
+def test_with_release_prometheus_urls_the_operator_may_only_get_secrets() -> None:
+    for objects in (
+        render("outbound.allowReleasePrometheusUrls=true"),
+        render("outbound.allowReleasePrometheusUrls=true", "watchNamespaces={bookinfo,shop}"),
+    ):
+        found = secret_rules(objects)
+        assert found, "prometheusAuth needs get on Secrets"
+        for rule in found:
+            assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"]
+            assert "resourceNames" not in rule
+
+
+def test_secret_names_narrow_the_secret_rule_to_those_names() -> None:
+    objects = render("outbound.allowReleasePrometheusUrls=true", "rbac.secretNames={prometheus-auth}")
+
+    (rule,) = secret_rules(objects)
+    assert rule["verbs"] == ["get"] and rule["resourceNames"] == ["prometheus-auth"]
+
+
+def test_in_namespaced_mode_secrets_are_granted_in_the_watched_namespaces_only() -> None:
+    objects = render("outbound.allowReleasePrometheusUrls=true", "watchNamespaces={bookinfo}")
+
+    (cluster_role,) = operator_cluster_roles(objects)
+    assert grants(cluster_role, group="", resource="secrets") == set()
+    (role,) = of_kind(objects, "Role")
+    assert role["metadata"]["namespace"] == "bookinfo"
+    assert grants(role, group="", resource="secrets") == {"get"}
+
+
+def test_aggregated_roles_let_admin_and_edit_write_releases_and_view_only_read_them() -> None:
+    objects = render()
+    edit = named(objects, "ClusterRole", "ico-istio-canary-operator-edit")
+    view = named(objects, "ClusterRole", "ico-istio-canary-operator-view")
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+
+    assert {k for k, v in edit["metadata"]["labels"].items() if k.startswith(aggregate) and v == "true"} == {
+        f"{aggregate}admin",
+        f"{aggregate}edit",
+    }
+    assert {k for k in view["metadata"]["labels"] if k.startswith(aggregate)} == {f"{aggregate}view"}
+    group = "releases.istio-canary.io"
+    assert grants(edit, group=group, resource="canaryreleases") >= {"create", "update", "patch", "delete"}
+    # Status is the operator's record: nobody else writes it.
+    assert grants(edit, group=group, resource="canaryreleases/status") == {"get", "list", "watch"}
+    assert grants(view, group=group, resource="canaryreleases") == {"get", "list", "watch"}
+    assert grants(view, group=group, resource="canaryreleases/status") == {"get", "list", "watch"}
+    # Nothing but releases: aggregation must not widen admin, edit or view any further.
+    for role in (edit, view):
+        assert {g for rule in role["rules"] for g in rule["apiGroups"]} == {group}
+    # They are for people: no binding gives them to the operator.
+    assert {r["metadata"]["name"] for r in operator_cluster_roles(objects)} == {"ico-istio-canary-operator"}
+
+
+def test_without_aggregation_no_roles_for_people_are_rendered() -> None:
+    names = {r["metadata"]["name"] for r in of_kind(render("rbac.aggregateToUserRoles=false"), "ClusterRole")}
+
+    assert names == {"ico-istio-canary-operator"}
+
+
+def test_the_outbound_policy_values_become_flags_and_the_default_passes_none() -> None:
+    args = container(render(
+        "outbound.allowReleasePrometheusUrls=true",
+        "outbound.allowedUrlPrefixes={https://prometheus.team-a.example/,http://prom:9090}",
+        "outbound.refusedNetworks={10.96.0.0/12}",
+    ))["args"]
+
+    assert "--allow-release-prometheus-urls" in args
+    assert "--allowed-url-prefix=https://prometheus.team-a.example/" in args
+    assert "--allowed-url-prefix=http://prom:9090" in args
+    assert "--refuse-network=10.96.0.0/12" in args
+    defaults = container(render())["args"]
+    assert not [a for a in defaults if a.startswith(("--allow", "--refuse"))]
+
+
 def test_cluster_wide_by_default_with_one_cluster_role_and_no_roles() -> None:
     objects = render()
 
     assert of_kind(objects, "Role") == [] and of_kind(objects, "RoleBinding") == []
-    (role,) = of_kind(objects, "ClusterRole")
+    (role,) = operator_cluster_roles(objects)
     (binding,) = of_kind(objects, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
@@ -127,7 +216,7 @@ def test_watched_namespaces_get_a_role_each_and_the_cluster_role_only_reads() ->
             "watch",
             "patch",
         }
-    (cluster_role,) = of_kind(objects, "ClusterRole")
+    (cluster_role,) = operator_cluster_roles(objects)
     verbs = {verb for rule in cluster_role["rules"] for verb in rule["verbs"]}
     resources = {res for rule in cluster_role["rules"] for res in rule["resources"]}
     assert verbs == {"get", "list", "watch"}
@@ -135,6 +224,24 @@ def test_watched_namespaces_get_a_role_each_and_the_cluster_role_only_reads() ->
     args = container(objects)["args"]
     assert "--namespace=bookinfo" in args and "--namespace=shop" in args
     assert "--all-namespaces" not in args
+
+
+def test_the_operator_pod_meets_the_restricted_pod_security_standard() -> None:
+    """The checks of the "restricted" profile (kubernetes.io/docs/concepts/security/pod-security-standards)."""
+    pod = deployment(render())["spec"]["template"]["spec"]
+
+    assert not [key for key in ("hostNetwork", "hostPID", "hostIPC") if pod.get(key)]
+    volume_types = {k for volume in pod.get("volumes", []) for k in volume if k != "name"}
+    assert volume_types <= {"configMap", "emptyDir", "projected", "secret", "downwardAPI", "persistentVolumeClaim"}
+    for c in pod["containers"] + pod.get("initContainers", []):
+        security = {**pod["securityContext"], **c["securityContext"]}
+        assert security.get("privileged", False) is False
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["runAsNonRoot"] is True and security.get("runAsUser", 1) != 0
+        assert security["seccompProfile"]["type"] == "RuntimeDefault"
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert set(security["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}
+        assert not [p for p in c.get("ports", []) if p.get("hostPort")]
 
 
 def test_the_operator_container_is_locked_down() -> None:

@@ -83,6 +83,29 @@ def test_the_image_runs_as_uid_10001_and_starts_the_operator() -> None:
     assert json.loads(entrypoint) == ["istio-canary-operator", "run"]
 
 
+def test_the_image_needs_no_root_no_capability_and_no_writable_root_filesystem() -> None:
+    """What the chart's securityContext asks of it: runAsNonRoot, drop ALL, readOnlyRootFilesystem."""
+    final = stages()[-1]
+    users = [i for i, (word, _) in enumerate(final) if word == "USER"]
+    user = final[users[-1]][1]
+
+    # The kubelet can check runAsNonRoot only against a numeric user.
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) != 0 and (not gid or (gid.isdigit() and int(gid) != 0))
+    # Nothing runs as root after the switch, and nothing switches back.
+    assert not [w for w, _ in final[users[-1] + 1 :] if w in ("RUN", "USER")]
+    # Ports below 1024 would need NET_BIND_SERVICE, and every capability is dropped.
+    exposed = [int(p.split("/")[0]) for w, r in final if w == "EXPOSE" for p in r.split()]
+    assert exposed and min(exposed) >= 1024
+    # Python writes no bytecode beside the sources: the root filesystem can stay read-only.
+    envs = " ".join(r for w, r in final if w == "ENV")
+    assert "PYTHONDONTWRITEBYTECODE=1" in envs
+    # No setuid helper or world-writable directory is added.
+    runs = " ".join(r for w, r in final if w == "RUN")
+    assert "chmod" not in runs and "setcap" not in runs
+    assert not [r for w, r in final if w == "ADD"], "ADD fetches URLs and unpacks archives: COPY only"
+
+
 def test_the_build_context_leaves_out_local_environments_and_binaries() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}

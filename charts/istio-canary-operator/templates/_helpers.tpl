@@ -73,4 +73,15 @@ app.kubernetes.io/component: operator
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.outbound.allowReleasePrometheusUrls }}
+# spec.analysis.prometheusAuth names a Secret in the release's namespace, read just before each
+# look. get only: the operator never lists or watches Secrets, so it holds none between looks.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+  {{- with .Values.rbac.secretNames }}
+  resourceNames:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
 {{- end }}

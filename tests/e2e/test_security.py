@@ -4,8 +4,10 @@ Someone who may write CanaryReleases in one namespace aims ``analysis.prometheus
 internal endpoint whose answer holds a token (a local HTTP server here, on loopback). By default
 the operator refuses the release before it makes any request; with the host allowed it calls it,
 and the token still reaches neither status, Events, the operator's log nor its metrics. A name
-that resolves to a link-local address is refused; the aggregated roles give ``view`` read and
-``edit`` write; the chart's pod passes the API server's restricted Pod Security admission.
+that resolves to a link-local address is refused; a ``prometheusAuth`` token goes to Prometheus
+only, and the chart lets the operator get only the named Secret; the aggregated roles give
+``view`` read and ``edit`` write; the chart's pod passes the API server's restricted Pod
+Security admission.
 """
 
 from __future__ import annotations
@@ -175,6 +177,64 @@ def test_a_name_that_resolves_to_a_link_local_address_is_refused(
         "metadata.attacker.test resolves to 169.254.169.254, a link-local address"
     )
     assert any(e["reason"] == "OutboundRefused" for e in events(cluster, ns))
+
+
+def test_a_token_from_a_secret_in_the_release_namespace_is_sent_to_prometheus_and_shown_nowhere(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    empty = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}}).encode()
+    with LoopbackServer(lambda _: Answer(200, empty, {"Content-Type": "application/json"})) as team_prometheus:
+        deploy_bookinfo(cluster, ns)
+        cluster.kubectl("create", "secret", "generic", "prometheus-auth", f"--from-literal=token={SECRET}", "-n", ns)
+        operator = start_operator(
+            "--allow-release-prometheus-urls", "--allowed-url-prefix", team_prometheus.url("/"), "--verbose"
+        )
+        body = analysed_release(team_prometheus.url("/"))
+        body["spec"]["analysis"]["prometheusAuth"] = {"secretRef": {"name": "prometheus-auth"}}
+        apply(cluster, ns, body)
+
+        wait_for(lambda: any(c["verdict"] == "NoData" for c in history(cluster, ns)), timeout=90, what="a look")
+        assert {s.headers.get("authorization") for s in team_prometheus.seen} == {f"Bearer {SECRET}"}
+
+        # The Secret is read at every look: without it, the release cannot go on.
+        cluster.kubectl("delete", "secret", "prometheus-auth", "-n", ns)
+        failed = wait_for(lambda: release_phase(cluster, ns, "reviews", "Failed"), timeout=60, what="Failed")
+
+    assert failed["status"]["message"] == (
+        f"Secret prometheus-auth in namespace {ns} (analysis.prometheusAuth) does not exist"
+    )
+    assert SECRET not in cluster.kubectl("get", "canaryrelease", "reviews", "-n", ns, "-o", "json").stdout
+    assert SECRET not in json.dumps(events(cluster, ns))
+    assert SECRET not in operator.logs()
+
+
+def test_the_chart_lets_the_operator_get_only_the_named_secrets_of_its_namespaces(
+    cluster: Cluster, namespace: str
+) -> None:
+    release = f"sec-{namespace[-5:]}"
+    sets = (
+        f"watchNamespaces={{{namespace}}}", "outbound.allowReleasePrometheusUrls=true",
+        "rbac.secretNames={prometheus-auth}",
+    )
+    objects = "".join(
+        helm_template(cluster, release=release, namespace=namespace, show_only=f"templates/{t}.yaml", sets=sets)
+        for t in ("serviceaccount", "rbac")
+    )
+    cluster.kubectl("apply", "-f", "-", input=objects)
+    try:
+        operator = f"system:serviceaccount:{namespace}:{release}-istio-canary-operator"
+
+        def can(*what: str, where: str = namespace) -> bool:
+            done = cluster.kubectl("auth", "can-i", *what, "--as", operator, "-n", where, check=False)
+            return done.stdout.strip() == "yes"
+
+        assert wait_for(lambda: can("get", "secret/prometheus-auth"), timeout=30, what="the Role")
+        assert not can("get", "secret/another-secret")
+        assert not can("list", "secrets") and not can("watch", "secrets")
+        assert not can("get", "secret/prometheus-auth", where="default")
+    finally:
+        cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=objects, check=False)
 
 
 # -- roles for people ---------------------------------------------------------------------------

@@ -128,8 +128,12 @@ def decide(
     ctx = _Context(release=release, spec=spec, observed=observed, previous=previous, now=now, drain_seconds=drain)
     if previous.phase is Phase.COMPLETED:
         # Deleted or not, a completed release only hands over what outlives it (and removes nothing).
+        # Only once Completed is in status: a hand-over lost to a restart before that would leave
+        # a TakenOver release looking at a canary that no longer carries its marks.
+        hand_over = _hand_over(ctx)
         return Decision(
-            phase=Phase.COMPLETED, reason="Completed", message=previous.message, actions=_hand_over(ctx), done=True
+            phase=Phase.COMPLETED, reason="Completed", message=previous.message, actions=hand_over, done=True,
+            requeue_after=0.0 if hand_over else None,
         )
     if release.deleting:
         return _tear_down(ctx, final_phase=previous.phase, reason="Deleting", deleting=True)
@@ -446,9 +450,9 @@ def _go_offline(ctx: _Context, *, survivor: str) -> Decision:
         phase=phase,
         reason="Completed" if gone else ("Draining" if left > 0 else "GoingOffline"),
         message=message,
-        actions=(*routing, *removal, *(_hand_over(ctx) if gone else ())),
+        actions=(*routing, *removal),
         events=events,
-        requeue_after=None if gone else max(left, 0.5),
+        requeue_after=0.0 if gone else max(left, 0.5),  # gone: the hand-over follows at once
         canary_ready=ctx.canary is not None and workloads.has_ready_pods(ctx.canary),
         plan=plan,
         stable_deployment=ctx.stable["metadata"]["name"] if ctx.stable is not None else None,

@@ -98,8 +98,12 @@ def test_the_release_that_completes_takes_its_marks_off_the_routing_and_the_surv
         virtual_service=routing("VirtualService", labels=OURS),
         destination_rule=routing("DestinationRule", labels=OURS),
     )
-    decision = run(spec(takeOver="v2", offline=True), observed, CanaryReleaseStatus(phase=Phase.TAKEN_OVER))
-    assert decision.phase is Phase.COMPLETED
+    completing = run(spec(takeOver="v2", offline=True), observed, CanaryReleaseStatus(phase=Phase.TAKEN_OVER))
+    assert completing.phase is Phase.COMPLETED and completing.requeue_after == 0
+    # Not in the same breath: a restart before Completed is in status would find a canary
+    # without its marks and take it for someone else's.
+    assert not any(isinstance(a, act.PatchObject) for a in completing.actions)
+    decision = run(spec(takeOver="v2", offline=True), observed, CanaryReleaseStatus(phase=Phase.COMPLETED))
     patches = {a.kind: a.patch for a in decision.actions if isinstance(a, act.PatchObject)}
     assert patches["VirtualService"] == {"metadata": {"labels": {
         "releases.istio-canary.io/release": None, "app.kubernetes.io/managed-by": None,
@@ -362,7 +366,6 @@ def test_abort_removes_the_copies_and_offline_hands_them_over_with_the_canary() 
     assert not any(getattr(a, "name", "") == "reviews-v1" for a in aborted.actions)
 
     survived = Observed(service=SERVICE, deployments=(deployment("v2", ours=True),), autoscalers=(users, ours))
-    completed = run(spec(takeOver="v2", offline=True), survived, CanaryReleaseStatus(phase=Phase.TAKEN_OVER))
-    assert completed.phase is Phase.COMPLETED
+    completed = run(spec(takeOver="v2", offline=True), survived, CanaryReleaseStatus(phase=Phase.COMPLETED))
     handed = [a for a in completed.actions if isinstance(a, act.PatchObject) and a.kind == "HorizontalPodAutoscaler"]
     assert [a.name for a in handed] == ["reviews-v2"]

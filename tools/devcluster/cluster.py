@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devcluster.istiod import Istiod
+
 __all__ = ["Cluster", "ClusterError", "repo_root"]
 
 
@@ -57,6 +59,11 @@ class Cluster:
     @property
     def kubeconfig(self) -> str:
         return str(self.state_dir / ("kubeconfig" if self.name == "istio-canary" else f"{self.name}.kubeconfig"))
+
+    @property
+    def istiod(self) -> Istiod:
+        """Istio's istiod for this cluster (started by ``up``, stopped by ``down``)."""
+        return Istiod(bin_dir=self.bin_dir, state_dir=self.state_dir / f"istiod-{self.name}", kubeconfig=self.kubeconfig)
 
     # -- building -----------------------------------------------------------------------------
 
@@ -111,8 +118,8 @@ class Cluster:
         proc = self.kubectl("get", "--raw", "/readyz", check=False, timeout=10)
         return proc.returncode == 0 and proc.stdout.strip() == "ok"
 
-    def up(self, *, crds: bool = True) -> None:
-        """Start the cluster (or reuse a running one), add one fake node, install the CRDs."""
+    def up(self, *, crds: bool = True, istiod: bool = True) -> None:
+        """Start the cluster (or reuse a running one), add one fake node, install the CRDs, start istiod."""
         if not self.is_up():
             self._kwokctl("delete", "cluster", check=False)
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +130,12 @@ class Cluster:
         self.ensure_fake_node()
         if crds:
             self.install_crds()
+        if crds and istiod:
+            started = time.monotonic()
+            was_up = self.istiod.is_up()
+            self.istiod.up(self)
+            if not was_up:
+                print(f"cluster {self.name}: istiod ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
 
     def _create_args(self) -> list[str]:
         """kwokctl binds every component to 0.0.0.0 by default; keep them all on loopback."""
@@ -154,6 +167,7 @@ class Cluster:
         ]
 
     def down(self) -> None:
+        self.istiod.stop()
         self._kwokctl("delete", "cluster", check=False)
         Path(self.kubeconfig).unlink(missing_ok=True)
         shutil.rmtree(self.state_dir / "kwok" / "clusters" / self.name, ignore_errors=True)
@@ -188,7 +202,7 @@ class Cluster:
         self.kubectl("apply", "-f", "-", input=json.dumps(node))
 
     def install_crds(self) -> None:
-        """Istio's CRDs (from the istio.io/api module, with their schemas and CEL rules) and ours."""
+        """Istio's CRDs (of the istio.io/istio commit istiod is built from, schemas and CEL rules) and ours."""
         files = [self.bin_dir / "istio-crds.yaml", *sorted((self.root / "crds").glob("*.yaml"))]
         for path in files:
             self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))

@@ -17,13 +17,14 @@ __all__ = [
     "DeleteObject",
     "Event",
     "PatchObject",
-    "RestoreRouting",
+    "ReplaceRouting",
     "ScaleDeployment",
 ]
 
 RoutingKind = Literal["VirtualService", "DestinationRule"]
 CompanionKind = Literal["HorizontalPodAutoscaler", "PodDisruptionBudget"]
 WorkloadKind = Literal["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+DeletableKind = Literal["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "VirtualService", "DestinationRule"]
 PatchableKind = Literal["VirtualService", "DestinationRule", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
 
 
@@ -51,18 +52,22 @@ class ApplyRouting:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RestoreRouting:
-    """Give an adopted object back its recorded original spec, or delete one the operator created."""
+class ReplaceRouting:
+    """Replace a VirtualService or DestinationRule with exactly ``body``.
+
+    ``body`` carries the resourceVersion it was computed from, so the replace is conflict-checked:
+    undoing an adoption puts back the recorded original over the object as it was observed.
+    """
 
     kind: RoutingKind
-    name: str
+    body: dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
 class DeleteObject:
-    """Delete a Deployment, or the canary's HPA or PDB copy (404 is success)."""
+    """Delete a Deployment, the canary's HPA or PDB copy, or routing the release created (404 is success)."""
 
-    kind: WorkloadKind
+    kind: DeletableKind
     name: str
 
 
@@ -97,4 +102,4 @@ class Event:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-Action = ApplyDeployment | ApplyRouting | ApplyCompanion | RestoreRouting | DeleteObject | ScaleDeployment | PatchObject
+Action = ApplyDeployment | ApplyRouting | ApplyCompanion | ReplaceRouting | DeleteObject | ScaleDeployment | PatchObject

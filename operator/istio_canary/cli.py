@@ -83,8 +83,9 @@ def _run(args: argparse.Namespace) -> int:
     from istio_canary import handlers  # noqa: F401 - registers the handlers
     from istio_canary import metrics as opmetrics
     from istio_canary.k8s.cluster import Cluster, load_client
+    from istio_canary.k8s.faults import CRASH_AFTER_WRITES_ENV, CrashAfterWrites
     from istio_canary.logs import configure_logging
-    from istio_canary.reconcile import Reconciler, Settings
+    from istio_canary.reconcile import ClusterWriter, Reconciler, Settings
 
     configure_logging(json_format={"json": True, "console": False, "auto": None}[args.log_format], verbose=args.verbose)
     if not args.namespace and not args.all_namespaces:
@@ -100,9 +101,13 @@ def _run(args: argparse.Namespace) -> int:
         from istio_canary.analysis.prometheus import PrometheusMetrics
 
         prometheus = PrometheusMetrics(args.prometheus_url, egress=egress)
+    cluster: ClusterWriter = Cluster(load_client(args.kubeconfig, args.context))
+    crash = os.environ.get(CRASH_AFTER_WRITES_ENV)
+    if crash:  # restart-safety tests only: the process dies right after that many writes
+        cluster = CrashAfterWrites(cluster, writes=int(crash))
     reconciler = Reconciler(
-        cluster=Cluster(load_client(args.kubeconfig, args.context)),
-        settings=Settings.from_env(
+        cluster=cluster,
+        settings=Settings(
             metrics_interval_seconds=args.metrics_interval,
             metrics_window_seconds=args.metrics_window,
             drain_seconds=args.drain_seconds,

@@ -161,7 +161,7 @@ async def _run(
         try:
             # Errors of the release itself come back as a decision with a back-off (reconcile.py);
             # only a conflict, or a bug outside the decision, reaches here.
-            outcome = await reconciler.reconcile(body=body, emit=_emitter(body), deleting=deleting, cached=cached)
+            outcome = await reconciler.reconcile(body=body, emit=_emitter(body), deleting=deleting, observe=cached)
         except errors.ConflictError as err:
             raise kopf.TemporaryError(str(err), delay=0.5) from err
         except Exception as err:  # reported once, retried later, never a crash loop

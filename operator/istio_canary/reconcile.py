@@ -1,35 +1,35 @@
-"""One reconcile: read the cluster, decide, write, report. kopf handlers call into this.
+"""One reconcile: gather, decide, apply, report. kopf handlers call into this.
 
-The order is always the same: observe (reads only), ``phases.decide`` (pure), carry out its
-actions in order, then patch the status only when it changed. Releases are reconciled under a
-per-release lock, so the change handler and the timer never interleave their writes.
+The order is always the same: gather what the watch caches hold and what Prometheus says
+(reads only), ``phases.decide`` (pure), carry out its actions in order, then build the status
+(pure) and patch it only when it changed. Releases are reconciled under a per-release lock, so
+the change handler and the timer never interleave their writes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic
 import structlog
 
 from istio_canary import actions as act
-from istio_canary import errors, phases
+from istio_canary import errors, health, phases
 from istio_canary import metrics as opmetrics
 from istio_canary.analysis.egress import Egress
+from istio_canary.analysis.source import MetricsSource
 from istio_canary.k8s import secrets
-from istio_canary.k8s.cluster import Cluster
+from istio_canary.k8s.cluster import Executed
 from istio_canary.models import (
     CanaryReleaseSpec,
     CanaryReleaseStatus,
     ConditionType,
     Phase,
-    VersionMetrics,
 )
 from istio_canary.models.analysis import CheckResult
 from istio_canary.status import build_status, set_condition
@@ -53,15 +53,19 @@ class Settings:
     metrics_window_seconds: int = 60
     resync_seconds: float = RESYNC_SECONDS
     drain_seconds: int = phases.DEFAULT_DRAIN_SECONDS
-    crash_after_writes: int | None = None
-    """Fault injection for restart-safety tests: the process exits at once after this many writes."""
     egress: Egress = field(default_factory=Egress)
     """The outbound policy for URLs that releases name (outbound.py), and its resolver."""
 
-    @classmethod
-    def from_env(cls, **kwargs: Any) -> Settings:
-        crash = os.environ.get("ISTIO_CANARY_CRASH_AFTER_WRITES")
-        return cls(crash_after_writes=int(crash) if crash else None, **kwargs)
+
+class ClusterWriter(Protocol):
+    """The cluster adapter as the reconciler uses it (``k8s.cluster.Cluster``, or a wrapper)."""
+
+    @property
+    def api(self) -> Any: ...
+
+    def execute(self, action: act.Action, *, observed: phases.Observed, namespace: str) -> Executed: ...
+
+
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,14 +79,24 @@ class Outcome:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Health:
-    """One refresh of per-version metrics; ``available`` None: not looked at this time."""
+class _Gathered:
+    """Everything one decision reads."""
 
-    metrics: dict[str, VersionMetrics] | None = None
-    stale: bool = False
-    available: bool | None = None
-    reason: str = ""
-    message: str = ""
+    release: phases.ReleaseRef
+    spec: CanaryReleaseSpec
+    previous: CanaryReleaseStatus
+    observed: phases.Observed
+    health: health.Health
+    now: datetime
+
+
+@dataclass
+class _Applied:
+    """What the writes left: the Deployments and VirtualService to report, and how many writes."""
+
+    deployments: dict[str, dict[str, Any]]
+    virtual_service: dict[str, Any] | None
+    writes: int = 0
 
 
 @dataclass
@@ -97,12 +111,11 @@ class _Memory:
 
 
 class Reconciler:
-    def __init__(self, *, cluster: Cluster, settings: Settings, prometheus: Any | None = None) -> None:
+    def __init__(self, *, cluster: ClusterWriter, settings: Settings, prometheus: MetricsSource | None = None) -> None:
         self.cluster = cluster
         self.settings = settings
         self.prometheus = prometheus
         self._memory: dict[str, _Memory] = {}
-        self._writes = 0
 
     def _mem(self, key: str) -> _Memory:
         return self._memory.setdefault(key, _Memory())
@@ -125,106 +138,126 @@ class Reconciler:
         *,
         body: Mapping[str, Any],
         emit: EventSink,
+        observe: Callable[[str, str], phases.Observed],
         deleting: bool = False,
-        cached: Callable[[str, str], phases.Observed] | None = None,
     ) -> Outcome:
-        """One reconcile; ``cached(namespace, service)`` reads the watch caches instead of the API."""
+        """One reconcile; ``observe(namespace, service)`` reads the watch caches."""
         meta = body["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        mem = self._mem(f"{namespace}/{name}")
-        bound = log.bind(namespace=namespace, name=name)
+        mem = self._mem(f"{meta['namespace']}/{meta['name']}")
         async with mem.lock:
             previous = _previous_status(body)
             try:
                 spec = CanaryReleaseSpec.model_validate(body.get("spec") or {})
             except pydantic.ValidationError as err:
                 return self._invalid_spec(mem, body=body, previous=previous, error=err, emit=emit)
-            if cached is not None:
-                observed = cached(namespace, spec.service)
-            else:
-                observed = await asyncio.to_thread(self.cluster.observe, namespace=namespace, service=spec.service)
-            now = datetime.now(UTC)
-            release = phases.ReleaseRef(
-                namespace=namespace,
-                name=name,
-                uid=meta.get("uid", ""),
-                generation=int(meta.get("generation", 0)),
-                deleting=deleting,
+            gathered = await self._gather(mem, body=body, spec=spec, previous=previous, observe=observe, deleting=deleting)
+            applied = _Applied(
+                deployments={d["metadata"]["name"]: d for d in gathered.observed.deployments},
+                virtual_service=gathered.observed.virtual_service,
             )
-            health = await self._health(mem, spec=spec, namespace=namespace, previous=previous)
-            deployments = {d["metadata"]["name"]: d for d in observed.deployments}
-            vs = observed.virtual_service
-            writes = 0
-            check = None
-            try:
-                if not deleting:
-                    # A URL the outbound policy refuses fails the release before it changes anything;
-                    # a release being deleted needs no metrics, and its clean-up must not wait for them.
-                    self._check_outbound(spec)
-                    check = await self._analysis_check(spec=spec, namespace=namespace, previous=previous, now=now)
-                decision = phases.decide(
-                    release=release, spec=spec, observed=observed, previous=previous, now=now, check=check,
-                    drain_seconds=self.settings.drain_seconds,
-                )
-                if check is not None:
-                    opmetrics.count_verdict(check.verdict)
-                if decision.reason == "AnalysisFailed" and previous.phase is not Phase.ABORTED:
-                    opmetrics.DEFAULT.count_rollback()
-                for action in decision.actions:
-                    done = await asyncio.to_thread(
-                        self.cluster.execute, action, observed=observed, namespace=namespace, release_name=name
-                    )
-                    if done.wrote:
-                        writes += 1
-                        self._count_write()
-                    if isinstance(action, (act.ApplyDeployment, act.PatchObject)) and done.stored is not None:
-                        if done.stored.get("kind", "Deployment") == "Deployment":
-                            deployments[done.stored["metadata"]["name"]] = done.stored
-                    elif isinstance(action, act.DeleteObject):
-                        deployments.pop(action.name, None)
-                    if getattr(action, "kind", "") == "VirtualService" and not isinstance(action, act.PatchObject):
-                        vs = done.stored
-                mem.failures = 0
-            except errors.ConflictError:
-                raise  # decided again at once from fresh state by the caller
-            except Exception as err:  # noqa: BLE001 - every failure ends in status, never in a crash loop
-                decision = self._failure(mem, previous=previous, error=err, bound=bound)
+            decision = await self._decide_and_apply(mem, gathered, applied)
             for event in decision.events:
                 emit(event)
-            status = build_status(
-                spec=spec,
-                previous=previous,
-                decision=decision,
-                deployments=list(deployments.values()),
-                virtual_service=vs,
-                metrics=health.metrics,
-                metrics_stale=health.stale,
-                generation=release.generation,
-                now=now,
+            return self._report(mem, body=body, gathered=gathered, decision=decision, applied=applied)
+
+    async def _gather(
+        self,
+        mem: _Memory,
+        *,
+        body: Mapping[str, Any],
+        spec: CanaryReleaseSpec,
+        previous: CanaryReleaseStatus,
+        observe: Callable[[str, str], phases.Observed],
+        deleting: bool,
+    ) -> _Gathered:
+        meta = body["metadata"]
+        release = phases.ReleaseRef(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            generation=int(meta.get("generation", 0)),
+            deleting=deleting,
+        )
+        looked = await self._health(mem, spec=spec, namespace=release.namespace, previous=previous)
+        observed = observe(release.namespace, spec.service)
+        return _Gathered(
+            release=release, spec=spec, previous=previous, observed=observed, health=looked, now=datetime.now(UTC)
+        )
+
+    async def _decide_and_apply(self, mem: _Memory, gathered: _Gathered, applied: _Applied) -> phases.Decision:
+        """Decide, then carry out the actions in order; any error becomes the decision that reports it."""
+        release, spec, previous = gathered.release, gathered.spec, gathered.previous
+        bound = log.bind(namespace=release.namespace, name=release.name)
+        try:
+            check = None
+            if not release.deleting:
+                # A URL the outbound policy refuses fails the release before it changes anything;
+                # a release being deleted needs no metrics, and its clean-up must not wait for them.
+                self._check_outbound(spec)
+                check = await self._analysis_check(spec=spec, namespace=release.namespace, previous=previous, now=gathered.now)
+            decision = phases.decide(
+                release=release, spec=spec, observed=gathered.observed, previous=previous, now=gathered.now,
+                check=check, drain_seconds=self.settings.drain_seconds,
             )
-            if health.available is not None:
-                status = status.model_copy(update={"conditions": set_condition(
-                    status.conditions, type_=ConditionType.METRICS_AVAILABLE.value, status=health.available,
-                    reason=health.reason, message=health.message, now=now, generation=release.generation,
-                )})
-            status_patch = _status_patch(previous=body.get("status") or {}, status=status)
-            if decision.phase is not previous.phase or previous.observed_generation != release.generation:
-                bound.info(
-                    "release reconciled",
-                    phase=decision.phase.value,
-                    previous_phase=previous.phase.value,
-                    reason=decision.reason,
-                    message=decision.message,
+            if check is not None:
+                opmetrics.count_verdict(check.verdict)
+            if decision.rolled_back:
+                opmetrics.DEFAULT.count_rollback()
+            for action in decision.actions:
+                done = await asyncio.to_thread(
+                    self.cluster.execute, action, observed=gathered.observed, namespace=release.namespace
                 )
-            opmetrics.DEFAULT.observe_status(namespace=namespace, name=name, status=status)
-            mem.due = time.monotonic() + (
-                decision.requeue_after if decision.requeue_after is not None else self.settings.resync_seconds
+                _record(applied, action, done)
+            mem.failures = 0
+            return decision
+        except errors.ConflictError:
+            raise  # decided again at once from fresh state by the caller
+        except Exception as err:  # noqa: BLE001 - every failure ends in status, never in a crash loop
+            return self._failure(mem, previous=previous, error=err, bound=bound)
+
+    def _report(
+        self,
+        mem: _Memory,
+        *,
+        body: Mapping[str, Any],
+        gathered: _Gathered,
+        decision: phases.Decision,
+        applied: _Applied,
+    ) -> Outcome:
+        release, previous, looked = gathered.release, gathered.previous, gathered.health
+        status = build_status(
+            spec=gathered.spec,
+            previous=previous,
+            decision=decision,
+            deployments=list(applied.deployments.values()),
+            virtual_service=applied.virtual_service,
+            metrics=looked.metrics,
+            metrics_stale=looked.stale,
+            generation=release.generation,
+            now=gathered.now,
+        )
+        if looked.available is not None:
+            status = status.model_copy(update={"conditions": set_condition(
+                status.conditions, type_=ConditionType.METRICS_AVAILABLE.value, status=looked.available,
+                reason=looked.reason, message=looked.message, now=gathered.now, generation=release.generation,
+            )})
+        if decision.phase is not previous.phase or previous.observed_generation != release.generation:
+            log.bind(namespace=release.namespace, name=release.name).info(
+                "release reconciled",
+                phase=decision.phase.value,
+                previous_phase=previous.phase.value,
+                reason=str(getattr(decision.reason, "value", decision.reason)),
+                message=decision.message,
             )
-            if spec.analysis is not None and decision.phase is Phase.PROGRESSING:
-                mem.due = min(mem.due, time.monotonic() + spec.analysis.interval_seconds)
-            if self.prometheus is not None and not decision.phase.is_final:
-                mem.due = min(mem.due, mem.metrics_due)  # refresh status.versions[].metrics on time
-            return Outcome(decision=decision, status=status, status_patch=status_patch, writes=writes)
+        opmetrics.DEFAULT.observe_status(namespace=release.namespace, name=release.name, status=status)
+        mem.due = time.monotonic() + next_look_in(
+            decision=decision,
+            spec=gathered.spec,
+            resync_seconds=self.settings.resync_seconds,
+            metrics_in=(mem.metrics_due - time.monotonic()) if self.prometheus is not None else None,
+        )
+        status_patch = _status_patch(previous=body.get("status") or {}, status=status)
+        return Outcome(decision=decision, status=status, status_patch=status_patch, writes=applied.writes)
 
     def _failure(
         self, mem: _Memory, *, previous: CanaryReleaseStatus, error: Exception, bound: Any
@@ -264,36 +297,23 @@ class Reconciler:
             "observed_generation": generation,
             "conditions": set_condition(
                 previous.conditions, type_=ConditionType.SPEC_VALID.value, status=False,
-                reason=decision.reason, message=decision.message, now=now, generation=generation,
+                reason=str(decision.reason), message=decision.message, now=now, generation=generation,
             ),
         })
         mem.due = time.monotonic() + (decision.requeue_after or RESYNC_SECONDS)
         status_patch = _status_patch(previous=body.get("status") or {}, status=status)
         return Outcome(decision=decision, status=status, status_patch=status_patch, writes=0, spec_invalid=True)
 
-    def _count_write(self) -> None:
-        self._writes += 1
-        if self.settings.crash_after_writes is not None and self._writes >= self.settings.crash_after_writes:
-            os._exit(137)  # like SIGKILL: no cleanup, no finalizer, no status write
-
     async def _health(
         self, mem: _Memory, *, spec: CanaryReleaseSpec, namespace: str, previous: CanaryReleaseStatus
-    ) -> _Health:
-        """Per-version traffic health from Prometheus, refreshed every metrics interval.
-
-        A version Prometheus has no traffic for keeps its last good values, marked stale, and
-        the MetricsAvailable condition says which version is silent; so does a Prometheus that
-        does not answer. Neither is an error of the reconcile.
-        """
-        if self.prometheus is None or previous.phase in (Phase.COMPLETED, Phase.ABORTED):
-            return _Health()
-        if time.monotonic() < mem.metrics_due:
-            return _Health()
+    ) -> health.Health:
+        """Per-version traffic health from Prometheus, refreshed every metrics interval."""
+        if self.prometheus is None or previous.phase.is_final or time.monotonic() < mem.metrics_due:
+            return health.Health()
         mem.metrics_due = time.monotonic() + self.settings.metrics_interval_seconds
-        url = getattr(self.prometheus, "url", "?")
         window = self.settings.metrics_window_seconds
         try:
-            health: dict[str, VersionMetrics] = await asyncio.to_thread(
+            answer = await asyncio.to_thread(
                 self.prometheus.version_health, namespace=namespace, service=spec.service, window_seconds=window
             )
         except Exception as err:  # noqa: BLE001 - any failure means "metrics unavailable", never a crash
@@ -301,26 +321,9 @@ class Reconciler:
             known = isinstance(err, (errors.MetricsUnavailableError, errors.OutboundRefusedError))
             detail = str(err) if known else f"unexpected {type(err).__name__}"
             log.warning("metrics unavailable", namespace=namespace, service=spec.service, error=detail)
-            return _Health(
-                stale=True, available=False, reason="PrometheusUnreachable",
-                message=f"Prometheus at {url} unreachable, showing the last values (stale): {detail}",
-            )
-        silent = []
-        for version in (spec.stable.version, spec.canary.version):
-            if not (health.get(version) or VersionMetrics()).request_rate:
-                silent.append(version)
-                health.pop(version, None)
-                last = next((v.metrics for v in previous.versions if v.version == version and v.metrics), None)
-                if last is not None:
-                    health[version] = last.model_copy(update={"stale": True})
-        if silent:
-            return _Health(
-                metrics=health, available=False, reason="NoTraffic",
-                message=f"no traffic to {' and '.join(silent)} in the last {window} s (Prometheus at {url})",
-            )
-        return _Health(
-            metrics=health, available=True, reason="MetricsFound",
-            message=f"Prometheus at {url} has traffic for both versions over the last {window} s",
+            return health.unreachable(url=self.prometheus.url, detail=detail)
+        return health.summarise(
+            answer=answer, spec=spec, previous=previous, url=self.prometheus.url, window_seconds=window
         )
 
     def _check_outbound(self, spec: CanaryReleaseSpec) -> None:
@@ -347,6 +350,39 @@ class Reconciler:
             egress=self.settings.egress,
             read_credentials=lambda name: secrets.read_credentials(self.cluster.api, namespace=namespace, name=name),
         )
+
+
+def next_look_in(
+    *, decision: phases.Decision, spec: CanaryReleaseSpec, resync_seconds: float, metrics_in: float | None
+) -> float:
+    """Seconds until the release is looked at again (pure).
+
+    What the decision asks for (or the resync period), sooner for an analysis step, and soon
+    enough to refresh the per-version metrics in status while the release is not final.
+    """
+    due = decision.requeue_after if decision.requeue_after is not None else resync_seconds
+    if spec.analysis is not None and decision.phase is Phase.PROGRESSING:
+        due = min(due, spec.analysis.interval_seconds)
+    if metrics_in is not None and not decision.phase.is_final:
+        due = min(due, metrics_in)
+    return due
+
+
+def _record(applied: _Applied, action: act.Action, done: Executed) -> None:
+    """Keep what a write stored, so that status reports the objects as they are now."""
+    if done.wrote:
+        applied.writes += 1
+    match action:
+        case act.ApplyDeployment() | act.PatchObject(kind="Deployment") if done.stored is not None:
+            applied.deployments[done.stored["metadata"]["name"]] = done.stored
+        case act.DeleteObject(kind="Deployment", name=name):
+            applied.deployments.pop(name, None)
+        case act.ApplyRouting(kind="VirtualService") | act.ReplaceRouting(kind="VirtualService"):
+            applied.virtual_service = done.stored
+        case act.DeleteObject(kind="VirtualService"):
+            applied.virtual_service = None
+        case _:
+            pass
 
 
 def _first_error(err: pydantic.ValidationError) -> str:

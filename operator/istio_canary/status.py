@@ -18,6 +18,7 @@ from istio_canary.models import (
     Condition,
     ConditionType,
     Phase,
+    Reason,
     Role,
     TrafficStatus,
     VersionMetrics,
@@ -95,7 +96,7 @@ def build_status(
         conditions,
         type_=ConditionType.SPEC_VALID.value,
         status=not decision.invalid,
-        reason=decision.reason if decision.invalid else "Valid",
+        reason=_reason(decision) if decision.invalid else "Valid",
         message=decision.message if decision.invalid else "",
         now=now,
         generation=generation,
@@ -115,7 +116,7 @@ def build_status(
         conditions,
         type_=ConditionType.READY.value,
         status=settled,
-        reason=decision.reason,
+        reason=_reason(decision),
         message=decision.message,
         now=now,
         generation=generation,
@@ -137,7 +138,12 @@ def build_status(
         success_rate=success,
         canary_revision=decision.canary_revision or previous.canary_revision,
         drain=decision.drain,
+        abort_reason=decision.abort_reason,
     )
+
+
+def _reason(decision: Decision) -> str:
+    return decision.reason.value if isinstance(decision.reason, Reason) else decision.reason
 
 
 def _traffic(spec: CanaryReleaseSpec, vs: Mapping[str, Any] | None) -> TrafficStatus | None:

@@ -369,3 +369,30 @@ def test_abort_removes_the_copies_and_offline_hands_them_over_with_the_canary() 
     completed = run(spec(takeOver="v2", offline=True), survived, CanaryReleaseStatus(phase=Phase.COMPLETED))
     handed = [a for a in completed.actions if isinstance(a, act.PatchObject) and a.kind == "HorizontalPodAutoscaler"]
     assert [a.name for a in handed] == ["reviews-v2"]
+
+
+# -- undoing a release writes concrete objects ----------------------------------------------
+
+
+def test_an_abort_puts_back_the_recorded_original_of_an_adopted_object_over_the_observed_one() -> None:
+    users = {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}], "timeout": "3s"}]}
+    adopted = routing("VirtualService", labels={"releases.istio-canary.io/release": "reviews"}, original=users)
+    adopted["metadata"]["resourceVersion"] = "42"
+    observed = Observed(service=SERVICE, deployments=(deployment("v1"),), virtual_service=adopted)
+    decision = run(spec(abort=True), observed, CanaryReleaseStatus(phase=Phase.PROGRESSING))
+    assert decision.phase is Phase.ABORTED and decision.abort_reason is not None
+    (replace,) = decision.actions
+    assert isinstance(replace, act.ReplaceRouting) and replace.kind == "VirtualService"
+    assert replace.body["spec"] == users
+    assert replace.body["metadata"]["resourceVersion"] == "42"  # conflict-checked against what was seen
+    assert "labels" not in replace.body["metadata"] and "annotations" not in replace.body["metadata"]
+
+
+def test_an_analysis_rollback_stays_an_analysis_rollback_once_aborted() -> None:
+    observed = Observed(service=SERVICE, deployments=(deployment("v1"),))
+    aborted = CanaryReleaseStatus(
+        phase=Phase.ABORTED, observed_generation=1, message="aborted (analysis failed at step 1): ...",
+        abort_reason="AnalysisFailed",
+    )
+    decision = run(spec(), observed, aborted)
+    assert decision.reason == "AnalysisFailed" and decision.message == aborted.message and decision.events == ()

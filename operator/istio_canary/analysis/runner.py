@@ -22,6 +22,7 @@ from istio_canary.analysis import counts as counts_
 from istio_canary.analysis import judge
 from istio_canary.analysis.egress import Egress
 from istio_canary.analysis.prometheus import PrometheusMetrics
+from istio_canary.analysis.source import MetricsSource
 from istio_canary.errors import MetricsUnavailableError
 from istio_canary.models import AnalysisStatus, CanaryReleaseSpec, CheckResult, Verdict
 from istio_canary.models.analysis import PrometheusAuth
@@ -39,7 +40,7 @@ def _client(url: str, egress: Egress) -> PrometheusMetrics:
 
 def check(
     *,
-    prometheus: PrometheusMetrics | None,
+    prometheus: MetricsSource | None,
     spec: CanaryReleaseSpec,
     namespace: str,
     status: AnalysisStatus,
@@ -57,7 +58,8 @@ def check(
             return None
     started = datetime.fromisoformat(status.step_started_at) if status.step_started_at else now
     window = max(1, int((now - started).total_seconds()))
-    source, own = prometheus, False
+    source: MetricsSource | None = prometheus
+    own = False
     if analysis.prometheus_url:
         source, own = _release_prometheus(
             analysis.prometheus_url, analysis.prometheus_auth, egress=egress or Egress(), read_credentials=read_credentials

@@ -1,20 +1,24 @@
-"""The only code that talks to the Kubernetes API (besides kopf's own machinery).
+"""The only code that writes to the Kubernetes API (kopf's watches do the reading).
 
-Reads build ``phases.Observed``; writes carry out ``actions`` idempotently:
+Each action from ``phases.decide`` is carried out against the object as observed, idempotently
+and without deciding anything:
 
 * applying an object that already matches writes nothing (zero writes when nothing changed);
-* deleting a missing object is success (404);
-* a resourceVersion conflict raises ``ConflictError``, and the caller decides again from a
-  fresh read instead of forcing a stale object over someone else's change.
+* deleting a missing object is success (404), and so is patching one;
+* a replace carries the observed resourceVersion, so a change made since the read surfaces as
+  ``errors.ConflictError`` and the caller decides again instead of forcing a stale object;
+* every other failure comes out as ``errors.ApiRefusedError`` (4xx) or
+  ``errors.ApiUnavailableError`` (5xx, no answer), which ``errors.classify`` sorts.
 
-The kubernetes client is synchronous; handlers call these functions in a thread.
+The kubernetes client is synchronous; the reconciler calls ``execute`` in a thread.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, assert_never, cast
 
 import urllib3
 from kubernetes import client, config
@@ -23,17 +27,17 @@ from kubernetes.client.rest import ApiException
 from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
-from istio_canary.istio import ownership, restore
-from istio_canary.k8s import cache
 from istio_canary.phases import Observed
 
-__all__ = ["Cluster", "ConflictError", "Executed", "load_client"]
+__all__ = ["ISTIO_GROUP", "ISTIO_VERSION", "Cluster", "ConflictError", "Executed", "load_client"]
 
 ISTIO_GROUP, ISTIO_VERSION = "networking.istio.io", "v1"
 # The client's default for a dict body is a JSON Patch, which wants a list: name the type.
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 ROUTING_PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
+
+ConflictError = errors.ConflictError  # callers of the adapter may catch it by this name
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,14 @@ class Executed:
     wrote: bool
 
 
-ConflictError = errors.ConflictError  # kept here too: callers of the adapter catch it by this name
+@dataclass(frozen=True)
+class _Verbs:
+    """The four calls of one kind, each answering raw JSON."""
+
+    create: Callable[[str, dict[str, Any]], Any]
+    replace: Callable[[str, str, dict[str, Any]], Any]
+    patch: Callable[[str, str, dict[str, Any], str], Any]
+    delete: Callable[[str, str], Any]
 
 
 def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
@@ -59,263 +70,185 @@ def load_client(kubeconfig: str | None = None, context: str | None = None) -> cl
 
 
 class Cluster:
-    """Reads and writes for one operator process; thread-safe like the client it wraps."""
+    """Writes for one operator process; thread-safe like the client it wraps."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
-        self.core = client.CoreV1Api(api)
-        self.apps = client.AppsV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self.autoscaling = client.AutoscalingV2Api(api)
-        self.policy = client.PolicyV1Api(api)
+        self._verbs = _kinds(api)
 
-    # -- reads --------------------------------------------------------------------------------
-
-    def observe(self, *, namespace: str, service: str) -> Observed:
-        """Everything ``phases.decide`` needs, read fresh from the API server."""
-        # Raw JSON, not the client's models: building V1Deployment objects and turning them back
-        # into dicts cost ~10 ms of CPU per Deployment, over 1 s per reconcile in a namespace of
-        # 100 Deployments (bench/control_loop.py, docs/performance.md).
-        svc = self._get_or_none(
-            lambda: _json(self.core.read_namespaced_service(service, namespace, _preload_content=False))
-        )
-        deployments = _json(self.apps.list_namespaced_deployment(namespace, _preload_content=False))
-        return Observed(
-            service=svc,
-            deployments=tuple(deployments["items"]),
-            virtual_service=self._routing_for_host("VirtualService", namespace=namespace, service=service),
-            destination_rule=self._routing_for_host("DestinationRule", namespace=namespace, service=service),
-        )
-
-    def _routing_for_host(self, kind: str, *, namespace: str, service: str) -> dict[str, Any] | None:
-        items = self.custom.list_namespaced_custom_object(
-            ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind]
-        )["items"]
-        return cache.pick_routing(items, kind=kind, namespace=namespace, service=service)
-
-    def get_routing(self, kind: str, *, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get_or_none(  # type: ignore[no-any-return]
-            lambda: self.custom.get_namespaced_custom_object(ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name)
-        )
-
-    # -- writes -------------------------------------------------------------------------------
-
-    def execute(self, action: act.Action, *, observed: Observed, namespace: str, release_name: str) -> Executed:
-        """Carry out one action against what ``observe`` just read (no second read).
-
-        Writes only when the stored object differs; a replace carries the observed
-        resourceVersion, so a change made since the read surfaces as ``ConflictError``. Every
-        failure comes out as one of the domain errors (``errors.classify`` sorts them).
-        """
+    def execute(self, action: act.Action, *, observed: Observed, namespace: str) -> Executed:
+        """Carry out one action against the object as ``observed`` holds it (no second read)."""
         try:
-            return self._execute(action, observed=observed, namespace=namespace, release_name=release_name)
+            return self._execute(action, observed=observed, namespace=namespace)
         except ApiException as err:
-            raise self._translate(err, _describe(action)) from err
+            raise _translate(err, _describe(action)) from err
         except (OSError, urllib3.exceptions.HTTPError) as err:
             raise errors.ApiUnavailableError(f"the API server did not answer ({_describe(action)}): {err}") from err
 
-    def _execute(self, action: act.Action, *, observed: Observed, namespace: str, release_name: str) -> Executed:
-        if isinstance(action, act.ApplyRouting):
-            current = _named(_routing_of(observed, action.kind), action.body["metadata"]["name"])
-            return self.apply_routing(action.kind, action.body, current=current, namespace=namespace)
-        if isinstance(action, act.RestoreRouting):
-            current = _named(_routing_of(observed, action.kind), action.name)
-            return self.restore_routing(action.kind, current=current, namespace=namespace, release_name=release_name)
-        if isinstance(action, act.PatchObject):
-            return self.patch_object(action, namespace=namespace)
-        if isinstance(action, act.ApplyCompanion):
-            return self.apply_companion(action, current=_companion(observed, action.kind, action.body), namespace=namespace)
-        if isinstance(action, act.DeleteObject) and action.kind != "Deployment":
-            if _companion(observed, action.kind, {"metadata": {"name": action.name}}) is None:
-                return Executed(stored=None, wrote=False)
-            self._ignore_404(lambda: self._companion_api(action.kind, "delete")(action.name, namespace))
-            return Executed(stored=None, wrote=True)
-        name = action.body["metadata"]["name"] if isinstance(action, act.ApplyDeployment) else action.name
-        deployment = next((d for d in observed.deployments if d["metadata"]["name"] == name), None)
-        if isinstance(action, act.ApplyDeployment):
-            return self.apply_deployment(action.body, current=deployment, namespace=namespace, release_name=release_name)
-        if isinstance(action, act.DeleteObject):
-            if deployment is None:
-                return Executed(stored=None, wrote=False)
-            self._ignore_404(
-                lambda: self.apps.delete_namespaced_deployment(action.name, namespace, propagation_policy="Background")
-            )
-            return Executed(stored=None, wrote=True)
-        if isinstance(action, act.ScaleDeployment):
-            if deployment is None or deployment.get("spec", {}).get("replicas") == action.replicas:
-                return Executed(stored=deployment, wrote=False)
-            patched = self.apps.patch_namespaced_deployment(
-                action.name, namespace, {"spec": {"replicas": action.replicas}},
-                _content_type=MERGE_PATCH, _preload_content=False,
-            )
-            return Executed(stored=_json(patched), wrote=True)
-        raise TypeError(f"unknown action {action!r}")
+    def _execute(self, action: act.Action, *, observed: Observed, namespace: str) -> Executed:
+        match action:
+            case act.ApplyRouting(kind=kind, body=body) | act.ApplyCompanion(kind=kind, body=body):
+                return self._apply(kind, body, current=_current(observed, kind, _name(body)), namespace=namespace)
+            case act.ApplyDeployment(body=body):
+                return self._apply_deployment(body, current=_current(observed, "Deployment", _name(body)), namespace=namespace)
+            case act.ReplaceRouting(kind=kind, body=body):
+                stored = self._verbs[kind].replace(_name(body), namespace, body)
+                return Executed(stored=_json(stored), wrote=True)
+            case act.DeleteObject(kind=kind, name=name):
+                if _current(observed, kind, name) is None:
+                    return Executed(stored=None, wrote=False)
+                return self._delete(kind, name, namespace=namespace)
+            case act.ScaleDeployment(name=name, replicas=replicas):
+                current = _current(observed, "Deployment", name)
+                if current is None or current.get("spec", {}).get("replicas") == replicas:
+                    return Executed(stored=current, wrote=False)
+                stored = self._verbs["Deployment"].patch(name, namespace, {"spec": {"replicas": replicas}}, MERGE_PATCH)
+                return Executed(stored=_json(stored), wrote=True)
+            case act.PatchObject(kind=kind, name=name, patch=patch):
+                return self._patch(kind, name, patch, namespace=namespace)
+            case _:
+                assert_never(action)
 
-    def apply_routing(
-        self, kind: str, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str
-    ) -> Executed:
-        plural, name = ROUTING_PLURALS[kind], body["metadata"]["name"]
-        try:
-            if current is None:
-                created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-                    ISTIO_GROUP, ISTIO_VERSION, namespace, plural, body
-                )
-                return Executed(stored=created, wrote=True)
-            desired = _merged(current, body)
-            if desired == current:
-                return Executed(stored=current, wrote=False)
-            replaced: dict[str, Any] = self.custom.replace_namespaced_custom_object(
-                ISTIO_GROUP, ISTIO_VERSION, namespace, plural, name, desired
-            )
-            return Executed(stored=replaced, wrote=True)
-        except ApiException as err:
-            raise self._translate(err, f"{kind} {name}") from err
-
-    def restore_routing(
-        self, kind: str, *, current: dict[str, Any] | None, namespace: str, release_name: str
-    ) -> Executed:
-        """Put back what the release found: the recorded original, or nothing when it created the object."""
+    def _apply(self, kind: str, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str) -> Executed:
+        """Create, or replace (conflict-checked) the spec and add our labels when they differ."""
         if current is None:
-            return Executed(stored=None, wrote=False)
-        name = current["metadata"]["name"]
-        owner = (current.get("metadata", {}).get("labels") or {}).get(ownership.RELEASE_LABEL)
-        if owner != release_name:
-            return Executed(stored=current, wrote=False)  # never touched by this release: not ours to restore
-        original = restore.restored_object(current)
-        try:
-            if original is None:
-                self._ignore_404(
-                    lambda: self.custom.delete_namespaced_custom_object(
-                        ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name
-                    )
-                )
-                return Executed(stored=None, wrote=True)
-            restored: dict[str, Any] = self.custom.replace_namespaced_custom_object(
-                ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[kind], name, original
-            )
-            return Executed(stored=restored, wrote=True)
-        except ApiException as err:
-            raise self._translate(err, f"{kind} {name}") from err
-
-    def apply_companion(
-        self, action: act.ApplyCompanion, *, current: dict[str, Any] | None, namespace: str
-    ) -> Executed:
-        """Create the canary's HPA or PDB copy, or replace its spec (conflict-checked) when it differs."""
-        if current is None:
-            created = self._companion_api(action.kind, "create")(namespace, action.body, _preload_content=False)
-            return Executed(stored=_json(created), wrote=True)
-        desired = _merged(current, action.body)
+            return Executed(stored=_json(self._verbs[kind].create(namespace, body)), wrote=True)
+        desired = _merged(current, body)
         if desired == current:
             return Executed(stored=current, wrote=False)
-        name = current["metadata"]["name"]
-        replaced = self._companion_api(action.kind, "replace")(name, namespace, desired, _preload_content=False)
-        return Executed(stored=_json(replaced), wrote=True)
+        return Executed(stored=_json(self._verbs[kind].replace(_name(body), namespace, desired)), wrote=True)
 
-    def _companion_api(self, kind: str, verb: str) -> Any:
-        if kind == "HorizontalPodAutoscaler":
-            return getattr(self.autoscaling, f"{verb}_namespaced_horizontal_pod_autoscaler")
-        return getattr(self.policy, f"{verb}_namespaced_pod_disruption_budget")
+    def _apply_deployment(self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str) -> Executed:
+        if current is None:
+            return Executed(stored=_json(self._verbs["Deployment"].create(namespace, body)), wrote=True)
+        patch = workloads.deployment_patch(current=current, desired=body)
+        if patch is None:
+            return Executed(stored=current, wrote=False)
+        # Strategic merge: containers are merged by name, so an image change keeps the rest.
+        stored = self._verbs["Deployment"].patch(_name(body), namespace, patch, STRATEGIC_MERGE_PATCH)
+        return Executed(stored=_json(stored), wrote=True)
 
-    def patch_object(self, action: act.PatchObject, *, namespace: str) -> Executed:
-        """A JSON merge patch; a missing object is success (nothing left to patch)."""
+    def _delete(self, kind: str, name: str, *, namespace: str) -> Executed:
         try:
-            if action.kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
-                response = self._companion_api(action.kind, "patch")(
-                    action.name, namespace, action.patch, _content_type=MERGE_PATCH, _preload_content=False
-                )
-                return Executed(stored=_json(response), wrote=True)
-            if action.kind == "Deployment":
-                response = self.apps.patch_namespaced_deployment(
-                    action.name, namespace, action.patch, _content_type=MERGE_PATCH, _preload_content=False
-                )
-                return Executed(stored=_json(response), wrote=True)
-            stored: dict[str, Any] = self.custom.patch_namespaced_custom_object(
-                ISTIO_GROUP, ISTIO_VERSION, namespace, ROUTING_PLURALS[action.kind], action.name, action.patch,
-                _content_type=MERGE_PATCH,
-            )
-            return Executed(stored=stored, wrote=True)
-        except ApiException as err:
-            if err.status == 404:
-                return Executed(stored=None, wrote=False)
-            raise self._translate(err, f"{action.kind} {action.name}") from err
-
-    def apply_deployment(
-        self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str, release_name: str
-    ) -> Executed:
-        name = body["metadata"]["name"]
-        try:
-            if current is None:
-                created = self.apps.create_namespaced_deployment(namespace, body, _preload_content=False)
-                return Executed(stored=_json(created), wrote=True)
-            if not workloads.is_created_by(deployment=current, release_namespace=namespace, release_name=release_name):
-                raise errors.DeploymentConflictError(f"Deployment {name} exists and was not created by this release")
-            patch = workloads.deployment_patch(current=current, desired=body)
-            if patch is None:
-                return Executed(stored=current, wrote=False)
-            # Strategic merge: containers are merged by name, so an image change keeps the rest.
-            patched = self.apps.patch_namespaced_deployment(
-                name, namespace, patch, _content_type=STRATEGIC_MERGE_PATCH, _preload_content=False
-            )
-            return Executed(stored=_json(patched), wrote=True)
-        except ApiException as err:
-            raise self._translate(err, f"Deployment {name}") from err
-
-    # -- helpers ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _get_or_none(fn: Any) -> Any:
-        try:
-            return fn()
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-
-    @staticmethod
-    def _ignore_404(fn: Any) -> None:
-        try:
-            fn()
+            self._verbs[kind].delete(name, namespace)
         except ApiException as err:
             if err.status != 404:
                 raise
+        return Executed(stored=None, wrote=True)
 
-    @staticmethod
-    def _translate(err: ApiException, what: str) -> Exception:
-        opmetrics.count_api_error(verb="write", resource=what.split(" ")[0], code=err.status or "")
-        if err.status == 409:
-            return ConflictError(f"{what} changed while being written; deciding again")
+    def _patch(self, kind: str, name: str, patch: dict[str, Any], *, namespace: str) -> Executed:
         try:
-            message = json.loads(err.body or "{}").get("message", err.reason)
-        except ValueError:
-            message = err.reason
-        code = int(err.status or 0)
-        if code == 422 and what.split(" ")[0] in ROUTING_PLURALS:
-            return errors.RoutingError(f"the API server refused {what}: {message}")
-        if 400 <= code < 500:
-            return errors.ApiRefusedError(f"the API server refused {what} (HTTP {code}): {message}", code=code)
-        return errors.ApiUnavailableError(f"the API server could not write {what} (HTTP {code or 'no answer'}): {message}")
+            return Executed(stored=_json(self._verbs[kind].patch(name, namespace, patch, MERGE_PATCH)), wrote=True)
+        except ApiException as err:
+            if err.status == 404:
+                return Executed(stored=None, wrote=False)
+            raise
+
+
+def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
+    """The calls for every kind the operator writes, each asked for raw JSON (no model objects)."""
+    apps, custom = client.AppsV1Api(api), client.CustomObjectsApi(api)
+    autoscaling, policy = client.AutoscalingV2Api(api), client.PolicyV1Api(api)
+    raw: dict[str, Any] = {"_preload_content": False}
+    verbs = {
+        "Deployment": _Verbs(
+            create=lambda ns, body: apps.create_namespaced_deployment(ns, body, **raw),
+            replace=lambda name, ns, body: apps.replace_namespaced_deployment(name, ns, body, **raw),
+            patch=lambda name, ns, p, ct: apps.patch_namespaced_deployment(name, ns, p, _content_type=ct, **raw),
+            delete=lambda name, ns: apps.delete_namespaced_deployment(name, ns, propagation_policy="Background"),
+        ),
+        "HorizontalPodAutoscaler": _Verbs(
+            create=lambda ns, body: autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, body, **raw),
+            replace=lambda name, ns, body: autoscaling.replace_namespaced_horizontal_pod_autoscaler(name, ns, body, **raw),
+            patch=lambda name, ns, p, ct: autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+                name, ns, p, _content_type=ct, **raw
+            ),
+            delete=lambda name, ns: autoscaling.delete_namespaced_horizontal_pod_autoscaler(name, ns),
+        ),
+        "PodDisruptionBudget": _Verbs(
+            create=lambda ns, body: policy.create_namespaced_pod_disruption_budget(ns, body, **raw),
+            replace=lambda name, ns, body: policy.replace_namespaced_pod_disruption_budget(name, ns, body, **raw),
+            patch=lambda name, ns, p, ct: policy.patch_namespaced_pod_disruption_budget(
+                name, ns, p, _content_type=ct, **raw
+            ),
+            delete=lambda name, ns: policy.delete_namespaced_pod_disruption_budget(name, ns),
+        ),
+    }
+    for kind, plural in ROUTING_PLURALS.items():
+        verbs[kind] = _routing_verbs(custom, plural)
+    return verbs
+
+
+def _routing_verbs(custom: client.CustomObjectsApi, plural: str) -> _Verbs:
+    group, version, raw = ISTIO_GROUP, ISTIO_VERSION, {"_preload_content": False}
+
+    def create(ns: str, body: dict[str, Any]) -> Any:
+        return custom.create_namespaced_custom_object(group, version, ns, plural, body, **raw)
+
+    def replace(name: str, ns: str, body: dict[str, Any]) -> Any:
+        return custom.replace_namespaced_custom_object(group, version, ns, plural, name, body, **raw)
+
+    def patch(name: str, ns: str, body: dict[str, Any], content_type: str) -> Any:
+        return custom.patch_namespaced_custom_object(
+            group, version, ns, plural, name, body, _content_type=content_type, **raw
+        )
+
+    def delete(name: str, ns: str) -> Any:
+        return custom.delete_namespaced_custom_object(group, version, ns, plural, name)
+
+    return _Verbs(create=create, replace=replace, patch=patch, delete=delete)
+
+
+def _translate(err: ApiException, what: str) -> Exception:
+    """A refused write as a domain error; the API server's message (never a remote body) is kept."""
+    opmetrics.count_api_error(verb="write", resource=what.split(" ")[0], code=err.status or "")
+    code = int(err.status or 0)
+    if code == 409:
+        return errors.ConflictError(f"{what} changed while being written; deciding again")
+    try:
+        message = json.loads(err.body or "{}").get("message", err.reason)
+    except ValueError:
+        message = err.reason
+    if 400 <= code < 500:
+        return errors.ApiRefusedError(f"the API server refused {what} (HTTP {code}): {message}", code=code)
+    return errors.ApiUnavailableError(f"the API server could not write {what} (HTTP {code or 'no answer'}): {message}")
+
+
+def _current(observed: Observed, kind: str, name: str) -> dict[str, Any] | None:
+    """The object of that kind and name as observed (None: it does not exist)."""
+    listed: tuple[dict[str, Any] | None, ...]
+    match kind:
+        case "Deployment":
+            listed = observed.deployments
+        case "HorizontalPodAutoscaler":
+            listed = observed.autoscalers
+        case "PodDisruptionBudget":
+            listed = observed.disruption_budgets
+        case "VirtualService":
+            listed = (observed.virtual_service,)
+        case _:
+            listed = (observed.destination_rule,)
+    return next((o for o in listed if o is not None and o["metadata"]["name"] == name), None)
 
 
 def _describe(action: act.Action) -> str:
-    if isinstance(action, (act.ApplyRouting, act.ApplyDeployment, act.ApplyCompanion)):
-        kind = "Deployment" if isinstance(action, act.ApplyDeployment) else action.kind
-        return f"{kind} {action.body['metadata']['name']}"
-    if isinstance(action, act.ScaleDeployment):
-        return f"Deployment {action.name}"
-    return f"{action.kind} {action.name}"
+    match action:
+        case act.ApplyRouting(kind=kind, body=body) | act.ApplyCompanion(kind=kind, body=body) | act.ReplaceRouting(
+            kind=kind, body=body
+        ):
+            return f"{kind} {_name(body)}"
+        case act.ApplyDeployment(body=body):
+            return f"Deployment {_name(body)}"
+        case act.ScaleDeployment(name=name):
+            return f"Deployment {name}"
+        case act.DeleteObject(kind=kind, name=name) | act.PatchObject(kind=kind, name=name):
+            return f"{kind} {name}"
+        case _:
+            assert_never(action)
 
 
-def _companion(observed: Observed, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
-    listed = observed.autoscalers if kind == "HorizontalPodAutoscaler" else observed.disruption_budgets
-    return next((o for o in listed if o["metadata"]["name"] == body["metadata"]["name"]), None)
-
-
-def _routing_of(observed: Observed, kind: str) -> dict[str, Any] | None:
-    return observed.virtual_service if kind == "VirtualService" else observed.destination_rule
-
-
-def _named(obj: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
-    return obj if obj is not None and obj["metadata"]["name"] == name else None
+def _name(body: dict[str, Any]) -> str:
+    return str(body["metadata"]["name"])
 
 
 def _json(response: Any) -> dict[str, Any]:

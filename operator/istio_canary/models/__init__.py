@@ -26,6 +26,7 @@ from istio_canary.models.status import (
     ConditionType,
     DrainStatus,
     Phase,
+    Reason,
     Role,
     TrafficStatus,
     VersionMetrics,
@@ -41,6 +42,6 @@ __all__ = [
     "GROUP", "KIND", "PLURAL", "VERSION",
     "AnalysisSpec", "AnalysisStatus", "CanaryReleaseSpec", "CanaryReleaseStatus", "CanarySpec",
     "CheckResult", "Condition", "ConditionType", "CookieMatch", "DrainStatus", "MatchRule", "OfflineAction",
-    "OperatingSystem", "Phase", "Policy", "Promotion", "Role", "StableSpec", "Strategy",
+    "OperatingSystem", "Phase", "Policy", "Promotion", "Reason", "Role", "StableSpec", "Strategy",
     "StringMatch", "TrafficSpec", "TrafficStatus", "Verdict", "VersionMetrics", "VersionStatus",
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "ConditionType",
     "DrainStatus",
     "Phase",
+    "Reason",
     "Role",
     "TrafficStatus",
     "VersionMetrics",
@@ -46,6 +47,39 @@ class Phase(str, enum.Enum):
     @property
     def is_final(self) -> bool:
         return self in (Phase.COMPLETED, Phase.ABORTED)
+
+
+class Reason(str, enum.Enum):
+    """Why a release is where it is: the ``reason`` of the Ready condition and of Events.
+
+    Errors add their own reasons (the error's class name, e.g. ``ForeignObject``); these are the
+    state machine's.
+    """
+
+    PROGRESSING = "Progressing"
+    """The split the spec asks for is written."""
+    CANARY_NOT_READY = "CanaryNotReady"
+    """The canary has no ready pod (or its new image is still rolling out): it gets no traffic."""
+    CANARY_NEVER_READY = "CanaryNeverReady"
+    """The canary had no ready pod for ``analysis.readyDeadlineSeconds``."""
+    PAUSED = "Paused"
+    """Policy Paused: routing is left as it is."""
+    TAKEN_OVER = "TakenOver"
+    """One version gets 100%."""
+    DRAINING = "Draining"
+    """A version lost its traffic and is kept until ``status.drain.until``."""
+    GOING_OFFLINE = "GoingOffline"
+    """Job offline: the other version is being removed."""
+    COMPLETED = "Completed"
+    """Job offline is done."""
+    ABORTING = "Aborting"
+    """Back to stable: the canary is being removed."""
+    ABORTED = "Aborted"
+    """A person asked for the abort (``spec.abort``)."""
+    ANALYSIS_FAILED = "AnalysisFailed"
+    """The analysis rolled the canary back."""
+    DELETING = "Deleting"
+    """The release is being deleted: what it changed is undone."""
 
 
 class Role(str, enum.Enum):
@@ -131,3 +165,6 @@ class CanaryReleaseStatus(ApiModel):
         "release gets no traffic until its own pods are ready, and its analysis starts again.",
     )
     drain: DrainStatus | None = None
+    abort_reason: Reason | None = Field(
+        default=None, description="Who rolled the release back: Aborted (spec.abort) or AnalysisFailed."
+    )

@@ -1,0 +1,28 @@
+"""What the operator asks of a metrics source: two questions, one per use, and a close."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from istio_canary.analysis import counts as counts_
+from istio_canary.models import VersionMetrics
+
+__all__ = ["MetricsSource"]
+
+
+class MetricsSource(Protocol):
+    """Istio's per-version metrics of one service (``analysis.prometheus.PrometheusMetrics``)."""
+
+    url: str
+
+    def version_counts(self, *, namespace: str, service: str, window_seconds: int) -> dict[str, counts_.Counts]:
+        """Requests, 5xx errors and latency buckets of each version (the analysis judges these)."""
+        ...
+
+    def version_health(self, *, namespace: str, service: str, window_seconds: int) -> dict[str, VersionMetrics]:
+        """Request rate, success rate and latency percentiles of each version (status shows these)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of connections (a release's own Prometheus is asked once per look)."""
+        ...

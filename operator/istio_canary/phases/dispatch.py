@@ -1,0 +1,77 @@
+"""``decide``: which part of the state machine a release is in, and the decision it makes there."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from istio_canary import errors
+from istio_canary.analysis import progression
+from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, Phase, Reason
+from istio_canary.models.analysis import CheckResult
+from istio_canary.phases import cleanup, failures, offline, progress, resolve, teardown
+from istio_canary.phases.model import DEFAULT_DRAIN_SECONDS, Context, Decision, Observed, ReleaseRef
+
+__all__ = ["decide"]
+
+
+def decide(
+    *,
+    release: ReleaseRef,
+    spec: CanaryReleaseSpec,
+    observed: Observed,
+    previous: CanaryReleaseStatus,
+    now: datetime,
+    check: CheckResult | None = None,
+    drain_seconds: int = DEFAULT_DRAIN_SECONDS,
+) -> Decision:
+    """The next phase and the writes that get there.
+
+    ``check`` is the analysis judge's latest look at the metrics (only when ``spec.analysis``
+    is set and the release is progressing); ``None`` means no new look this time.
+    ``drain_seconds`` is the operator's default for ``spec.drainSeconds``.
+    """
+    drain = spec.drain_seconds if spec.drain_seconds is not None else drain_seconds
+    ctx = Context(release=release, spec=spec, observed=observed, previous=previous, now=now, drain_seconds=drain)
+    if previous.phase is Phase.COMPLETED:
+        return _completed(ctx)
+    if release.deleting:
+        return teardown.tear_down(ctx, reason=Reason.DELETING)
+    if previous.phase is Phase.ABORTED and (spec.abort or previous.observed_generation in (None, release.generation)):
+        # Aborted stays aborted until the user changes the spec (for example sets abort back to false).
+        return teardown.tear_down(ctx, reason=previous.abort_reason or Reason.ABORTED)
+    if spec.abort:
+        return teardown.tear_down(ctx, reason=Reason.ABORTED)
+    try:
+        return _forward(ctx, check=check)
+    except errors.InvalidSpecError as err:
+        return failures.refused(previous=previous, error=err)
+
+
+def _completed(ctx: Context) -> Decision:
+    """Deleted or not, a completed release only hands over what outlives it (and removes nothing).
+
+    Only once Completed is in status: a hand-over lost to a restart before that would leave a
+    TakenOver release looking at a canary that no longer carries its marks.
+    """
+    hand_over = cleanup.hand_over(ctx)
+    return Decision(
+        phase=Phase.COMPLETED,
+        reason=Reason.COMPLETED,
+        message=ctx.previous.message,
+        actions=hand_over,
+        done=True,
+        requeue_after=0.0 if hand_over else None,
+    )
+
+
+def _forward(ctx: Context, *, check: CheckResult | None) -> Decision:
+    """Towards what the spec asks: the split, take over, or job offline."""
+    spec = ctx.spec
+    # Job offline: asked in the spec, or the promotion of a canary that passed its analysis.
+    survivor = spec.take_over if spec.offline else progression.offline_survivor(spec=spec, status=ctx.previous.analysis)
+    # After job offline to the canary, the stable Deployment is gone on purpose.
+    ctx = resolve.resolve_workloads(ctx, stable_may_be_gone=survivor == spec.canary.version)
+    if survivor and resolve.survivor_ready(ctx, survivor):
+        return offline.go_offline(ctx, survivor=survivor)
+    # Not ready to go offline yet (e.g. offline asked at creation): bring the survivor up first.
+    return progress.progress(ctx, check=check)

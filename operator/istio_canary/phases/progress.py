@@ -1,0 +1,245 @@
+"""The normal flow: canary by weight or content, blue-green, mirror, analysis steps, take over.
+
+One decision, in steps: build the canary (and its HPA/PDB copies), see whether it may get
+traffic, let the analysis move, work out the split the spec asks for, clamp it so that no
+version without ready pods gets traffic, then choose the phase and say why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from istio_canary import actions as act
+from istio_canary import workloads
+from istio_canary.analysis import progression
+from istio_canary.istio import virtual_service
+from istio_canary.istio.plan import RoutePlan
+from istio_canary.models import (
+    AnalysisStatus,
+    CanaryReleaseStatus,
+    Phase,
+    Policy,
+    Promotion,
+    Reason,
+    Strategy,
+)
+from istio_canary.models.analysis import CheckResult
+from istio_canary.phases import cleanup, offline, routing, teardown
+from istio_canary.phases.model import WAIT_SECONDS, Context, Decision
+from istio_canary.phases.resolve import canary_routable, image_changed
+
+__all__ = ["progress"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Split:
+    """The traffic a decision gives each version."""
+
+    canary_weight: int
+    match: tuple[Any, ...] = ()
+    mirror: float | None = None
+
+
+def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
+    assert ctx.stable is not None
+    canary_body, copies = _canary_objects(ctx)
+    ready = canary_routable(ctx, canary_body=canary_body)
+    analysis, events = _start_analysis(ctx, canary_ready=ready, canary_name=canary_body["metadata"]["name"])
+    take_over = ctx.spec.take_over
+    stepped = _analysis_step(ctx, analysis=analysis, check=check, canary_ready=ready)
+    if stepped is not None:
+        analysis, events, take_over, early = stepped[0], [*events, *stepped[1]], stepped[2], stepped[3]
+        if early is not None:
+            return replace(early, events=(*events, *early.events), analysis=analysis)
+    wanted = _intent(ctx, take_over=take_over, analysis=analysis)
+    # Check the routing the spec asks for, not only the routing written now: a rule that cannot
+    # be routed (bad regex, match on a TCP port) is refused before the first write, not once the
+    # canary is ready and traffic would move.
+    virtual_service.check_expressible(plan=_plan(ctx, wanted), ports=ctx.ports)
+    split, warning = _clamp(ctx, wanted, canary_ready=ready)
+    events.extend(warning)
+    plan = _plan(ctx, split)
+    routes = routing.routing_actions(ctx, plan)
+    if ctx.spec.policy is Policy.PAUSED and routing.routing_written(ctx):
+        routes = ()  # Paused: leave the routing exactly as it is.
+    actions: tuple[act.Action, ...] = (
+        *routes,
+        act.ApplyDeployment(body=canary_body),
+        *(act.ApplyCompanion(kind=c["kind"], body=c) for c in copies),
+    )
+    deadline = _ready_deadline_passed(ctx) if not ready and ctx.spec.policy is not Policy.PAUSED else None
+    if deadline is not None:
+        return Decision(
+            phase=Phase.FAILED,
+            reason=Reason.CANARY_NEVER_READY,
+            message=deadline,
+            actions=actions,
+            events=(act.Event(type="Warning", reason=Reason.CANARY_NEVER_READY.value, message=deadline),),
+            analysis=analysis,
+            canary_ready=False,
+            plan=plan,
+        )
+    phase, reason, message = _phase(ctx, split=split, canary_ready=ready, take_over=take_over, analysis=analysis)
+    if ctx.previous.phase is not phase:
+        events.append(act.Event(type="Normal", reason=reason.value, message=message))
+    waiting = phase is Phase.WAITING_FOR_CANARY or (phase is Phase.PROGRESSING and not ready)
+    return Decision(
+        phase=phase,
+        reason=reason,
+        message=message,
+        actions=actions,
+        events=tuple(events),
+        requeue_after=WAIT_SECONDS if waiting else None,
+        analysis=analysis,
+        canary_ready=ready,
+        plan=plan,
+        stable_deployment=ctx.stable["metadata"]["name"],
+        canary_revision=workloads.canary_revision(ctx.spec) if ready else None,
+    )
+
+
+def _canary_objects(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The canary Deployment to apply and its HPA/PDB copies."""
+    assert ctx.stable is not None
+    canary_body = workloads.build_canary_deployment(
+        stable=ctx.stable,
+        spec=ctx.spec,
+        release_namespace=ctx.release.namespace,
+        release_name=ctx.release.name,
+        release_uid=ctx.release.uid,
+    )
+    copies = cleanup.companions(ctx)
+    if ctx.canary is not None and any(c["kind"] == workloads.HPA for c in copies):
+        # Its own HPA scales the canary now; the operator only set the replicas to start with.
+        canary_body["spec"].pop("replicas", None)
+    return canary_body, copies
+
+
+def _start_analysis(
+    ctx: Context, *, canary_ready: bool, canary_name: str
+) -> tuple[AnalysisStatus | None, list[act.Event]]:
+    """Where the analysis stands; a new canary image starts it again from its first step."""
+    changed = image_changed(ctx)
+    analysis = progression.start(
+        spec=ctx.spec,
+        # Evidence about the old image says nothing about the new one.
+        previous=None if changed else ctx.previous.analysis,
+        previous_phase=ctx.previous.phase,
+        canary_routable=canary_ready,
+        now=ctx.now,
+    )
+    if not changed or ctx.previous.phase is Phase.WAITING_FOR_CANARY:
+        return analysis, []
+    restart = "; the analysis starts again from its first step" if ctx.spec.analysis is not None else ""
+    message = f"new canary image: rolling out {canary_name}; it gets no traffic until its new pods are ready{restart}"
+    return analysis, [act.Event(type="Normal", reason="CanaryUpdated", message=message)]
+
+
+def _analysis_step(
+    ctx: Context, *, analysis: AnalysisStatus | None, check: CheckResult | None, canary_ready: bool
+) -> tuple[AnalysisStatus, list[act.Event], str, Decision | None] | None:
+    """The analysis' move: (status, events, take over, a decision that ends here); None: no analysis now.
+
+    A person's takeOver or Paused overrides the analysis; spec.abort never gets here.
+    """
+    spec = ctx.spec
+    if analysis is None or spec.analysis is None or spec.take_over or spec.policy is Policy.PAUSED:
+        return None
+    # A look taken while the canary cannot be routed to says nothing about this step.
+    step = progression.advance(spec=spec.analysis, status=analysis, check=check if canary_ready else None, now=ctx.now)
+    events = list(step.events)
+    if step.outcome is progression.Outcome.ROLLBACK:
+        cause = progression.rollback_cause(spec=spec.analysis, status=step.status)
+        down = teardown.tear_down(ctx, reason=Reason.ANALYSIS_FAILED, cause=cause)
+        # Counted once: on the decision that reaches Aborted.
+        return step.status, events, "", replace(down, rolled_back=down.phase is Phase.ABORTED)
+    if step.outcome is progression.Outcome.PROMOTE and canary_ready:
+        if spec.analysis.promotion is Promotion.OFFLINE:
+            return step.status, events, spec.canary.version, offline.go_offline(ctx, survivor=spec.canary.version)
+        return step.status, events, spec.canary.version, None
+    return step.status, events, "", None
+
+
+def _intent(ctx: Context, *, take_over: str, analysis: AnalysisStatus | None) -> _Split:
+    """The split the spec (or the analysis) asks for."""
+    spec = ctx.spec
+    if take_over:
+        return _Split(canary_weight=100 if take_over == spec.canary.version else 0)
+    if spec.strategy is Strategy.BLUE_GREEN:
+        return _Split(canary_weight=0)
+    if spec.strategy is Strategy.MIRROR:
+        return _Split(canary_weight=0, mirror=spec.traffic.mirror_percent)
+    weight = analysis.weight if analysis is not None else spec.traffic.weight
+    return _Split(canary_weight=weight, match=tuple(spec.traffic.match))
+
+
+def _clamp(ctx: Context, wanted: _Split, *, canary_ready: bool) -> tuple[_Split, list[act.Event]]:
+    """The invariant: never route to a version without ready pods."""
+    assert ctx.stable is not None
+    if not canary_ready:
+        return _Split(canary_weight=0), []
+    if wanted.canary_weight < 100 and not workloads.has_ready_pods(ctx.stable):
+        message = f"stable {ctx.spec.stable.version} has no ready pod: its share goes to the canary"
+        return replace(wanted, canary_weight=100), [act.Event(type="Warning", reason="StableNotReady", message=message)]
+    return wanted, []
+
+
+def _plan(ctx: Context, split: _Split) -> RoutePlan:
+    return routing.plan(
+        ctx,
+        stable_weight=100 - split.canary_weight,
+        canary_weight=split.canary_weight,
+        match=split.match,
+        mirror=split.mirror,
+    )
+
+
+def _phase(
+    ctx: Context, *, split: _Split, canary_ready: bool, take_over: str, analysis: AnalysisStatus | None
+) -> tuple[Phase, Reason, str]:
+    spec = ctx.spec
+    if spec.policy is Policy.PAUSED:
+        return Phase.PAUSED, Reason.PAUSED, "paused: workloads are kept, routing is left as it is"
+    if not canary_ready:
+        phase = Phase.PROGRESSING if spec.policy is Policy.IMMEDIATELY else Phase.WAITING_FOR_CANARY
+        name = workloads.canary_deployment_name(spec)
+        return phase, Reason.CANARY_NOT_READY, f"waiting for Deployment {name} to have ready pods; it gets no traffic"
+    if take_over:
+        return Phase.TAKEN_OVER, Reason.TAKEN_OVER, f"{take_over} receives 100% of traffic; the other version keeps running"
+    message = _describe(ctx, split)
+    if analysis is not None:
+        verdict = analysis.last_verdict.value if analysis.last_verdict else "none"
+        message += f" (analysis step {analysis.step + 1}, last verdict {verdict})"
+    return Phase.PROGRESSING, Reason.PROGRESSING, message
+
+
+def _describe(ctx: Context, split: _Split) -> str:
+    stable, canary = ctx.spec.stable.version, ctx.spec.canary.version
+    if split.mirror is not None:
+        return f"{stable} serves all requests; {split.mirror:g}% are mirrored to {canary}"
+    text = f"{100 - split.canary_weight}% to {stable}, {split.canary_weight}% to {canary}"
+    if split.match:
+        text += f"; requests matching {len(ctx.spec.traffic.match)} rule(s) go to {canary}"
+    return text
+
+
+def _ready_deadline_passed(ctx: Context) -> str | None:
+    analysis = ctx.spec.analysis
+    if analysis is None:
+        return None
+    since = _condition_since(ctx.previous, "CanaryReady", "False")
+    if since is None or ctx.now - since < timedelta(seconds=analysis.ready_deadline_seconds):
+        return None
+    return (
+        f"canary {ctx.spec.canary.version} had no ready pod for {analysis.ready_deadline_seconds} s "
+        "(analysis.readyDeadlineSeconds); its traffic stays at 0"
+    )
+
+
+def _condition_since(status: CanaryReleaseStatus, type_: str, value: str) -> datetime | None:
+    for cond in status.conditions:
+        if cond.type == type_ and cond.status == value:
+            return datetime.fromisoformat(cond.last_transition_time)
+    return None

@@ -1,0 +1,60 @@
+"""The routing a decision writes: the plan for the two versions and the objects built from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from istio_canary import actions as act
+from istio_canary.istio import destination_rule, ownership, virtual_service
+from istio_canary.istio import plan as routeplan
+from istio_canary.istio.plan import RoutePlan
+from istio_canary.phases.model import Context
+
+__all__ = ["plan", "routing_actions", "routing_name", "routing_written"]
+
+
+def plan(
+    ctx: Context,
+    *,
+    stable_weight: int,
+    canary_weight: int,
+    match: tuple[Any, ...] = (),
+    mirror: float | None = None,
+    subsets: tuple[str, ...] | None = None,
+) -> RoutePlan:
+    spec = ctx.spec
+    return RoutePlan(
+        service=spec.service,
+        namespace=ctx.release.namespace,
+        version_label=spec.version_label,
+        stable_version=spec.stable.version,
+        canary_version=spec.canary.version,
+        subsets=subsets if subsets is not None else (spec.stable.version, spec.canary.version),
+        stable_weight=stable_weight,
+        canary_weight=canary_weight,
+        match=match,
+        mirror_percent=mirror,
+    )
+
+
+def routing_actions(ctx: Context, route_plan: RoutePlan) -> tuple[act.Action, ...]:
+    """DestinationRule first (subsets exist before routes use them), then the VirtualService."""
+    ports = list(ctx.ports) or routeplan.service_ports(ctx.observed.service or {})
+    dr = destination_rule.build_destination_rule(
+        plan=route_plan, existing=ctx.observed.destination_rule, release_name=ctx.release.name
+    )
+    vs = virtual_service.build_virtual_service(
+        plan=route_plan, ports=ports, existing=ctx.observed.virtual_service, release_name=ctx.release.name
+    )
+    return (act.ApplyRouting(kind="DestinationRule", body=dr), act.ApplyRouting(kind="VirtualService", body=vs))
+
+
+def routing_written(ctx: Context) -> bool:
+    """Has this release already written (created or adopted) the VirtualService?"""
+    vs = ctx.observed.virtual_service
+    labels = (vs or {}).get("metadata", {}).get("labels") or {}
+    return labels.get(ownership.RELEASE_LABEL) == ctx.release.name
+
+
+def routing_name(obj: dict[str, Any] | None, default: str) -> str:
+    return str(obj["metadata"]["name"]) if obj is not None else default

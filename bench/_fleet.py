@@ -25,6 +25,7 @@ from typing import Any
 
 from devcluster import Cluster
 from devcluster.cluster import FAKE_NODE_NAME
+from istio_canary.models.marks import GROUP, ISTIO_GROUP, ISTIO_VERSION, PLURAL, VERSION
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -42,8 +43,6 @@ __all__ = [
     "read_audit_writes",
 ]
 
-GROUP, VERSION, PLURAL = "releases.istio-canary.io", "v1alpha1", "canaryreleases"
-ISTIO_GROUP, ISTIO_VERSION = "networking.istio.io", "v1"
 BENCH_USER_AGENT = "istio-canary-bench"
 """The benchmark's own requests carry this User-Agent, so the audit log tells them apart."""
 

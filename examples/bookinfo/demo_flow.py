@@ -23,6 +23,7 @@ from typing import Any
 
 from demo_display import DemoDisplay, Split, split_table
 from devcluster import PrometheusServer
+from istio_canary.models.marks import GROUP, PLURAL, VERSION
 from meshsim.simulator import Simulator
 from rich.console import Console
 
@@ -32,7 +33,6 @@ HERE = Path(__file__).resolve().parent
 RELEASE = "reviews"
 SERVICE = "reviews"
 STABLE, CANARY = "v1", "v2"
-GROUP, VERSION, PLURAL = "releases.istio-canary.io", "v1alpha1", "canaryreleases"
 STEPS = 6
 
 

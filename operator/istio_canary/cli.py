@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from istio_canary.analysis.egress import Egress
+    from istio_canary.reconcile import Reconciler
 
 __all__ = ["main"]
 
@@ -31,6 +32,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     run.add_argument("--context", default=None, help="kubeconfig context")
     run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"), help="Prometheus HTTP API base URL")
+    _outbound_arguments(run)
+    _timing_arguments(run)
+    run.add_argument("--metrics-port", type=int, default=None, help="serve the operator's own metrics on this port")
+    run.add_argument("--liveness", default=None, metavar="URL", help="kopf health endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--peering", default=None, metavar="NAME", help="kopf peering object (several replicas, one active)")
+    run.add_argument(
+        "--priority", type=int, default=None,
+        help="kopf peering priority; default: random when peering, so one replica is active and the others stand by",
+    )
+    run.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")
+    run.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def _outbound_arguments(run: argparse.ArgumentParser) -> None:
     outbound = run.add_argument_group(
         "outbound policy", "which URLs a CanaryRelease may make the operator call (docs/security.md)"
     )
@@ -49,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         help="never connect to this network, e.g. the cluster's Service range (repeatable); "
         "link-local and metadata addresses are always refused",
     )
+
+
+def _timing_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between per-version metric refreshes")
     run.add_argument(
         "--metrics-window", type=int, default=60, metavar="SECONDS",
@@ -58,16 +77,6 @@ def _parser() -> argparse.ArgumentParser:
         "--drain-seconds", type=int, default=10, metavar="SECONDS",
         help="default of spec.drainSeconds: how long a version that lost its traffic is kept before it is removed",
     )
-    run.add_argument("--metrics-port", type=int, default=None, help="serve the operator's own metrics on this port")
-    run.add_argument("--liveness", default=None, metavar="URL", help="kopf health endpoint, e.g. http://0.0.0.0:8080/healthz")
-    run.add_argument("--peering", default=None, metavar="NAME", help="kopf peering object (several replicas, one active)")
-    run.add_argument(
-        "--priority", type=int, default=None,
-        help="kopf peering priority; default: random when peering, so one replica is active and the others stand by",
-    )
-    run.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")
-    run.add_argument("-v", "--verbose", action="store_true")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,10 +91,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from istio_canary import handlers  # noqa: F401 - registers the handlers
     from istio_canary import metrics as opmetrics
-    from istio_canary.k8s.cluster import Cluster, load_client
-    from istio_canary.k8s.faults import CRASH_AFTER_WRITES_ENV, CrashAfterWrites
     from istio_canary.logs import configure_logging
-    from istio_canary.reconcile import ClusterWriter, Reconciler, Settings
 
     configure_logging(json_format={"json": True, "console": False, "auto": None}[args.log_format], verbose=args.verbose)
     if not args.namespace and not args.all_namespaces:
@@ -96,25 +102,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    prometheus = None
-    if args.prometheus_url:
-        from istio_canary.analysis.prometheus import PrometheusMetrics
-
-        prometheus = PrometheusMetrics(args.prometheus_url, egress=egress)
-    cluster: ClusterWriter = Cluster(load_client(args.kubeconfig, args.context))
-    crash = os.environ.get(CRASH_AFTER_WRITES_ENV)
-    if crash:  # restart-safety tests only: the process dies right after that many writes
-        cluster = CrashAfterWrites(cluster, writes=int(crash))
-    reconciler = Reconciler(
-        cluster=cluster,
-        settings=Settings(
-            metrics_interval_seconds=args.metrics_interval,
-            metrics_window_seconds=args.metrics_window,
-            drain_seconds=args.drain_seconds,
-            egress=egress,
-        ),
-        prometheus=prometheus,
-    )
+    reconciler = _reconciler(args, egress)
     if args.metrics_port:
         opmetrics.start_metrics_server(args.metrics_port)
     priority = args.priority
@@ -132,6 +120,30 @@ def _run(args: argparse.Namespace) -> int:
         memo=kopf.Memo(reconciler=reconciler),
     )
     return 0
+
+
+def _reconciler(args: argparse.Namespace, egress: Egress) -> Reconciler:
+    """The reconciler over the cluster adapter (wrapped for fault injection when asked) and Prometheus."""
+    from istio_canary.k8s.cluster import Cluster, load_client
+    from istio_canary.k8s.faults import CRASH_AFTER_WRITES_ENV, CrashAfterWrites
+    from istio_canary.reconcile import ClusterWriter, Reconciler, Settings
+
+    prometheus = None
+    if args.prometheus_url:
+        from istio_canary.analysis.prometheus import PrometheusMetrics
+
+        prometheus = PrometheusMetrics(args.prometheus_url, egress=egress)
+    cluster: ClusterWriter = Cluster(load_client(args.kubeconfig, args.context))
+    crash = os.environ.get(CRASH_AFTER_WRITES_ENV)
+    if crash:  # restart-safety tests only: the process dies right after that many writes
+        cluster = CrashAfterWrites(cluster, writes=int(crash))
+    settings = Settings(
+        metrics_interval_seconds=args.metrics_interval,
+        metrics_window_seconds=args.metrics_window,
+        drain_seconds=args.drain_seconds,
+        egress=egress,
+    )
+    return Reconciler(cluster=cluster, settings=settings, prometheus=prometheus)
 
 
 def _egress(args: argparse.Namespace) -> Egress:

@@ -19,8 +19,7 @@ from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
 from istio_canary.k8s import cache
-from istio_canary.k8s.cluster import ISTIO_GROUP, ISTIO_VERSION
-from istio_canary.models import GROUP, PLURAL, VERSION
+from istio_canary.models.marks import GROUP, ISTIO_GROUP, ISTIO_VERSION, PLURAL, VERSION
 from istio_canary.phases import Observed
 from istio_canary.reconcile import Outcome, Reconciler
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -61,47 +62,27 @@ class OperatorMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self.releases = Gauge(
-            "releases",
-            "CanaryReleases handled by this operator, by phase.",
-            ["phase"],
-            namespace=NAMESPACE,
-            registry=self.registry,
-        )
+        common: dict[str, Any] = {"namespace": NAMESPACE, "registry": self.registry}
+        self.releases = Gauge("releases", "CanaryReleases handled by this operator, by phase.", ["phase"], **common)
         self.weight = Gauge(
             "weight_percent",
             "Percent of a release's traffic that each version receives.",
             ["namespace", "release", "version", "role"],
-            namespace=NAMESPACE,
-            registry=self.registry,
+            **common,
         )
         self.reconcile_duration = Histogram(
-            "reconcile_duration_seconds",
-            "Time spent in one handler call.",
-            ["handler"],
-            namespace=NAMESPACE,
-            registry=self.registry,
-            buckets=_RECONCILE_BUCKETS,
+            "reconcile_duration_seconds", "Time spent in one handler call.", ["handler"],
+            buckets=_RECONCILE_BUCKETS, **common,
         )
         self.api_errors = Counter(
             "api_errors",
             "Kubernetes API calls that failed, by verb, resource and HTTP status code.",
             ["verb", "resource", "code"],
-            namespace=NAMESPACE,
-            registry=self.registry,
+            **common,
         )
-        self.verdicts = Counter(
-            "analysis_verdicts",
-            "Answers of the analysis judge.",
-            ["verdict"],
-            namespace=NAMESPACE,
-            registry=self.registry,
-        )
+        self.verdicts = Counter("analysis_verdicts", "Answers of the analysis judge.", ["verdict"], **common)
         self.rollbacks = Counter(
-            "rollbacks",
-            "Releases rolled back by the operator because the analysis failed.",
-            namespace=NAMESPACE,
-            registry=self.registry,
+            "rollbacks", "Releases rolled back by the operator because the analysis failed.", **common
         )
         # Where each release stands, so the phase gauge is a count that a missed
         # delete event cannot push below zero, and stale weight series can be removed.

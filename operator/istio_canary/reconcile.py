@@ -21,6 +21,7 @@ import structlog
 from istio_canary import actions as act
 from istio_canary import errors, health, phases
 from istio_canary import metrics as opmetrics
+from istio_canary import status as status_
 from istio_canary.analysis.egress import Egress
 from istio_canary.analysis.source import MetricsSource
 from istio_canary.k8s import secrets
@@ -145,7 +146,7 @@ class Reconciler:
         meta = body["metadata"]
         mem = self._mem(f"{meta['namespace']}/{meta['name']}")
         async with mem.lock:
-            previous = _previous_status(body)
+            previous = status_.previous_status(body)
             try:
                 spec = CanaryReleaseSpec.model_validate(body.get("spec") or {})
             except pydantic.ValidationError as err:
@@ -256,7 +257,7 @@ class Reconciler:
             resync_seconds=self.settings.resync_seconds,
             metrics_in=(mem.metrics_due - time.monotonic()) if self.prometheus is not None else None,
         )
-        status_patch = _status_patch(previous=body.get("status") or {}, status=status)
+        status_patch = status_.status_patch(previous=body.get("status") or {}, status=status)
         return Outcome(decision=decision, status=status, status_patch=status_patch, writes=applied.writes)
 
     def _failure(
@@ -301,7 +302,7 @@ class Reconciler:
             ),
         })
         mem.due = time.monotonic() + (decision.requeue_after or RESYNC_SECONDS)
-        status_patch = _status_patch(previous=body.get("status") or {}, status=status)
+        status_patch = status_.status_patch(previous=body.get("status") or {}, status=status)
         return Outcome(decision=decision, status=status, status_patch=status_patch, writes=0, spec_invalid=True)
 
     async def _health(
@@ -389,26 +390,3 @@ def _first_error(err: pydantic.ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ()))
     return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
-
-
-def _previous_status(body: Mapping[str, Any]) -> CanaryReleaseStatus:
-    raw = body.get("status") or {}
-    raw = {k: v for k, v in raw.items() if k in _STATUS_KEYS}
-    try:
-        return CanaryReleaseStatus.model_validate(raw)
-    except pydantic.ValidationError:
-        # A status written by an older operator version: start from scratch rather than crash.
-        return CanaryReleaseStatus()
-
-
-_STATUS_KEYS = {f.alias or n for n, f in CanaryReleaseStatus.model_fields.items()}
-
-
-def _status_patch(*, previous: Mapping[str, Any], status: CanaryReleaseStatus) -> dict[str, Any] | None:
-    """The status fields that differ from the stored ones (None: nothing to write)."""
-    wire = status.to_wire()
-    changed = {k: v for k, v in wire.items() if previous.get(k) != v}
-    for k in previous:
-        if k in _STATUS_KEYS and k not in wire:
-            changed[k] = None
-    return changed or None

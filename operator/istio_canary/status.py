@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import pydantic
+
 from istio_canary import workloads
 from istio_canary.istio import restore
 from istio_canary.models import (
@@ -26,7 +28,7 @@ from istio_canary.models import (
 )
 from istio_canary.phases import Decision
 
-__all__ = ["build_status", "set_condition"]
+__all__ = ["build_status", "previous_status", "set_condition", "status_patch"]
 
 
 def set_condition(
@@ -68,6 +70,34 @@ def build_status(
     now: datetime,
 ) -> CanaryReleaseStatus:
     traffic = _traffic(spec, virtual_service)
+    return CanaryReleaseStatus(
+        phase=decision.phase,
+        observed_generation=generation,
+        message=decision.message,
+        traffic=traffic,
+        versions=_versions(
+            spec, previous=previous, decision=decision, deployments=deployments, traffic=traffic,
+            metrics=metrics or {}, metrics_stale=metrics_stale,
+        ),
+        conditions=_conditions(spec, previous=previous, decision=decision, now=now, generation=generation),
+        analysis=decision.analysis if decision.analysis is not None else previous.analysis,
+        success_rate=_success_rate(spec, previous=previous, metrics=metrics or {}),
+        canary_revision=decision.canary_revision or previous.canary_revision,
+        drain=decision.drain,
+        abort_reason=decision.abort_reason,
+    )
+
+
+def _versions(
+    spec: CanaryReleaseSpec,
+    *,
+    previous: CanaryReleaseStatus,
+    decision: Decision,
+    deployments: Sequence[Mapping[str, Any]],
+    traffic: TrafficStatus | None,
+    metrics: Mapping[str, VersionMetrics],
+    metrics_stale: bool,
+) -> list[VersionStatus]:
     by_name = {d["metadata"]["name"]: d for d in deployments}
     versions: list[VersionStatus] = []
     for version, role in ((spec.stable.version, Role.STABLE), (spec.canary.version, Role.CANARY)):
@@ -86,60 +116,42 @@ def build_status(
                 replicas=int((dep or {}).get("spec", {}).get("replicas", 0) or 0),
                 ready_replicas=workloads.ready_replicas(dep) if dep else 0,
                 weight=weight,
-                metrics=(metrics or {}).get(version)
-                or _previous_metrics(previous, version, stale=metrics_stale),
+                metrics=metrics.get(version) or _previous_metrics(previous, version, stale=metrics_stale),
             )
         )
+    return versions
 
-    conditions = list(previous.conditions)
-    conditions = set_condition(
-        conditions,
-        type_=ConditionType.SPEC_VALID.value,
-        status=not decision.invalid,
-        reason=_reason(decision) if decision.invalid else "Valid",
-        message=decision.message if decision.invalid else "",
-        now=now,
-        generation=generation,
+
+def _conditions(
+    spec: CanaryReleaseSpec, *, previous: CanaryReleaseStatus, decision: Decision, now: datetime, generation: int
+) -> list[Condition]:
+    def put(conditions: list[Condition], type_: ConditionType, ok: bool, reason: str, message: str) -> list[Condition]:
+        return set_condition(
+            conditions, type_=type_.value, status=ok, reason=reason, message=message, now=now, generation=generation
+        )
+
+    invalid = decision.invalid
+    conditions = put(
+        list(previous.conditions), ConditionType.SPEC_VALID, not invalid,
+        _reason(decision) if invalid else "Valid", decision.message if invalid else "",
     )
     if decision.canary_ready is not None:
-        conditions = set_condition(
-            conditions,
-            type_=ConditionType.CANARY_READY.value,
-            status=decision.canary_ready,
-            reason="PodsReady" if decision.canary_ready else "NoReadyPods",
-            message="" if decision.canary_ready else f"Deployment for {spec.canary.version} has no ready pod",
-            now=now,
-            generation=generation,
+        ready = decision.canary_ready
+        conditions = put(
+            conditions, ConditionType.CANARY_READY, ready, "PodsReady" if ready else "NoReadyPods",
+            "" if ready else f"Deployment for {spec.canary.version} has no ready pod",
         )
-    settled = decision.requeue_after is None and not decision.invalid
-    conditions = set_condition(
-        conditions,
-        type_=ConditionType.READY.value,
-        status=settled,
-        reason=_reason(decision),
-        message=decision.message,
-        now=now,
-        generation=generation,
-    )
-    canary_metrics = (metrics or {}).get(spec.canary.version)
-    success = None
-    if canary_metrics is not None and canary_metrics.success_rate is not None:
-        success = round(canary_metrics.success_rate, 2)  # already a percentage
-    elif previous.success_rate is not None:
-        success = previous.success_rate
-    return CanaryReleaseStatus(
-        phase=decision.phase,
-        observed_generation=generation,
-        message=decision.message,
-        traffic=traffic,
-        versions=versions,
-        conditions=conditions,
-        analysis=decision.analysis if decision.analysis is not None else previous.analysis,
-        success_rate=success,
-        canary_revision=decision.canary_revision or previous.canary_revision,
-        drain=decision.drain,
-        abort_reason=decision.abort_reason,
-    )
+    settled = decision.requeue_after is None and not invalid
+    return put(conditions, ConditionType.READY, settled, _reason(decision), decision.message)
+
+
+def _success_rate(
+    spec: CanaryReleaseSpec, *, previous: CanaryReleaseStatus, metrics: Mapping[str, VersionMetrics]
+) -> float | None:
+    canary = metrics.get(spec.canary.version)
+    if canary is not None and canary.success_rate is not None:
+        return round(canary.success_rate, 2)  # already a percentage
+    return previous.success_rate
 
 
 def _reason(decision: Decision) -> str:
@@ -175,3 +187,26 @@ def _previous_metrics(previous: CanaryReleaseStatus, version: str, *, stale: boo
         if v.version == version and v.metrics is not None:
             return v.metrics.model_copy(update={"stale": True}) if stale else v.metrics
     return None
+
+
+def previous_status(body: Mapping[str, Any]) -> CanaryReleaseStatus:
+    raw = body.get("status") or {}
+    raw = {k: v for k, v in raw.items() if k in _STATUS_KEYS}
+    try:
+        return CanaryReleaseStatus.model_validate(raw)
+    except pydantic.ValidationError:
+        # A status written by an older operator version: start from scratch rather than crash.
+        return CanaryReleaseStatus()
+
+
+_STATUS_KEYS = {f.alias or n for n, f in CanaryReleaseStatus.model_fields.items()}
+
+
+def status_patch(*, previous: Mapping[str, Any], status: CanaryReleaseStatus) -> dict[str, Any] | None:
+    """The status fields that differ from the stored ones (None: nothing to write)."""
+    wire = status.to_wire()
+    changed = {k: v for k, v in wire.items() if previous.get(k) != v}
+    for k in previous:
+        if k in _STATUS_KEYS and k not in wire:
+            changed[k] = None
+    return changed or None

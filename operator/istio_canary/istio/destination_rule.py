@@ -7,10 +7,11 @@ from typing import Any
 
 from istio_canary.istio.ownership import starting_point
 from istio_canary.istio.plan import RoutePlan
+from istio_canary.models.marks import ISTIO_API_VERSION
 
 __all__ = ["API_VERSION", "build_destination_rule"]
 
-API_VERSION = "networking.istio.io/v1"
+API_VERSION = ISTIO_API_VERSION
 
 
 def build_destination_rule(

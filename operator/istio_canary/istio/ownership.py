@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from istio_canary.errors import ForeignObjectError
-from istio_canary.models import GROUP
+from istio_canary.models.marks import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ORIGINAL_SPEC_ANNOTATION,
+    RELEASE_LABEL,
+    SERVER_METADATA,
+)
 
 __all__ = [
     "MANAGED_BY",
@@ -30,23 +36,6 @@ __all__ = [
     "starting_point",
 ]
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "istio-canary-operator"
-RELEASE_LABEL = f"{GROUP}/release"
-ORIGINAL_SPEC_ANNOTATION = f"{GROUP}/original-spec"
-
-# Set by the API server; a builder's output is a desired state, so it leaves them out and the
-# caller adds resourceVersion when it wants a conflict-checked replace.
-_SERVER_FIELDS = (
-    "creationTimestamp",
-    "deletionGracePeriodSeconds",
-    "deletionTimestamp",
-    "generation",
-    "managedFields",
-    "resourceVersion",
-    "selfLink",
-    "uid",
-)
 
 
 def created_by_operator(obj: Mapping[str, Any]) -> bool:
@@ -110,7 +99,7 @@ def starting_point(
     metadata: dict[str, Any] = {
         key: copy.deepcopy(value)
         for key, value in existing.get("metadata", {}).items()
-        if key not in _SERVER_FIELDS
+        if key not in SERVER_METADATA
     }
     spec = copy.deepcopy(dict(existing.get("spec") or {}))
     original = recorded_original(existing)

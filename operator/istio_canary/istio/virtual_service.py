@@ -88,24 +88,11 @@ def build_virtual_service(
     # Fields are inherited from the user's original routes, not from the current object:
     # the operator's own routes may have dropped some (a mirror replaced by the plan's).
     original_routes = [route for route in (start.original or {}).get("http") or [] if ours(route)]
-    match_routes: list[dict[str, Any]] = []
-    weighted_routes: list[dict[str, Any]] = []
-    tcp_routes: list[dict[str, Any]] = []
-    for port in routed:
-        number = port.port if multi_port else None
-        if port.kind in _HTTP_KINDS:
-            template = _template(original_routes, port=port.port, plan=plan)
-            prefix = f"{route_name_prefix(release_name)}{port.port}"
-            match_routes += _match_routes(
-                plan, requests_per_rule, number=number, template=template, prefix=prefix
-            )
-            weighted_routes.append(
-                _weighted_route(plan, number=number, template=template, prefix=prefix)
-            )
-        if port.kind in _TCP_KINDS:
-            tcp_routes.append(_tcp_route(plan, number=number))
-
-    _splice(spec, "http", match_routes + weighted_routes, ours=ours)
+    http_routes, tcp_routes = _routes(
+        plan, ports=routed, multi_port=multi_port, requests_per_rule=requests_per_rule,
+        original_routes=original_routes, prefix=route_name_prefix(release_name),
+    )
+    _splice(spec, "http", http_routes, ours=ours)
     _splice(spec, "tcp", tcp_routes, ours=ours)
     return {
         "apiVersion": API_VERSION,
@@ -113,6 +100,31 @@ def build_virtual_service(
         "metadata": start.metadata,
         "spec": spec,
     }
+
+
+def _routes(
+    plan: RoutePlan,
+    *,
+    ports: Sequence[ServicePort],
+    multi_port: bool,
+    requests_per_rule: list[list[dict[str, Any]]],
+    original_routes: list[dict[str, Any]],
+    prefix: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The http routes (every match route before every weighted one) and the tcp routes, per port."""
+    match_routes: list[dict[str, Any]] = []
+    weighted_routes: list[dict[str, Any]] = []
+    tcp_routes: list[dict[str, Any]] = []
+    for port in ports:
+        number = port.port if multi_port else None
+        if port.kind in _HTTP_KINDS:
+            template = _template(original_routes, port=port.port, plan=plan)
+            named = f"{prefix}{port.port}"
+            match_routes += _match_routes(plan, requests_per_rule, number=number, template=template, prefix=named)
+            weighted_routes.append(_weighted_route(plan, number=number, template=template, prefix=named))
+        if port.kind in _TCP_KINDS:
+            tcp_routes.append(_tcp_route(plan, number=number))
+    return match_routes + weighted_routes, tcp_routes
 
 
 def check_expressible(

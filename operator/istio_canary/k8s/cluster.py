@@ -27,11 +27,11 @@ from kubernetes.client.rest import ApiException
 from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
+from istio_canary.models.marks import ISTIO_GROUP, ISTIO_VERSION
 from istio_canary.phases import Observed
 
 __all__ = ["ISTIO_GROUP", "ISTIO_VERSION", "Cluster", "ConflictError", "Executed", "load_client"]
 
-ISTIO_GROUP, ISTIO_VERSION = "networking.istio.io", "v1"
 # The client's default for a dict body is a JSON Patch, which wants a list: name the type.
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"

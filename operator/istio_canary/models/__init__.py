@@ -7,6 +7,7 @@ from istio_canary.models.analysis import (
     Promotion,
     Verdict,
 )
+from istio_canary.models.marks import GROUP, KIND, PLURAL, VERSION
 from istio_canary.models.spec import (
     CanaryReleaseSpec,
     CanarySpec,
@@ -32,11 +33,6 @@ from istio_canary.models.status import (
     VersionMetrics,
     VersionStatus,
 )
-
-GROUP = "releases.istio-canary.io"
-VERSION = "v1alpha1"
-KIND = "CanaryRelease"
-PLURAL = "canaryreleases"
 
 __all__ = [
     "GROUP", "KIND", "PLURAL", "VERSION",

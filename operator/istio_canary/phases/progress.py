@@ -71,16 +71,7 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
     )
     deadline = _ready_deadline_passed(ctx) if not ready and ctx.spec.policy is not Policy.PAUSED else None
     if deadline is not None:
-        return Decision(
-            phase=Phase.FAILED,
-            reason=Reason.CANARY_NEVER_READY,
-            message=deadline,
-            actions=actions,
-            events=(act.Event(type="Warning", reason=Reason.CANARY_NEVER_READY.value, message=deadline),),
-            analysis=analysis,
-            canary_ready=False,
-            plan=plan,
-        )
+        return _never_ready(deadline, actions=actions, analysis=analysis, plan=plan)
     phase, reason, message = _phase(ctx, split=split, canary_ready=ready, take_over=take_over, analysis=analysis)
     if ctx.previous.phase is not phase:
         events.append(act.Event(type="Normal", reason=reason.value, message=message))
@@ -97,6 +88,22 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
         plan=plan,
         stable_deployment=ctx.stable["metadata"]["name"],
         canary_revision=workloads.canary_revision(ctx.spec) if ready else None,
+    )
+
+
+def _never_ready(
+    message: str, *, actions: tuple[act.Action, ...], analysis: AnalysisStatus | None, plan: RoutePlan
+) -> Decision:
+    """Failed: the canary had no ready pod for too long; it stays at 0 and its Deployment is kept."""
+    return Decision(
+        phase=Phase.FAILED,
+        reason=Reason.CANARY_NEVER_READY,
+        message=message,
+        actions=actions,
+        events=(act.Event(type="Warning", reason=Reason.CANARY_NEVER_READY.value, message=message),),
+        analysis=analysis,
+        canary_ready=False,
+        plan=plan,
     )
 
 

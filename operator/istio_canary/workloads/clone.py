@@ -17,7 +17,14 @@ from istio_canary.errors import (
     StableDeploymentNotFoundError,
     WorkloadError,
 )
-from istio_canary.models import GROUP, CanaryReleaseSpec
+from istio_canary.models import CanaryReleaseSpec
+from istio_canary.models.marks import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RELEASE_ANNOTATION,
+    RELEASE_UID_ANNOTATION,
+    SERVER_METADATA,
+)
 
 __all__ = [
     "ISTIO_REVISION_LABEL",
@@ -35,24 +42,8 @@ __all__ = [
 
 Deployment = dict[str, Any]
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "istio-canary-operator"
-RELEASE_ANNOTATION = f"{GROUP}/release"
-RELEASE_UID_ANNOTATION = f"{GROUP}/release-uid"
-
 # Written by the API server or by controllers: a new object must not carry the stable one's.
-_SERVER_METADATA = (
-    "creationTimestamp",
-    "deletionGracePeriodSeconds",
-    "deletionTimestamp",
-    "finalizers",
-    "generateName",
-    "generation",
-    "managedFields",
-    "resourceVersion",
-    "selfLink",
-    "uid",
-)
+_SERVER_METADATA = (*SERVER_METADATA, "finalizers", "generateName")
 # Ownership by the stable's owner (a Helm release, an Argo CD app via ownerReferences) must not
 # be inherited: the operator removes the canary itself, and a canary that took over must not be
 # garbage-collected with whatever owned the stable Deployment.

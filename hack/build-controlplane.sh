@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane into .bin/ from the official Go modules (no binary downloads):
-# Kubernetes, kwok and helm, then Istio's istiod (pilot-discovery) with the CRDs of the same commit.
+# Kubernetes, kwok and helm, then Istio's istiod (pilot-discovery) with the CRDs of the same commit
+# and our xDS client istio-xds-routes (hack/xdsdump, a module pinned to the same istio.io/istio).
 # Idempotent: stamp files record the pinned versions; when they match, nothing is rebuilt.
 # Cold: about 15-25 minutes on 2 cores for Kubernetes, 10-15 more for istiod; ~3 GB of modules
 # and ~5 GB of Go build cache.
@@ -19,14 +20,38 @@ BIN=.bin
 STAMP="$BIN/.versions"
 WANT="kubernetes=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION"
 ISTIO_STAMP="$BIN/.istio-version"
+XDS_STAMP="$BIN/.istio-xds-routes"
 
 export CGO_ENABLED=0
 export GOFLAGS=-mod=mod
+
+# istio-xds-routes: asks istiod what it would push to a sidecar (the mesh simulator routes by
+# that). Its module requires istio.io/istio at $ISTIO_VERSION, so with pilot-discovery's flags
+# (CGO_ENABLED=0, -trimpath) it reuses that build's cache: about 20 s warm. Rebuilt when the
+# pin or its sources change (the stamp holds a hash of both).
+build_xds_routes() {
+  local want start
+  grep -q "istio.io/istio $ISTIO_VERSION\$" hack/xdsdump/go.mod \
+    || { echo "hack/xdsdump/go.mod does not require istio.io/istio $ISTIO_VERSION" >&2; exit 1; }
+  want="$ISTIO_VERSION $(cat hack/xdsdump/go.mod hack/xdsdump/go.sum hack/xdsdump/*.go | sha256sum | cut -c1-16)"
+  if [[ -x "$BIN/istio-xds-routes" && -f "$XDS_STAMP" && "$(cat "$XDS_STAMP")" == "$want" ]]; then
+    echo "istio-xds-routes: up to date"
+    return
+  fi
+  echo "istio-xds-routes: building hack/xdsdump against istio.io/istio@$ISTIO_VERSION"
+  start=$(date +%s)
+  (cd hack/xdsdump && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath \
+    -ldflags "-s -w -X istio.io/istio/pkg/version.buildVersion=$ISTIO_BUILD_VERSION" \
+    -o "../../$BIN/istio-xds-routes" .)
+  echo "$want" > "$XDS_STAMP"
+  echo "istio-xds-routes: built in $(( $(date +%s) - start )) s"
+}
 
 build_istio() {
   if [[ -x "$BIN/pilot-discovery" && -f "$BIN/istio-crds.yaml" && -f "$ISTIO_STAMP" \
         && "$(cat "$ISTIO_STAMP")" == "$ISTIO_VERSION" ]]; then
     echo "istiod: up to date (istio.io/istio@$ISTIO_VERSION)"
+    build_xds_routes
     return
   fi
   echo "istiod: building pilot-discovery from istio.io/istio@$ISTIO_VERSION (Istio $ISTIO_BUILD_VERSION)"
@@ -44,6 +69,7 @@ build_istio() {
   chmod -R u+w "$BIN/istio-base-chart"
   echo "$ISTIO_VERSION" > "$ISTIO_STAMP"
   echo "istiod: built in $(( $(date +%s) - start )) s"
+  build_xds_routes
 }
 
 mkdir -p "$BIN"

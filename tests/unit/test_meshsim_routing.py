@@ -464,7 +464,7 @@ class TestFaultInjection:
 
 def test_the_routing_engine_is_pure_and_imports_no_client_library() -> None:
     code = (
-        "import sys, meshsim.routing, meshsim.traffic\n"
+        "import sys, meshsim.routing, meshsim.traffic, meshsim.envoy_routes\n"
         "found = {'kubernetes', 'aiohttp', 'prometheus_client'} & set(sys.modules)\n"
         "print(sorted(found))"
     )

@@ -1,8 +1,13 @@
 """``istio-canary-meshsim``: run the mesh simulator against a cluster.
 
     istio-canary-meshsim --kubeconfig K --namespace bookinfo --listen 127.0.0.1:9901 \\
+        --istiod 127.0.0.1:15010 \\
         --rps reviews=20 --mix 'reviews=[{"fraction": 0.1, "headers": {"end-user": "jason"}}]' \\
         --behaviour reviews/v2=errorRate=0.1,p50=20,p99=80
+
+With ``--istiod`` (istiod's plaintext xDS address) requests are routed by the Envoy
+configuration istiod generates for a sidecar of each ``--namespace``, read through
+``istio-xds-routes``; without it the simulator reads the VirtualServices itself.
 
 Services are ``name`` (in the first ``--namespace``) or ``namespace/name``. Everything given
 here can be changed later through the HTTP control API (see ``meshsim.server``).
@@ -85,6 +90,12 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument(
         "--behaviour", action="append", default=[], help="SERVICE/VERSION=errorRate=E,p50=MS,p99=MS"
     )
+    parser.add_argument(
+        "--istiod", metavar="HOST:PORT", help="route by what istiod generates (its plaintext xDS)"
+    )
+    parser.add_argument(
+        "--xds-routes-binary", help="istio-xds-routes (default: .bin/ of this checkout, $PATH)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of every random draw")
     parser.add_argument(
         "--poll-interval", type=float, default=0.5, help="seconds between cluster reads"
@@ -104,12 +115,16 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
     except kubernetes.config.ConfigException as error:
         raise ValueError(f"cannot use the kubeconfig: {error}") from error
     default_namespace = args.namespace[0] if args.namespace else "default"
+    if args.istiod and not args.namespace:
+        raise ValueError("--istiod needs --namespace: a sidecar's routes depend on its namespace")
     sim = Simulator(
         api_client,
         namespaces=args.namespace,
         seed=args.seed,
         listen=args.listen,
         poll_interval=args.poll_interval,
+        istiod=args.istiod,
+        xds_routes_binary=args.xds_routes_binary,
     )
     mixes = {}
     for item in args.mix:

@@ -29,17 +29,23 @@ ISTIO_VERSIONS = ("v1", "v1beta1")
 class ClusterReader:
     """Lists VirtualServices, DestinationRules, Services and Deployments into a snapshot.
 
-    ``namespaces`` empty means every namespace.
+    ``namespaces`` empty means every namespace. With ``istio_objects=False`` (routing by
+    istiod's Envoy configuration) only Services and Deployments are read.
     """
 
     def __init__(
-        self, api_client: kubernetes.client.ApiClient, *, namespaces: Sequence[str]
+        self,
+        api_client: kubernetes.client.ApiClient,
+        *,
+        namespaces: Sequence[str],
+        istio_objects: bool = True,
     ) -> None:
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._apps = kubernetes.client.AppsV1Api(api_client)
         self._namespaces = tuple(namespaces)
         self._istio_version: str | None = None
+        self._istio_objects = istio_objects
 
     def read(self) -> MeshSnapshot:
         return snapshot_from_objects(
@@ -63,6 +69,8 @@ class ClusterReader:
         return items
 
     def _istio(self, plural: str) -> list[dict[str, Any]]:
+        if not self._istio_objects:
+            return []
         versions = (self._istio_version,) if self._istio_version else ISTIO_VERSIONS
         for version in versions:
             try:

@@ -22,7 +22,7 @@ from typing import Any
 
 import re2
 
-__all__ = ["Request", "matches_any", "matches_request", "string_matches"]
+__all__ = ["Request", "compiled_regex", "matches_any", "matches_request", "string_matches"]
 
 JsonDict = Mapping[str, Any]
 
@@ -62,7 +62,7 @@ class Request:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> Any:
+def compiled_regex(pattern: str) -> Any:
     """Compile once; ``None`` for a pattern RE2 refuses.
 
     Istio's webhook would reject such a VirtualService; without the webhook the object is
@@ -83,7 +83,7 @@ def string_matches(match: JsonDict, value: str, *, ignore_case: bool = False) ->
         prefix = str(match["prefix"])
         return value.lower().startswith(prefix.lower()) if ignore_case else value.startswith(prefix)
     if "regex" in match:
-        compiled = _compiled(str(match["regex"]))
+        compiled = compiled_regex(str(match["regex"]))
         return compiled is not None and compiled.fullmatch(value) is not None
     # An empty StringMatch: only presence was asked for, and the caller has a value.
     return True

@@ -9,6 +9,8 @@ request cannot be served:
 - ``UH`` (503): the chosen destination has no ready pod, names a subset that no
   DestinationRule defines, or names a host that is not a Service (Envoy has no cluster to
   send to and answers 503 like "no healthy upstream").
+- ``NC`` (503): only when routing by istiod's Envoy configuration (``meshsim.envoy_routes``):
+  the route names a cluster that istiod did not send.
 - ``FI`` (the fault's status): the route's ``fault.abort`` fired; ``fault.delay`` adds
   ``delay_ms`` to whatever answers.
 
@@ -31,11 +33,13 @@ from meshsim.mesh import MeshSnapshot, Service, Workload, fqdn
 
 __all__ = [
     "FLAG_FAULT_ABORT",
+    "FLAG_NO_CLUSTER",
     "FLAG_NO_HEALTHY_UPSTREAM",
     "FLAG_NO_ROUTE",
     "FLAG_OK",
     "Destination",
     "RoutingDecision",
+    "inject_fault",
     "route",
 ]
 
@@ -43,6 +47,7 @@ FLAG_OK = "-"
 FLAG_NO_ROUTE = "NR"
 FLAG_NO_HEALTHY_UPSTREAM = "UH"
 FLAG_FAULT_ABORT = "FI"
+FLAG_NO_CLUSTER = "NC"
 
 # Go duration syntax, as Istio's CRD validates fixedDelay ("5s", "100ms", "1m30s")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -86,7 +91,7 @@ class RoutingDecision:
             return self.fault_status
         if self.flag == FLAG_NO_ROUTE:
             return 404
-        if self.flag == FLAG_NO_HEALTHY_UPSTREAM:
+        if self.flag in (FLAG_NO_HEALTHY_UPSTREAM, FLAG_NO_CLUSTER):
             return 503
         return None
 
@@ -217,7 +222,7 @@ def _duration_ms(text: str) -> float:
     return sum(float(number) * _UNIT_MS[unit] for number, unit in parts)
 
 
-def _inject_fault(
+def inject_fault(
     decision: RoutingDecision, fault: JsonDict, *, rng: random.Random
 ) -> RoutingDecision:
     """Istio's fault injection: a delay before forwarding, or an abort instead of it."""
@@ -306,7 +311,7 @@ def route(
             decision = dataclasses.replace(
                 decision, flag=FLAG_OK, destination=destination, mirrors=mirrors
             )
-        return _inject_fault(decision, http_route.get("fault") or {}, rng=rng)
+        return inject_fault(decision, http_route.get("fault") or {}, rng=rng)
     return RoutingDecision(
         flag=FLAG_NO_ROUTE, destination=None, virtual_service=f"{vs_namespace}/{vs_name}"
     )

@@ -17,13 +17,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
-from meshsim import metrics, traffic
+from meshsim import metrics, routers, traffic
 from meshsim import stats as stats_
 from meshsim.matching import Request
 from meshsim.mesh import MeshSnapshot, fqdn
-from meshsim.routing import FLAG_OK, route
+from meshsim.routing import FLAG_OK
+from meshsim.running import InThread
 
 __all__ = ["Simulator"]
 
@@ -34,15 +35,20 @@ SOURCE_WORKLOAD = "meshsim-client"
 LOCAL_REPLY_MS = 0.2
 
 
-class Simulator:
+class Simulator(InThread):
     """A simulated Istio data plane over the given namespaces of a cluster.
 
-    ``api_client`` (a ``kubernetes.client.ApiClient``) is where VirtualServices,
-    DestinationRules, Services and Deployments are read from; ``snapshot_source`` replaces it
-    with any callable returning a :class:`~meshsim.mesh.MeshSnapshot` (tests use a fixed one).
-    ``listen`` is ``(host, port)`` for the control API and ``/metrics``; port 0 picks a free
-    port, see :attr:`port`.
+    ``api_client`` (a ``kubernetes.client.ApiClient``) is where Services and Deployments (and,
+    without istiod, VirtualServices and DestinationRules) are read from; ``snapshot_source``
+    replaces it with any callable returning a :class:`~meshsim.mesh.MeshSnapshot` (tests use a
+    fixed one). ``istiod`` is istiod's plaintext xDS address: requests are then routed by the
+    Envoy configuration istiod generates for a sidecar of each namespace, re-read on every
+    push (``meshsim.routers.IstiodRouter``); without it the simulator reads the
+    VirtualServices itself. ``router`` replaces both (tests). ``listen`` is ``(host, port)``
+    for the control API and ``/metrics``; port 0 picks a free port, see :attr:`port`.
     """
+
+    thread_name = "meshsim"
 
     def __init__(
         self,
@@ -55,13 +61,23 @@ class Simulator:
         tick: float = 0.1,
         version_label: str = "version",
         snapshot_source: Callable[[], MeshSnapshot] | None = None,
+        istiod: str | None = None,
+        xds_routes_binary: str | None = None,
+        router: routers.Router | None = None,
     ) -> None:
+        if router is None and istiod is not None:
+            router = routers.IstiodRouter(
+                xds_address=istiod, namespaces=namespaces, binary=xds_routes_binary
+            )
+        self.router: routers.Router = router or routers.VirtualServiceRouter()
         if snapshot_source is None:
             if api_client is None:
                 raise ValueError("a Simulator needs an api_client or a snapshot_source")
             from meshsim.cluster import ClusterReader  # the Kubernetes client only when used
 
-            snapshot_source = ClusterReader(api_client, namespaces=namespaces).read
+            snapshot_source = ClusterReader(
+                api_client, namespaces=namespaces, istio_objects=self.router.reads_istio_objects
+            ).read
         self._source = snapshot_source
         self._listen = listen
         self._poll_interval = poll_interval
@@ -77,9 +93,6 @@ class Simulator:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: Any = None
         self._port: int | None = None
-        self._thread: threading.Thread | None = None
-        self._thread_loop: asyncio.AbstractEventLoop | None = None
-        self._thread_stop: asyncio.Event | None = None
 
     # --- state the user sets -------------------------------------------------------------
 
@@ -172,6 +185,8 @@ class Simulator:
             for obj in snapshot.destination_rules
         ]
         return {
+            "routingSource": self.router.source,
+            **self.router.describe(),
             "virtualServices": names,
             "destinationRules": rules,
             "services": [f"{s.namespace}/{s.name}" for s in snapshot.services],
@@ -211,7 +226,9 @@ class Simulator:
             return self._serve(req)
 
     def _serve(self, req: Request) -> stats_.RequestOutcome:
-        decision = route(req, self._snapshot, rng=self._rng, version_label=self._version_label)
+        decision = self.router.route(
+            req, self._snapshot, rng=self._rng, version_label=self._version_label
+        )
         stats = self._stats[stats_.stats_key(req, decision)]
         stats.requests += 1
         destination = decision.destination
@@ -312,8 +329,16 @@ class Simulator:
         return f"http://{self._listen[0]}:{self._port}"
 
     async def start(self) -> None:
-        """Read the cluster once, then poll, generate load and serve HTTP in this event loop."""
+        """Read the cluster once, then poll, generate load and serve HTTP in this event loop.
+
+        Routing by istiod waits for istiod's first push to every namespace before it returns.
+        """
         await asyncio.to_thread(self.refresh)
+        try:
+            await asyncio.to_thread(self.router.start, timeout=30.0)
+        except BaseException:
+            await asyncio.to_thread(self.router.stop)
+            raise
         if self._listen is not None:
             from meshsim import server
 
@@ -333,6 +358,7 @@ class Simulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await asyncio.to_thread(self.router.stop)
 
     async def _poll_forever(self) -> None:
         while True:
@@ -351,44 +377,3 @@ class Simulator:
             # stall (a suspended process) is not made up for in one burst.
             self.step(min(now - last, 1.0))
             last = now
-
-    def start_in_thread(self, *, timeout: float = 30.0) -> None:
-        """Run :meth:`start` in a daemon thread with its own event loop; returns once running."""
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        async def main() -> None:
-            self._thread_loop = asyncio.get_running_loop()
-            self._thread_stop = asyncio.Event()
-            try:
-                await self.start()
-            except Exception as error:  # noqa: BLE001 - re-raised in the caller's thread below
-                failure.append(error)
-                started.set()
-                return
-            started.set()
-            await self._thread_stop.wait()
-            await self.stop()
-
-        self._thread = threading.Thread(
-            target=asyncio.run, args=(main(),), name="meshsim", daemon=True
-        )
-        self._thread.start()
-        if not started.wait(timeout):
-            raise TimeoutError("the simulator did not start in time")
-        if failure:
-            raise failure[0]
-
-    def stop_in_thread(self, *, timeout: float = 30.0) -> None:
-        if self._thread is None or self._thread_loop is None or self._thread_stop is None:
-            return
-        self._thread_loop.call_soon_threadsafe(self._thread_stop.set)
-        self._thread.join(timeout)
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start_in_thread()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop_in_thread()

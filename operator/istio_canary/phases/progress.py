@@ -28,7 +28,7 @@ from istio_canary.models import (
 from istio_canary.models.analysis import CheckResult
 from istio_canary.phases import cleanup, offline, routing, teardown
 from istio_canary.phases.model import WAIT_SECONDS, Context, Decision
-from istio_canary.phases.resolve import canary_routable, image_changed
+from istio_canary.phases.resolve import canary_routable, image_changed, new_image_goes_out
 
 __all__ = ["progress"]
 
@@ -46,7 +46,7 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
     assert ctx.stable is not None
     canary_body, copies = _canary_objects(ctx)
     ready = canary_routable(ctx, canary_body=canary_body)
-    analysis, events = _start_analysis(ctx, canary_ready=ready, canary_name=canary_body["metadata"]["name"])
+    analysis, events = _start_analysis(ctx, canary_ready=ready, canary_body=canary_body)
     take_over = ctx.spec.take_over
     stepped = _analysis_step(ctx, analysis=analysis, check=check, canary_ready=ready)
     if stepped is not None:
@@ -125,7 +125,7 @@ def _canary_objects(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]
 
 
 def _start_analysis(
-    ctx: Context, *, canary_ready: bool, canary_name: str
+    ctx: Context, *, canary_ready: bool, canary_body: dict[str, Any]
 ) -> tuple[AnalysisStatus | None, list[act.Event]]:
     """Where the analysis stands; a new canary image starts it again from its first step."""
     changed = image_changed(ctx)
@@ -137,10 +137,12 @@ def _start_analysis(
         canary_routable=canary_ready,
         now=ctx.now,
     )
-    if not changed or ctx.previous.phase is Phase.WAITING_FOR_CANARY:
+    # Said once: by the decision that writes the new image into the canary.
+    if not changed or not new_image_goes_out(ctx, canary_body=canary_body):
         return analysis, []
     restart = "; the analysis starts again from its first step" if ctx.spec.analysis is not None else ""
-    message = f"new canary image: rolling out {canary_name}; it gets no traffic until its new pods are ready{restart}"
+    name = canary_body["metadata"]["name"]
+    message = f"new canary image: rolling out {name}; it gets no traffic until its new pods are ready{restart}"
     return analysis, [act.Event(type="Normal", reason="CanaryUpdated", message=message)]
 
 

@@ -10,7 +10,7 @@ from istio_canary.istio import plan as routeplan
 from istio_canary.models import Phase, Policy
 from istio_canary.phases.model import Context
 
-__all__ = ["canary_routable", "image_changed", "resolve_workloads", "survivor_ready"]
+__all__ = ["canary_routable", "image_changed", "new_image_goes_out", "resolve_workloads", "survivor_ready"]
 
 
 def resolve_workloads(ctx: Context, *, stable_may_be_gone: bool = False) -> Context:
@@ -56,6 +56,14 @@ def image_changed(ctx: Context) -> bool:
     """Did the user ask for a new canary image since the canary last received traffic?"""
     previous = ctx.previous.canary_revision
     return previous is not None and previous != workloads.canary_revision(ctx.spec)
+
+
+def new_image_goes_out(ctx: Context, *, canary_body: dict[str, Any]) -> bool:
+    """Does this decision write a new image into the existing canary (the rollout starts now)?"""
+    if ctx.canary is None:
+        return False
+    patch = workloads.deployment_patch(current=ctx.canary, desired=canary_body) or {}
+    return bool(patch.get("spec", {}).get("template", {}).get("spec"))
 
 
 def canary_routable(ctx: Context, *, canary_body: dict[str, Any]) -> bool:

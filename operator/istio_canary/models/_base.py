@@ -21,6 +21,8 @@ class ApiModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         use_enum_values=False,
+        # A docstring under a field is its description: in the CRD (kubectl explain) and docs/reference.md.
+        use_attribute_docstrings=True,
     )
 
     def to_wire(self) -> dict[str, object]:

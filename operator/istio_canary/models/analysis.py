@@ -198,25 +198,41 @@ class CheckResult(ApiModel):
     """One look at the metrics: what was measured and what the judge said."""
 
     time: str
+    """When the metrics were read."""
     step: int
+    """Step index at that look."""
     weight: int
+    """Canary weight at that look."""
     verdict: Verdict
     reason: str = ""
+    """Why the judge answered so."""
     stable_requests: float = 0.0
+    """Requests served by stable in the step."""
     stable_errors: float = 0.0
+    """5xx answers of stable in the step."""
     canary_requests: float = 0.0
+    """Requests served by the canary in the step."""
     canary_errors: float = 0.0
+    """5xx answers of the canary in the step."""
     stable_latency_ms: float | None = None
+    """Stable's latency quantile, in ms."""
     canary_latency_ms: float | None = None
+    """The canary's latency quantile, in ms."""
 
 
 class AnalysisStatus(ApiModel):
     """Where automatic progression stands."""
 
     step: int = 0
+    """Index of the current step."""
     weight: int = 0
+    """Canary weight of the current step."""
     step_started_at: str | None = None
+    """When the current step began."""
     unreachable_since: str | None = None
+    """Since when Prometheus has not answered, if it has not."""
     no_data_since: str | None = None
+    """Since when Prometheus has answered `NoData` at every look, if it has."""
     last_verdict: Verdict | None = None
     history: list[CheckResult] = Field(default_factory=list, max_length=50)
+    """The last looks at the metrics, newest last."""

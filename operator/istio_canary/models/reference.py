@@ -2,10 +2,11 @@
 
 It walks the same structural schema that the CRD holds (``crd.spec_schema()`` and
 ``crd.status_schema()``), so the names are the wire names, the defaults are the ones the API
-server fills in, and the allowed values are the ones it enforces. Fields whose model has no
-``description`` get one from ``FIELD_NOTES`` below; ``missing_descriptions()`` and
-``stale_notes()`` let a test fail when a field is added without one or a note outlives its
-field. A model description, once written, wins over the note.
+server fills in, and the allowed values are the ones it enforces. Descriptions come from the
+models (a docstring under each field), so the CRD carries the same words for ``kubectl
+explain``; ``FIELD_NOTES`` holds only what a model cannot carry (a map's values, a list's
+items). ``missing_descriptions()`` and ``stale_notes()`` let a test fail when a field is added
+without a description or a note outlives its field.
 
 ``python -m istio_canary.models.reference`` prints the Markdown that ``docs/reference.md`` holds.
 """
@@ -36,86 +37,11 @@ __all__ = [
 REFERENCE_FILE = "docs/reference.md"
 REGENERATE_COMMAND = f"python -m istio_canary.models.reference > {REFERENCE_FILE}"
 
-# Descriptions of fields whose model declares none. Keys are the paths this module prints.
+# Descriptions the models cannot carry: a map's values and a list's items. Every other field is
+# described on its model (a docstring under the field, or Field(description=...)).
 FIELD_NOTES: Mapping[str, str] = {
-    "spec.service": "Service in the release's namespace whose traffic is split. Immutable.",
-    "spec.versionLabel": "Pod label whose value tells the versions apart.",
-    "spec.stable.version": "Value of the version label on the running Deployment. Immutable.",
-    "spec.canary.version": "Version label value of the new version; the canary Deployment is "
-    "named `<service>-<version>`. Immutable.",
-    "spec.canary.image": "New image of the pod's only container.",
-    "spec.canary.images": "Container name -> new image, for pods with several containers.",
     "spec.canary.images.<name>": "The new image of that container.",
-    "spec.canary.replicas": "Replicas of the canary Deployment; default: the stable Deployment's.",
-    "spec.traffic.weight": "Canary strategy: percent of requests sent to the canary.",
-    "spec.traffic.match": "Canary strategy: request-content rules, ORed; a matching request goes "
-    "to the canary, the rest are split by `weight`.",
-    "spec.traffic.match[].headers": "Request header name (lowercase) -> how its value must match.",
-    "spec.traffic.match[].uri": "How the request path must match.",
-    "spec.traffic.match[].cookie": "One cookie inside the Cookie header; matches also when it is "
-    "one of several.",
-    "spec.traffic.match[].cookie.name": "Cookie name.",
-    "spec.traffic.match[].cookie.value": "How the cookie's value must match.",
-    "spec.traffic.match[].os": "Client operating systems, from the User-Agent header (any of them).",
-    "spec.traffic.mirrorPercent": "Mirror strategy: percent of requests copied to the canary.",
-    "spec.takeOver": "Empty, or one of the two versions: that version gets 100% of traffic and "
-    "the other keeps running.",
-    "spec.offline": "With `takeOver` set: remove the other version's workload and routes; the "
-    "release completes. Cannot be undone.",
-    "spec.abort": "Send 100% to stable, remove the canary and restore the original routing; "
-    "phase `Aborted`.",
-    "spec.analysis": "Automatic progression from Prometheus metrics; see docs/analysis.md.",
-    "status.phase": "Where the release is.",
-    "status.observedGeneration": "The spec generation this status describes.",
-    "status.message": "What the operator is doing or waiting for, or why it failed.",
-    "status.traffic": "Weights read back from the stored VirtualService.",
-    "status.traffic.stable": "Percent of requests routed to the stable version.",
-    "status.traffic.canary": "Percent of requests routed to the canary version.",
-    "status.traffic.mirrorPercent": "Percent of requests mirrored to the canary.",
-    "status.traffic.matchedToCanary": "Whether request-content rules send requests to the canary.",
-    "status.versions": "One entry per version.",
     "status.versions[]": "One version's workload, weight and traffic health.",
-    "status.versions[].version": "Version label value.",
-    "status.versions[].role": "Whether this is the stable or the canary version.",
-    "status.versions[].deployment": "Name of the version's Deployment.",
-    "status.versions[].replicas": "Desired replicas of that Deployment.",
-    "status.versions[].readyReplicas": "Ready replicas of that Deployment.",
-    "status.versions[].weight": "Percent of requests routed to this version.",
-    "status.versions[].metrics": "Traffic health from Prometheus (when it is configured).",
-    "status.versions[].metrics.requestRate": "Requests per second.",
-    "status.versions[].metrics.successRate": "Percent of requests answered without a 5xx.",
-    "status.versions[].metrics.latencyP50Ms": "Median request duration, in ms.",
-    "status.versions[].metrics.latencyP99Ms": "99th percentile request duration, in ms.",
-    "status.versions[].metrics.updatedAt": "When these metrics were read.",
-    "status.versions[].metrics.stale": "True when Prometheus could not be read at the last try.",
-    "status.conditions": "Kubernetes-style conditions, keyed by type: Ready, SpecValid, "
-    "CanaryReady, MetricsAvailable.",
-    "status.conditions[].type": "Condition type.",
-    "status.conditions[].status": "`True`, `False` or `Unknown`.",
-    "status.conditions[].reason": "One CamelCase word saying why.",
-    "status.conditions[].message": "Details for people.",
-    "status.conditions[].lastTransitionTime": "When `status` last changed.",
-    "status.conditions[].observedGeneration": "The spec generation the condition describes.",
-    "status.analysis": "Where automatic progression stands.",
-    "status.analysis.step": "Index of the current step.",
-    "status.analysis.weight": "Canary weight of the current step.",
-    "status.analysis.stepStartedAt": "When the current step began.",
-    "status.analysis.unreachableSince": "Since when Prometheus has not answered, if it has not.",
-    "status.analysis.noDataSince": "Since when Prometheus has answered `NoData` at every look, if it has.",
-    "status.analysis.lastVerdict": "The judge's answer at the last look.",
-    "status.analysis.history": "The last looks at the metrics, newest last.",
-    "status.analysis.history[].time": "When the metrics were read.",
-    "status.analysis.history[].step": "Step index at that look.",
-    "status.analysis.history[].weight": "Canary weight at that look.",
-    "status.analysis.history[].verdict": "The judge's answer.",
-    "status.analysis.history[].reason": "Why the judge answered so.",
-    "status.analysis.history[].stableRequests": "Requests served by stable in the step.",
-    "status.analysis.history[].stableErrors": "5xx answers of stable in the step.",
-    "status.analysis.history[].canaryRequests": "Requests served by the canary in the step.",
-    "status.analysis.history[].canaryErrors": "5xx answers of the canary in the step.",
-    "status.analysis.history[].stableLatencyMs": "Stable's latency quantile, in ms.",
-    "status.analysis.history[].canaryLatencyMs": "The canary's latency quantile, in ms.",
-    "status.successRate": "Success rate of the canary's requests, in percent.",
 }
 
 _STRING_MATCH_FIELDS = {

@@ -137,6 +137,7 @@ class CookieMatch(ApiModel):
     """One cookie inside the Cookie header, matched by name and value."""
 
     name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+    """Cookie name."""
     value: StringMatch
 
 
@@ -165,9 +166,11 @@ class MatchRule(ApiModel):
     )
 
     headers: dict[str, StringMatch] = Field(default_factory=dict, max_length=MAX_HEADERS_PER_RULE)
+    """Request header name (lowercase) -> how its value must match."""
     uri: StringMatch | None = None
     cookie: CookieMatch | None = None
     os: list[OperatingSystem] = Field(default_factory=list, max_length=5)
+    """Client operating systems, from the User-Agent header (any of them)."""
 
     @field_validator("headers")
     @classmethod
@@ -190,14 +193,18 @@ class TrafficSpec(ApiModel):
     """How much traffic the canary gets, and which requests."""
 
     weight: Annotated[int, Field(ge=0, le=100)] = 0
+    """Canary strategy: percent of requests sent to the canary."""
     match: list[MatchRule] = Field(default_factory=list, max_length=MAX_MATCH_RULES)
+    """Canary strategy: request-content rules, ORed; a matching request goes to the canary, the rest are split by `weight`."""
     mirror_percent: Annotated[float, Field(ge=0, le=100)] = 100.0
+    """Mirror strategy: percent of requests copied to the canary."""
 
 
 class StableSpec(ApiModel):
     """The running version."""
 
     version: DnsLabel
+    """Value of the version label on the running Deployment. Immutable."""
 
 
 class CanarySpec(ApiModel):
@@ -220,9 +227,13 @@ class CanarySpec(ApiModel):
     )
 
     version: DnsLabel
+    """Version label value of the new version; the canary Deployment is named `<service>-<version>`. Immutable."""
     image: ImageRef | None = None
+    """New image of the pod's only container."""
     images: dict[str, ImageRef] = Field(default_factory=dict, max_length=MAX_CONTAINERS)
+    """Container name -> new image, for pods with several containers."""
     replicas: Annotated[int, Field(ge=0, le=10000)] | None = None
+    """Replicas of the canary Deployment; default: the stable Deployment's."""
 
     @field_validator("images")
     @classmethod
@@ -271,14 +282,18 @@ class CanaryReleaseSpec(ApiModel):
     model_config = ApiModel.model_config | ConfigDict(json_schema_extra={"x-kubernetes-validations": _SPEC_RULES})
 
     service: DnsLabel
+    """Service in the release's namespace whose traffic is split. Immutable."""
     version_label: Annotated[str, Field(min_length=1, max_length=316)] = "version"
+    """Pod label whose value tells the versions apart."""
     stable: StableSpec
     canary: CanarySpec
     strategy: Strategy = Strategy.CANARY
     traffic: TrafficSpec = Field(default_factory=TrafficSpec)
     policy: Policy = Policy.WAIT_FOR_WORKLOAD_READY
     take_over: Annotated[str, Field(max_length=63)] = ""
+    """Empty, or one of the two versions: that version gets 100% of traffic and the other keeps running."""
     offline: bool = False
+    """With `takeOver` set: remove the other version's workload and routes; the release completes. Cannot be undone."""
     offline_action: OfflineAction = OfflineAction.DELETE
     drain_seconds: Annotated[int, Field(ge=0, le=3600)] | None = Field(
         default=None,
@@ -287,6 +302,7 @@ class CanaryReleaseSpec(ApiModel):
         "received the new routes finish. Default: the operator's --drain-seconds (10).",
     )
     abort: bool = False
+    """Send 100% to stable, remove the canary and restore the original routing; phase `Aborted`."""
     analysis: AnalysisSpec | None = None
 
     @model_validator(mode="after")

@@ -104,31 +104,49 @@ class Condition(ApiModel):
     """A Kubernetes-style condition."""
 
     type: str
+    """Condition type."""
     status: str  # "True" | "False" | "Unknown"
+    """`True`, `False` or `Unknown`."""
     reason: str
+    """One CamelCase word saying why."""
     message: str = ""
+    """Details for people."""
     last_transition_time: str
+    """When `status` last changed."""
     observed_generation: int | None = None
+    """The spec generation the condition describes."""
 
 
 class VersionMetrics(ApiModel):
     """Traffic health of one version over the last window, from Prometheus."""
 
     request_rate: float | None = None
+    """Requests per second."""
     success_rate: float | None = None
+    """Percent of requests answered without a 5xx."""
     latency_p50_ms: float | None = None
+    """Median request duration, in ms."""
     latency_p99_ms: float | None = None
+    """99th percentile request duration, in ms."""
     updated_at: str | None = None
+    """When these metrics were read."""
     stale: bool = False
+    """True when Prometheus could not be read at the last try."""
 
 
 class VersionStatus(ApiModel):
     version: str
+    """Version label value."""
     role: Role
+    """Whether this is the stable or the canary version."""
     deployment: str
+    """Name of the version's Deployment."""
     replicas: int = 0
+    """Desired replicas of that Deployment."""
     ready_replicas: int = 0
+    """Ready replicas of that Deployment."""
     weight: int = 0
+    """Percent of requests routed to this version."""
     metrics: VersionMetrics | None = None
 
 
@@ -136,9 +154,13 @@ class TrafficStatus(ApiModel):
     """Weights as read back from the stored VirtualService (not as intended)."""
 
     stable: int = 0
+    """Percent of requests routed to the stable version."""
     canary: int = 0
+    """Percent of requests routed to the canary version."""
     mirror_percent: float | None = None
+    """Percent of requests mirrored to the canary."""
     matched_to_canary: bool = False
+    """Whether request-content rules send requests to the canary."""
 
 
 class DrainStatus(ApiModel):
@@ -153,12 +175,18 @@ class DrainStatus(ApiModel):
 class CanaryReleaseStatus(ApiModel):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
+    """The spec generation this status describes."""
     message: str = ""
+    """What the operator is doing or waiting for, or why it failed."""
     traffic: TrafficStatus | None = None
     versions: list[VersionStatus] = Field(default_factory=list, max_length=2)
+    """One entry per version."""
     conditions: list[Condition] = Field(default_factory=list)
+    """Kubernetes-style conditions, keyed by type: Ready, SpecValid, CanaryReady, MetricsAvailable."""
     analysis: AnalysisStatus | None = None
+    """Where automatic progression stands."""
     success_rate: Annotated[float, Field(ge=0, le=100)] | None = None
+    """Success rate of the canary's requests, in percent."""
     canary_revision: Annotated[str, Field(max_length=64)] | None = Field(
         default=None,
         description="Hash of the canary's images that last received traffic; a new image on a live "

@@ -6,8 +6,10 @@
 //
 // It subscribes as Envoy does (CDS and LDS wildcard, then EDS for the EDS clusters and RDS for
 // the route names the listeners' HTTP connection managers refer to), ACKs every response, and
-// prints once a push has settled (no response for --settle). With --once it prints the first
-// complete snapshot and exits. It only talks to the given address; it never dials an endpoint.
+// prints once a push has settled (no response for --settle). TCP routes live in listeners, not
+// in RDS: each service listener's tcp_proxy is printed as a tcpRoute. With --once it prints the
+// first complete snapshot and exits. It only talks to the given address; it never dials an
+// endpoint.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -26,6 +29,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -149,6 +153,7 @@ type subscriber struct {
 	pending   map[string]bool     // a subscription not yet answered
 	seen      map[string]bool
 	routes    map[string]*routev3.RouteConfiguration
+	tcp       []tcpRoute // tcp_proxy filters of the listeners: TCP routes live there, not in RDS
 	clusters  map[string]*clusterv3.Cluster
 	endpoints map[string]*endpointv3.ClusterLoadAssignment // by EDS service name
 }
@@ -258,6 +263,7 @@ func (s *subscriber) handle(resp *discoveryv3.DiscoveryResponse) error {
 
 func (s *subscriber) onListeners(resources []*anypb.Any) error {
 	names := map[string]bool{}
+	s.tcp = nil
 	for _, a := range resources {
 		l := &listenerv3.Listener{}
 		if err := a.UnmarshalTo(l); err != nil {
@@ -265,16 +271,27 @@ func (s *subscriber) onListeners(resources []*anypb.Any) error {
 		}
 		for _, chain := range l.GetFilterChains() {
 			for _, f := range chain.GetFilters() {
-				hcm := &hcmv3.HttpConnectionManager{}
-				if f.GetTypedConfig().MessageIs(hcm) && f.GetTypedConfig().UnmarshalTo(hcm) == nil {
-					if name := hcm.GetRds().GetRouteConfigName(); name != "" {
-						names[name] = true
-					}
-				}
+				s.onFilter(l, f.GetTypedConfig(), names)
 			}
 		}
 	}
 	return s.resubscribe(routeType, sortedKeys(names))
+}
+
+// onFilter notes an HTTP connection manager's RDS name or a TCP proxy's clusters.
+func (s *subscriber) onFilter(l *listenerv3.Listener, config *anypb.Any, names map[string]bool) {
+	hcm, tcp := &hcmv3.HttpConnectionManager{}, &tcpv3.TcpProxy{}
+	switch {
+	case config.MessageIs(hcm) && config.UnmarshalTo(hcm) == nil:
+		if name := hcm.GetRds().GetRouteConfigName(); name != "" {
+			names[name] = true
+		}
+	case config.MessageIs(tcp) && config.UnmarshalTo(tcp) == nil:
+		// virtualInbound and virtualOutbound only catch what no service listener takes.
+		if !strings.HasPrefix(l.GetName(), "virtual") {
+			s.tcp = append(s.tcp, newTCPRoute(l, tcp))
+		}
+	}
 }
 
 func (s *subscriber) onClusters(resources []*anypb.Any) error {

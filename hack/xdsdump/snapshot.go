@@ -6,6 +6,8 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -15,7 +17,33 @@ type snapshotLine struct {
 	Node                string            `json:"node"`
 	Versions            map[string]string `json:"versions"`
 	RouteConfigurations []json.RawMessage `json:"routeConfigurations"`
+	TCPRoutes           []tcpRoute        `json:"tcpRoutes"`
 	Clusters            []clusterLine     `json:"clusters"`
+}
+
+// tcpRoute is one tcp_proxy filter of a listener: where its connections go.
+type tcpRoute struct {
+	Listener string          `json:"listener"`
+	Address  string          `json:"address"`
+	Port     uint32          `json:"port"`
+	Clusters []weightedRoute `json:"clusters"`
+}
+
+type weightedRoute struct {
+	Name   string `json:"name"`
+	Weight uint32 `json:"weight"`
+}
+
+func newTCPRoute(l *listenerv3.Listener, proxy *tcpv3.TcpProxy) tcpRoute {
+	address := l.GetAddress().GetSocketAddress()
+	route := tcpRoute{Listener: l.GetName(), Address: address.GetAddress(), Port: address.GetPortValue()}
+	if cluster := proxy.GetCluster(); cluster != "" {
+		route.Clusters = []weightedRoute{{Name: cluster, Weight: 100}}
+	}
+	for _, c := range proxy.GetWeightedClusters().GetClusters() {
+		route.Clusters = append(route.Clusters, weightedRoute{Name: c.GetName(), Weight: c.GetWeight()})
+	}
+	return route
 }
 
 type clusterLine struct {
@@ -42,8 +70,10 @@ func (s *subscriber) snapshot() (string, error) {
 			"endpoints": s.version[endpointType], "listeners": s.version[listenerType],
 		},
 		RouteConfigurations: []json.RawMessage{},
+		TCPRoutes:           append([]tcpRoute{}, s.tcp...),
 		Clusters:            []clusterLine{},
 	}
+	sort.SliceStable(line.TCPRoutes, func(i, j int) bool { return line.TCPRoutes[i].Listener < line.TCPRoutes[j].Listener })
 	for _, name := range s.names[routeType] {
 		r, ok := s.routes[name]
 		if !ok {

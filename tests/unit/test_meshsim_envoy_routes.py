@@ -238,6 +238,11 @@ class TestMultiPort:
         v2 = sum(1 for d in decisions if d.destination and d.destination.version == "v2")
         assert within(v2, n=2000, p=share)
 
+    def test_a_tcp_port_is_routed_in_its_listener_not_in_rds(self) -> None:
+        assert [(t.listener, t.port, t.clusters) for t in MULTI_PORT.tcp_routes] == [
+            ("10.0.0.126_5432", 5432, (("outbound|5432|v1|shop.shop.svc.cluster.local", 100),))
+        ]
+
     def test_a_tcp_port_has_no_http_route(self) -> None:
         decision = route(
             request(host="shop", namespace="shop", port=5432), SHOP, MULTI_PORT, rng=random.Random(0)

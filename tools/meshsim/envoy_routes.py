@@ -45,6 +45,7 @@ __all__ = [
     "EnvoyCluster",
     "EnvoyConfig",
     "RouteConfig",
+    "TcpRoute",
     "mirror_policies",
     "parse_cluster_name",
     "parse_config",
@@ -176,6 +177,15 @@ class RouteConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TcpRoute:
+    """A service listener's tcp_proxy: where its connections go (TCP routes are not in RDS)."""
+
+    listener: str
+    port: int
+    clusters: tuple[tuple[str, int], ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class EnvoyConfig:
     """What istiod pushed to one sidecar, at one moment."""
 
@@ -183,6 +193,7 @@ class EnvoyConfig:
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
     route_configs: Mapping[str, RouteConfig] = dataclasses.field(default_factory=dict)
     clusters: Mapping[str, EnvoyCluster] = dataclasses.field(default_factory=dict)
+    tcp_routes: tuple[TcpRoute, ...] = ()
 
     def virtual_host(self, *, host: str, port: int) -> JsonDict | None:
         config = self.route_configs.get(str(port))
@@ -210,11 +221,20 @@ def parse_config(body: JsonDict) -> EnvoyConfig:
         )
         for c in body.get("clusters") or ()
     )
+    tcp = (
+        TcpRoute(
+            listener=str(t.get("listener", "")),
+            port=int(t.get("port") or 0),
+            clusters=tuple((str(c["name"]), int(c.get("weight") or 0)) for c in t.get("clusters") or ()),
+        )
+        for t in body.get("tcpRoutes") or ()
+    )
     return EnvoyConfig(
         node=str(body.get("node", "")),
         versions=dict(body.get("versions") or {}),
         route_configs={rc.name: rc for rc in configs},
         clusters={c.name: c for c in clusters},
+        tcp_routes=tuple(tcp),
     )
 
 

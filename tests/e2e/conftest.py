@@ -123,10 +123,19 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
 def mesh(cluster: Cluster, namespace: str, prometheus: PrometheusServer) -> Iterator[Simulator]:
     """The mesh simulator for the test's namespace, scraped by the session's Prometheus.
 
-    Its metrics carry ``destination_workload_namespace=<namespace>``, so tests never see
-    each other's traffic even though they share one Prometheus.
+    It routes by the Envoy configuration the cluster's istiod generates for a sidecar of the
+    namespace (re-read on every push), not by its own reading of the VirtualServices. Its
+    metrics carry ``destination_workload_namespace=<namespace>``, so tests never see each
+    other's traffic even though they share one Prometheus.
     """
-    sim = Simulator(cluster.api_client(), namespaces=[namespace], seed=7, listen=("127.0.0.1", 0))
+    sim = Simulator(
+        cluster.api_client(),
+        namespaces=[namespace],
+        seed=7,
+        listen=("127.0.0.1", 0),
+        istiod=cluster.istiod.grpc_address,
+        xds_routes_binary=str(cluster.bin_dir / "istio-xds-routes"),
+    )
     sim.start_in_thread()
     job = f"meshsim-{namespace}"
     prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")

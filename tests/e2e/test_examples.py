@@ -1,4 +1,5 @@
-"""Every example in examples/bookinfo is accepted by the API server and does what it says.
+"""Every example in examples/bookinfo is accepted by the API server and does what it says,
+in istiod's generated routes as well as in the release's status.
 
 The CanaryRelease examples are globbed, so a new file is covered without touching this test;
 a YAML file there that is neither Bookinfo itself nor holds a CanaryRelease fails the test
@@ -24,6 +25,7 @@ from tests.e2e.helpers import (
     release_phase,
     wait_for,
 )
+from tests.e2e.istiod_routes import assert_istiod_routes_say_status
 
 BOOKINFO = EXAMPLES / "bookinfo.yaml"
 RELEASE_FILES = sorted(p for p in EXAMPLES.glob("*.yaml") if p != BOOKINFO)
@@ -120,6 +122,8 @@ def test_release_example_is_accepted_and_reaches_its_phase(
                 what=f"{path.name}: phase {phase}",
             )
         assert_routing_invariants(cluster, namespace, spec["service"])
+        # And istiod, translating what the operator wrote, routes as the status says.
+        assert_istiod_routes_say_status(cluster, namespace, name)
 
 
 def _first_step_applied(cluster: Cluster, namespace: str, name: str, weight: int) -> bool:

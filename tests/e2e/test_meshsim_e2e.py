@@ -1,5 +1,6 @@
-"""The mesh simulator routes by the Istio objects stored in a real API server, and Prometheus
-scrapes Istio's metrics from it."""
+"""The mesh simulator routes by the Envoy routes the real istiod generates from the Istio objects
+stored in a real API server, and Prometheus scrapes Istio's metrics from it. Without istiod it
+reads the VirtualServices itself (the fallback, checked here once)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import Any
 
 import pytest
 from devcluster import Cluster, PrometheusServer
+from meshsim.envoy_routes import EnvoyConfig
+from meshsim.routers import EnvoyRouter
 from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import apply, wait_for
+from tests.e2e.istiod_routes import host_routes
 
 pytestmark = pytest.mark.e2e
 
@@ -95,29 +99,56 @@ def bookinfo(cluster: Cluster, namespace: str) -> str:
     return namespace
 
 
+def simulator(cluster: Cluster, namespace: str, *, istiod: bool = True) -> Simulator:
+    return Simulator(
+        cluster.api_client(),
+        namespaces=[namespace],
+        seed=1,
+        listen=("127.0.0.1", 0),
+        tick=0.05,
+        istiod=cluster.istiod.grpc_address if istiod else None,
+        xds_routes_binary=str(cluster.bin_dir / "istio-xds-routes"),
+    )
+
+
 @pytest.fixture
 def sim(cluster: Cluster, bookinfo: str) -> Iterator[Simulator]:
-    simulator = Simulator(
-        cluster.api_client(), namespaces=[bookinfo], seed=1, listen=("127.0.0.1", 0), tick=0.05
-    )
-    with simulator:
+    with simulator(cluster, bookinfo) as simulator_:
         wait_for(
-            lambda: ready_versions(simulator) == {"v1", "v2"}, timeout=30, what="ready versions"
+            lambda: ready_versions(simulator_) == {"v1", "v2"}, timeout=30, what="ready versions"
         )
-        yield simulator
+        yield simulator_
+
+
+def _istiod_routes(sim: Simulator, namespace: str) -> list[tuple[dict[str, int], dict[str, float]]]:
+    """(weights, mirrors) of every route istiod generated for reviews, as the simulator has them."""
+    assert isinstance(sim.router, EnvoyRouter)
+    config = sim.router.config(namespace) or EnvoyConfig()
+    routes = host_routes(config, host=f"reviews.{namespace}.svc.cluster.local", port=9080) or []
+    return [(r.weights, r.mirrors) for r in routes]
+
+
+def _expected(http: list[dict[str, Any]]) -> list[tuple[dict[str, int], dict[str, float]]]:
+    """What istiod should make of ``http`` (no match has more than one entry here)."""
+    out = []
+    for route in http:
+        entries = route["route"]
+        weights = {e["destination"]["subset"]: int(e.get("weight", 100)) for e in entries}
+        mirror = route.get("mirror")
+        out.append((weights, {mirror["subset"]: 100.0} if mirror else {}))
+    return out
 
 
 def route_as(
     sim: Simulator, *, cluster: Cluster, namespace: str, http: list[dict[str, Any]]
 ) -> None:
-    """Store the VirtualService and wait until the simulator routes by exactly these routes."""
+    """Store the VirtualService and wait until the simulator routes by istiod's translation of it."""
     apply(cluster, namespace, virtual_service(http))
-
-    def loaded() -> bool:
-        stored = [vs.get("spec", {}).get("http") for vs in sim.snapshot.virtual_services]
-        return stored == [http]
-
-    wait_for(loaded, timeout=10, what="the simulator to read the VirtualService")
+    wait_for(
+        lambda: _istiod_routes(sim, namespace) == _expected(http),
+        timeout=15,
+        what="istiod's push of the VirtualService to reach the simulator",
+    )
 
 
 def served(sim: Simulator, namespace: str) -> dict[str, int]:
@@ -193,6 +224,19 @@ def test_header_routes_and_mirrors_follow_the_stored_virtual_service(
     }
 
 
+def test_without_istiod_the_simulator_reads_the_stored_virtual_service_itself(
+    cluster: Cluster, bookinfo: str
+) -> None:
+    apply(cluster, bookinfo, virtual_service([{"route": [to("v2")]}]))
+    with simulator(cluster, bookinfo, istiod=False) as fallback:
+        assert fallback.describe()["routingSource"] == "virtualservices"
+        wait_for(
+            lambda: fallback.request(host="reviews", namespace=bookinfo).version == "v2",
+            timeout=15,
+            what="the fallback to route by the stored VirtualService",
+        )
+
+
 def test_a_route_to_a_version_scaled_to_zero_answers_503_until_it_is_ready_again(
     cluster: Cluster, bookinfo: str, sim: Simulator
 ) -> None:
@@ -206,7 +250,12 @@ def test_a_route_to_a_version_scaled_to_zero_answers_503_until_it_is_ready_again
         return answer if answer["code"] == 503 else None
 
     answer = wait_for(unavailable, timeout=60, what="503 once v2 has no ready pod")
+    # istiod's EDS no longer lists an endpoint for v2's cluster: Envoy's "no healthy upstream".
     assert answer["responseFlags"] == "UH"
+    assert isinstance(sim.router, EnvoyRouter)
+    config = sim.router.config(bookinfo)
+    assert config is not None
+    assert not config.clusters[f"outbound|9080|v2|reviews.{bookinfo}.svc.cluster.local"].healthy_endpoints
     sim.set_version_behaviour(namespace=bookinfo, service="reviews", version="v2", error_rate=1.0)
     cluster.kubectl("scale", "-n", bookinfo, "deployment/reviews-v2", "--replicas=1")
     wait_for(

@@ -18,6 +18,7 @@ from tests.e2e.helpers import (
     route_weights,
     wait_for,
 )
+from tests.e2e.istiod_routes import assert_istiod_routes_say_status
 
 
 def _weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
@@ -51,6 +52,7 @@ def test_canary_by_weight_take_over_and_offline_follow_the_tutorial(
     assert _weights(cluster, ns) == [{"v1": 70, "v2": 30}]
     wait_for(lambda: _status_traffic(cluster, ns).get("canary") == 30, what="status.traffic read back")
     assert_routing_invariants(cluster, ns, "reviews")
+    assert_istiod_routes_say_status(cluster, ns)  # istiod's Envoy routes split 70/30 too
     obj = get(cluster, "canaryrelease", "reviews", ns)
     assert obj is not None
     versions = {v["version"]: v for v in obj["status"]["versions"]}
@@ -129,6 +131,8 @@ def test_abort_restores_original_routing_and_removes_the_canary(
     assert all(r.get("timeout") == "10s" for r in reviews)
     weights = [w for w in route_weights(vs) if set(w) <= {"v1", "v2"} and w]
     assert weights == [{"v1": 70, "v2": 30}]
+    # In the adopted object's Envoy routes too: the reviews routes split, the /ratings one stays.
+    assert_istiod_routes_say_status(cluster, ns)
 
     patch_spec(cluster, ns, "reviews", {"abort": True})
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Aborted"), what="Aborted")

@@ -20,6 +20,7 @@ from tests.e2e.helpers import (
     route_weights,
     wait_for,
 )
+from tests.e2e.istiod_routes import assert_istiod_routes_say_status
 
 MARKS = ("releases.istio-canary.io/release", "app.kubernetes.io/managed-by")
 USER_ROUTES = {
@@ -75,6 +76,7 @@ def _run_to_completion(cluster: Cluster, ns: str, name: str, stable: str, canary
     wait_for(lambda: release_phase(cluster, ns, name, "Progressing"), timeout=90, what=f"{name} Progressing")
     wait_for(lambda: _reviews_weights(cluster, ns, adopted) == [{stable: 70, canary: 30}], what=f"{stable}/{canary} 70/30")
     wait_for(lambda: _status_weights(cluster, ns, name) == (70, 30), what=f"{name} status.traffic 70/30")
+    assert_istiod_routes_say_status(cluster, ns, name)  # operator-created or adopted, istiod agrees
     if not adopted:  # the helper reads the VirtualService and DestinationRule named after the Service
         assert_routing_invariants(cluster, ns, "reviews")
     patch_spec(cluster, ns, name, {"takeOver": canary})

@@ -17,6 +17,7 @@ from tests.e2e.helpers import (
     route_weights,
     wait_for,
 )
+from tests.e2e.istiod_routes import assert_istiod_routes_say_status, tcp_weights
 
 
 def test_paused_release_creates_the_canary_but_moves_no_traffic_until_resumed(
@@ -92,3 +93,9 @@ def test_every_port_of_a_multi_port_service_is_routed_to_its_own_port(
     assert {d["destination"]["subset"]: d["weight"] for d in tcp[0]["route"]} == {"v1": 80, "v2": 20}
     assert {d["destination"]["port"]["number"] for d in tcp[0]["route"]} == {5432}
     assert_routing_invariants(cluster, ns, "shop")
+    # istiod: route configurations 8080 and 9090 each split 80/20 to clusters of their own port,
+    # and the 5432 listener's tcp_proxy (TCP routes are not in RDS) too.
+    config = assert_istiod_routes_say_status(cluster, ns, "shop")
+    assert {"8080", "9090"} <= set(config.route_configs)
+    host = f"shop.{ns}.svc.cluster.local"
+    assert tcp_weights(config, host=host, port=5432) == {"v1": 80, "v2": 20}

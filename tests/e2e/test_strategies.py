@@ -1,8 +1,12 @@
-"""Every grayscale strategy on the local control plane, proven by requests through the mesh simulator.
+"""Every grayscale strategy on the local control plane, proven by istiod's routes and requests.
 
-The API server stores each VirtualService only if it passes Istio's schema, and the simulator
-routes requests exactly as the stored routes say: these tests check where requests land, not
-only what the operator meant to write.
+The API server stores each VirtualService only if it passes Istio's schema and istiod's
+webhook; istiod translates it into the Envoy routes a sidecar would run, and the tests assert
+on those (``assert_istiod_routes_say_status``: they say what the release's status says). The
+mesh simulator routes the requests by the same istiod output, so these tests check where
+requests land, not only what the operator meant to write. Where the simulator's own reading
+of a VirtualService and istiod's translation could disagree (``withoutHeaders`` on a request
+without that header, for one), istiod's is what is routed and asserted.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Self
 
+import pytest
 from devcluster import Cluster
+from meshsim.routers import EnvoyRouter
 from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import (
@@ -26,6 +32,13 @@ from tests.e2e.helpers import (
     route_weights,
     wait_for,
 )
+from tests.e2e.istiod_routes import (
+    RoutesDisagreeError,
+    assert_istiod_routes_say_status,
+    host_routes,
+)
+
+REVIEWS = "reviews.{ns}.svc.cluster.local"
 
 WINDOWS_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 MACOS_UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"
@@ -40,17 +53,22 @@ def _weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
 
 
 def _routed(mesh: Simulator, cluster: Cluster, ns: str) -> dict[str, Any]:
-    """The stored VirtualService, once the simulator routes by exactly that object."""
+    """The stored VirtualService, once istiod's routes say what the status says and the
+    simulator routes by them."""
+    assert_istiod_routes_say_status(cluster, ns, mesh=mesh)
+    mesh.refresh()  # and by the Deployments as they are now
     vs = get(cluster, "virtualservice", "reviews", ns)
     assert vs is not None
-
-    def loaded() -> bool:
-        mesh.refresh()
-        seen = [v for v in mesh.snapshot.virtual_services if v["metadata"]["name"] == "reviews"]
-        return bool(seen) and seen[0]["spec"] == vs["spec"]
-
-    wait_for(loaded, timeout=10, what="the simulator to route by the stored VirtualService")
     return vs
+
+
+def _envoy_matches(mesh: Simulator, ns: str) -> list[tuple[str, dict[str, Any]]]:
+    """(route name, RouteMatch) of istiod's routes for reviews on 9080, as the simulator has them."""
+    assert isinstance(mesh.router, EnvoyRouter)
+    config = mesh.router.config(ns)
+    assert config is not None
+    routes = host_routes(config, host=REVIEWS.format(ns=ns), port=9080) or []
+    return [(r.name, r.match) for r in routes]
 
 
 def _start(
@@ -104,6 +122,14 @@ def test_header_rules_always_reach_the_canary_while_other_requests_follow_the_we
         "istio-canary-reviews-9080-match-2",
         "istio-canary-reviews-9080-weighted",
     ]
+    # istiod kept the order and turned each rule into one Envoy header matcher.
+    envoy = _envoy_matches(mesh, ns)
+    assert [name for name, _ in envoy] == [r["name"] for r in vs["spec"]["http"]]
+    assert [m.get("headers") for _, m in envoy[:3]] == [
+        [{"name": "end-user", "stringMatch": {"exact": "jason"}}],
+        [{"name": "x-group", "stringMatch": {"prefix": "beta"}}],
+        [{"name": "x-build", "stringMatch": {"safeRegex": {"regex": "rc-[0-9]+"}}}],
+    ]
 
     assert _served(mesh, ns, headers={"end-user": "jason"}) == _only("v2")
     assert _served(mesh, ns, headers={"x-group": "beta-testers"}) == _only("v2")
@@ -138,7 +164,12 @@ def test_cookie_rule_finds_the_cookie_among_several_and_not_a_similar_name(
 ) -> None:
     ns = namespace
     match = [{"cookie": {"name": "canary", "value": {"exact": "yes"}}}]
-    _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
+    vs = _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
+    # One regex over the Cookie header, passed to Envoy as written in the VirtualService.
+    cookie = vs["spec"]["http"][0]["match"][0]["headers"]["cookie"]["regex"]
+    assert _envoy_matches(mesh, ns)[0][1]["headers"] == [
+        {"name": "cookie", "stringMatch": {"safeRegex": {"regex": cookie}}}
+    ]
 
     for cookie in ("canary=yes", "session=abc; canary=yes; theme=dark", "a=1;canary=yes"):
         assert _served(mesh, ns, headers={"cookie": cookie}) == _only("v2"), cookie
@@ -157,6 +188,9 @@ def test_uri_rules_send_exact_prefix_and_regex_paths_to_the_canary(
         {"uri": {"regex": "/reviews/[0-9]+"}},
     ]
     _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
+    # Envoy's path matchers: exact is "path" (query string ignored), prefix sees the whole :path.
+    paths = [{k: v for k, v in m.items() if k in ("path", "prefix", "safeRegex")} for _, m in _envoy_matches(mesh, ns)]
+    assert paths[:3] == [{"path": "/reviews/beta"}, {"prefix": "/api/v2/"}, {"safeRegex": {"regex": "/reviews/[0-9]+"}}]
 
     for path in ("/reviews/beta", "/api/v2/reviews", "/reviews/42"):
         assert _served(mesh, ns, path=path) == _only("v2"), path
@@ -173,6 +207,16 @@ def test_os_rule_reads_the_user_agent_and_linux_excludes_android(
     vs = _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
     linux = [m for m in vs["spec"]["http"][0]["match"] if "withoutHeaders" in m]
     assert linux and linux[0]["withoutHeaders"] == {"user-agent": {"regex": ".*Android.*"}}
+    # istiod's translation of that exclusion: an inverted regex that treats a missing User-Agent
+    # as "" (istio/istio#50988). So "not Android" holds without the header, where a reading of
+    # the VirtualService alone would say it does not; istiod wins, and the simulator runs this.
+    android = {
+        "name": "user-agent",
+        "stringMatch": {"safeRegex": {"regex": ".*Android.*"}},
+        "invertMatch": True,
+        "treatMissingHeaderAsEmpty": True,
+    }
+    assert any(android in (m.get("headers") or []) for _, m in _envoy_matches(mesh, ns))
 
     assert _served(mesh, ns, headers={"user-agent": WINDOWS_UA}) == _only("v2")
     assert _served(mesh, ns, headers={"user-agent": LINUX_UA}) == _only("v2")
@@ -268,6 +312,19 @@ def test_blue_green_switches_all_traffic_at_once_back_and_offline_removes_the_ol
 
 # -- mirroring --------------------------------------------------------------------------------
 
+# Found by holding istiod's routes against the status: once the mirror is gone from the
+# VirtualService (and from istiod's routes), status.traffic.mirrorPercent still says the old
+# percent. status.status_patch sends status.traffic as a JSON merge patch without
+# "mirrorPercent": null, so the stored value is merged, never removed. Strict: these fail (and
+# must lose this mark) once the status forgets a removed mirror.
+STALE_MIRROR_IN_STATUS = pytest.mark.xfail(
+    strict=True,
+    raises=RoutesDisagreeError,
+    reason="status.traffic.mirrorPercent outlives the mirror (merge patch without a null)",
+)
+
+
+@STALE_MIRROR_IN_STATUS
 
 def test_mirror_copies_requests_to_the_canary_while_stable_answers_every_one(
     cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
@@ -278,6 +335,10 @@ def test_mirror_copies_requests_to_the_canary_while_stable_answers_every_one(
     assert weighted["mirror"] == {"host": "reviews", "subset": "v2"}
     assert weighted["mirrorPercentage"] == {"value": 40.0}
     assert route_weights(vs) == [{"v1": 100}]
+    # istiod: a request mirror policy to v2's cluster with a runtime fraction of 40%.
+    config = assert_istiod_routes_say_status(cluster, ns, mesh=mesh)
+    routes = host_routes(config, host=REVIEWS.format(ns=ns), port=9080) or []
+    assert [(r.weights, r.mirrors) for r in routes] == [({"v1": 100}, {"v2": 40.0})]
 
     mesh.reset_stats()
     mirrored = 0
@@ -333,6 +394,7 @@ class _Sampler:
         self._thread.join(10)
 
 
+@STALE_MIRROR_IN_STATUS
 def test_switching_strategy_live_from_mirror_to_canary_to_blue_green_never_drops_a_request(
     cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
 ) -> None:

@@ -1,13 +1,17 @@
 """A simulated Istio data plane for tests and demos, since Envoy cannot run here.
 
-It reads VirtualServices, DestinationRules, Services and Deployments from an API server,
-routes requests exactly as Istio's sidecars would (``meshsim.routing``, pure), lets each
-version answer with a configurable error rate and latency (``meshsim.traffic``), and exports
-``istio_requests_total`` and ``istio_request_duration_milliseconds`` (``meshsim.metrics``).
+Given istiod (``istiod="127.0.0.1:15010"``), it routes requests by the Envoy configuration
+istiod generates for a sidecar of each namespace (``meshsim.envoy_routes``, pure; read on every
+push through ``istio-xds-routes`` by ``meshsim.xds``); without it, by its own reading of the
+VirtualServices and DestinationRules (``meshsim.routing``, pure). It reads Services and
+Deployments from an API server, lets each version answer with a configurable error rate and
+latency (``meshsim.traffic``), and exports ``istio_requests_total`` and
+``istio_request_duration_milliseconds`` (``meshsim.metrics``).
 
 In a test::
 
-    sim = Simulator(api_client, namespaces=["bookinfo"], seed=1, listen=("127.0.0.1", 0))
+    sim = Simulator(api_client, namespaces=["bookinfo"], seed=1, listen=("127.0.0.1", 0),
+                    istiod=cluster.istiod.grpc_address)
     with sim:                                   # runs in a thread; or: await sim.start()
         sim.set_load(namespace="bookinfo", service="reviews", rps=20)
         sim.set_version_behaviour(namespace="bookinfo", service="reviews", version="v2",

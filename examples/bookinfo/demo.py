@@ -88,7 +88,9 @@ def _local_cluster(console: Console, cleanup: ExitStack) -> Target:
     with console.status(f"Starting the local control plane {DEMO_CLUSTER}"):
         cluster.up()
     console.print(f"[green]✓[/green] local control plane {DEMO_CLUSTER} is up")
-    return Target(kubeconfig=cluster.kubeconfig, kubectl_binary=str(cluster.bin_dir / "kubectl"))
+    # The local control plane comes up with istiod: the simulator routes by istiod's routes.
+    return Target(kubeconfig=cluster.kubeconfig, kubectl_binary=str(cluster.bin_dir / "kubectl"),
+                  istiod=cluster.istiod.grpc_address)
 
 
 def _current_cluster(console: Console, cleanup: ExitStack, *, namespace: str, assume_yes: bool) -> Target | None:

@@ -35,6 +35,8 @@ class Split:
     seconds: float
     weights: Mapping[str, int] = field(default_factory=dict)
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    routed_by: Mapping[str, int] = field(default_factory=dict)
+    """Subset -> weight in the Envoy routes istiod generated, that routed the window ({}: none)."""
 
     @property
     def total(self) -> int:
@@ -47,9 +49,11 @@ class Split:
     def summary(self, versions: Iterable[str]) -> str:
         parts = [f"{v} {self.served.get(v, 0)} requests ({self.share(v):.1f}%)" for v in versions]
         weights = " / ".join(f"{v} {w}%" for v, w in sorted(self.weights.items()))
+        routed = " / ".join(f"{v} {w}%" for v, w in sorted(self.routed_by.items()))
         return (
             f"served in {self.seconds:.1f} s: " + ", ".join(parts)
             + (f"; VirtualService weights: {weights}" if weights else "")
+            + (f"; routed by istiod's Envoy routes: {routed}" if routed else "")
         )
 
 

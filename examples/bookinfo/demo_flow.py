@@ -2,8 +2,10 @@
 
 ``run_demo`` needs a cluster that has the CanaryRelease and Istio CRDs, a running Prometheus,
 and a namespace name. It starts the mesh simulator in this process and the operator as a
-subprocess, and stops both before it returns or raises (also on Ctrl-C). Creating the cluster
-and Prometheus, and removing them, is ``demo.py``'s job, so that a test can run this flow on
+subprocess. With the target's istiod (the local control plane runs one) the simulator routes
+every request by the Envoy routes istiod generates, and the demo prints those routes beside
+the split; without it the simulator reads the VirtualServices itself. It stops both before
+it returns or raises (also on Ctrl-C). Creating the cluster and Prometheus, and removing them, is ``demo.py``'s job, so that a test can run this flow on
 the cluster it already has.
 """
 
@@ -24,6 +26,8 @@ from typing import Any
 from demo_display import DemoDisplay, Split, split_table
 from devcluster import PrometheusServer
 from istio_canary.models.marks import GROUP, PLURAL, VERSION
+from meshsim.envoy_routes import parse_cluster_name, weighted_clusters
+from meshsim.routers import EnvoyRouter
 from meshsim.simulator import Simulator
 from rich.console import Console
 
@@ -47,6 +51,8 @@ class Target:
     kubeconfig: str
     kubectl_binary: str = "kubectl"
     context: str | None = None
+    istiod: str | None = None
+    """istiod's plaintext xDS address (host:port), when the demo can reach it."""
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         context = ["--context", self.context] if self.context else []
@@ -155,7 +161,9 @@ def _operator(target: Target, *, namespace: str, prometheus_url: str, log_path: 
 
 @contextmanager
 def _simulator(target: Target, *, namespace: str, prometheus: PrometheusServer) -> Iterator[Simulator]:
-    sim = Simulator(target.api_client(), namespaces=[namespace], seed=2024, listen=("127.0.0.1", 0))
+    binary = HERE.parents[1] / ".bin" / "istio-xds-routes"
+    sim = Simulator(target.api_client(), namespaces=[namespace], seed=2024, listen=("127.0.0.1", 0),
+                    istiod=target.istiod, xds_routes_binary=str(binary) if binary.exists() else None)
     sim.start_in_thread()
     job = f"meshsim-{namespace}"
     prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")
@@ -164,6 +172,31 @@ def _simulator(target: Target, *, namespace: str, prometheus: PrometheusServer) 
     finally:
         prometheus.remove_scrape_target(job)
         sim.stop_in_thread()
+
+
+def _istiod_weights(sim: Simulator, namespace: str) -> dict[str, int]:
+    """subset -> weight of the catch-all route istiod generated for the Service ({}: not by istiod)."""
+    config = sim.router.config(namespace) if isinstance(sim.router, EnvoyRouter) else None
+    vhost = config.virtual_host(host=f"{SERVICE}.{namespace}.svc.cluster.local", port=9080) if config else None
+    routes = (vhost or {}).get("routes") or []
+    if not routes:
+        return {}
+    clusters = weighted_clusters(routes[-1].get("route") or {})
+    return {parse_cluster_name(name).subset or "-": weight for name, weight in clusters if weight > 0}
+
+
+def _wait_for_routes(sim: Simulator, release: _Release, *, timeout: float = 10.0) -> None:
+    """Until the simulator routes by an istiod push that has the weights the status reports."""
+    if not isinstance(sim.router, EnvoyRouter):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        versions = release.status().get("versions", [])
+        wanted = {v["version"]: int(v.get("weight", 0)) for v in versions if v.get("weight")}
+        if wanted and _istiod_weights(sim, release.namespace) == wanted:
+            return
+        time.sleep(0.1)
+    raise DemoError(f"istiod's routes did not reach the simulator's weights in {timeout:.0f} s")
 
 
 def _served(sim: Simulator, namespace: str) -> dict[str, int]:
@@ -175,8 +208,9 @@ def _watch_split(
     sim: Simulator, release: _Release, display: DemoDisplay, *, seconds: float, title: str
 ) -> Split:
     """Count the requests each version serves for ``seconds``, redrawing the table as they come."""
-    # The simulator reads the routes every half second; read them now, so that no request of
-    # the window is routed by the VirtualService as it was before the last change.
+    # No request of the window may be routed as before the last change: wait for istiod's push
+    # of the weights the status reports (or, without istiod, read the VirtualService now).
+    _wait_for_routes(sim, release)
     sim.refresh()
     sim.reset_stats()
     started = time.monotonic()
@@ -186,7 +220,8 @@ def _watch_split(
         status = release.status()
         weights = {v["version"]: int(v.get("weight", 0)) for v in status.get("versions", [])}
         metrics = {v["version"]: v.get("metrics") or {} for v in status.get("versions", [])}
-        split = Split(served=_served(sim, release.namespace), seconds=elapsed, weights=weights, metrics=metrics)
+        split = Split(served=_served(sim, release.namespace), seconds=elapsed, weights=weights, metrics=metrics,
+                      routed_by=_istiod_weights(sim, release.namespace))
         display.show(split_table(split, versions=(STABLE, CANARY), title=f"{title} ({elapsed:4.1f} s)"))
         if elapsed >= seconds:
             break
@@ -229,6 +264,10 @@ def run_demo(
             _deploy_bookinfo(target, release, namespace)
         with display.step("Start the mesh simulator (it plays Envoy) and the operator"):
             sim = running.enter_context(_simulator(target, namespace=namespace, prometheus=prometheus))
+            display.note(
+                f"requests are routed by the Envoy routes istiod generates (xDS at {target.istiod})"
+                if target.istiod else "no istiod to ask: requests are routed by the VirtualServices as stored"
+            )
             running.enter_context(
                 _operator(target, namespace=namespace, prometheus_url=prometheus.url, log_path=log_path)
             )

@@ -203,10 +203,24 @@ _STATUS_KEYS = {f.alias or n for n, f in CanaryReleaseStatus.model_fields.items(
 
 
 def status_patch(*, previous: Mapping[str, Any], status: CanaryReleaseStatus) -> dict[str, Any] | None:
-    """The status fields that differ from the stored ones (None: nothing to write)."""
+    """The JSON merge patch from the stored status to ``status`` (None: nothing to write).
+
+    A merge patch merges nested objects, so a key that is gone (``traffic.mirrorPercent`` once
+    the mirror is removed) must be sent as null, at every depth, or the stored value stays.
+    """
     wire = status.to_wire()
-    changed = {k: v for k, v in wire.items() if previous.get(k) != v}
-    for k in previous:
-        if k in _STATUS_KEYS and k not in wire:
-            changed[k] = None
-    return changed or None
+    known = {k: v for k, v in previous.items() if k in _STATUS_KEYS}
+    return _merge_patch(known, wire) or None
+
+
+def _merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            patch[key] = _merge_patch(before, value)
+        else:
+            patch[key] = value
+    return patch

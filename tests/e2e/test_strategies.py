@@ -16,7 +16,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Self
 
-import pytest
 from devcluster import Cluster
 from meshsim.routers import EnvoyRouter
 from meshsim.simulator import Simulator
@@ -33,7 +32,6 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.istiod_routes import (
-    RoutesDisagreeError,
     assert_istiod_routes_say_status,
     host_routes,
 )
@@ -312,20 +310,6 @@ def test_blue_green_switches_all_traffic_at_once_back_and_offline_removes_the_ol
 
 # -- mirroring --------------------------------------------------------------------------------
 
-# Found by holding istiod's routes against the status: once the mirror is gone from the
-# VirtualService (and from istiod's routes), status.traffic.mirrorPercent still says the old
-# percent. status.status_patch sends status.traffic as a JSON merge patch without
-# "mirrorPercent": null, so the stored value is merged, never removed. Strict: these fail (and
-# must lose this mark) once the status forgets a removed mirror.
-STALE_MIRROR_IN_STATUS = pytest.mark.xfail(
-    strict=True,
-    raises=RoutesDisagreeError,
-    reason="status.traffic.mirrorPercent outlives the mirror (merge patch without a null)",
-)
-
-
-@STALE_MIRROR_IN_STATUS
-
 def test_mirror_copies_requests_to_the_canary_while_stable_answers_every_one(
     cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
 ) -> None:
@@ -394,7 +378,6 @@ class _Sampler:
         self._thread.join(10)
 
 
-@STALE_MIRROR_IN_STATUS
 def test_switching_strategy_live_from_mirror_to_canary_to_blue_green_never_drops_a_request(
     cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
 ) -> None:

@@ -117,8 +117,21 @@ def reconcile(reconciler: Reconciler, cluster: InMemoryCluster, body: dict[str, 
     events: list[act.Event] = []
     outcome = asyncio.run(reconciler.reconcile(body=body, emit=events.append, observe=cluster.observe))
     if outcome.status_patch:
-        body["status"] = {**(body.get("status") or {}), **outcome.status_patch}
+        body["status"] = _merge(body.get("status") or {}, outcome.status_patch)
     return outcome, events
+
+
+def _merge(stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch applied as the API server applies it (RFC 7386)."""
+    merged = dict(stored)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 @pytest.fixture

@@ -110,3 +110,15 @@ def test_invalid_decision_sets_spec_valid_false_with_its_message() -> None:
     cond = {c.type: c for c in status.conditions}
     assert cond["SpecValid"].status == "False" and cond["SpecValid"].message == "Service x/y not found"
     assert cond["Ready"].status == "False"
+
+
+def test_the_status_patch_removes_a_nested_key_that_is_gone_instead_of_merging_it() -> None:
+    from istio_canary.models import CanaryReleaseStatus, TrafficStatus
+    from istio_canary.status import status_patch
+
+    stored = {"phase": "Progressing", "traffic": {"stable": 100, "canary": 0, "mirrorPercent": 40.0}}
+    now = CanaryReleaseStatus(phase=Phase.PROGRESSING, traffic=TrafficStatus(stable=70, canary=30))
+    patch = status_patch(previous=stored, status=now)
+    assert patch is not None
+    assert patch["traffic"] == {"stable": 70, "canary": 30, "mirrorPercent": None, "matchedToCanary": False}
+    assert "phase" not in patch

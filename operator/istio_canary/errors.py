@@ -10,9 +10,11 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
+    "AmbiguousCanaryDeploymentError",
     "AmbiguousStableDeploymentError",
     "ApiRefusedError",
     "ApiUnavailableError",
+    "CanaryDeploymentNotFoundError",
     "Classified",
     "ConflictError",
     "CredentialsError",
@@ -57,6 +59,14 @@ class StableDeploymentNotFoundError(WorkloadError):
 
 class AmbiguousStableDeploymentError(WorkloadError):
     """Several Deployments run the stable version behind the Service; the operator will not guess."""
+
+
+class CanaryDeploymentNotFoundError(WorkloadError):
+    """The canary is provided, and no Deployment behind the Service runs its version (or the named one is missing)."""
+
+
+class AmbiguousCanaryDeploymentError(WorkloadError):
+    """The canary is provided, and several Deployments behind the Service run its version."""
 
 
 class ServiceNotFoundError(InvalidSpecError):

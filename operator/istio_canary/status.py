@@ -113,6 +113,7 @@ def _versions(
                 version=version,
                 role=role,
                 deployment=name or "",
+                managed=role is Role.CANARY and not spec.canary.provided,
                 replicas=int((dep or {}).get("spec", {}).get("replicas", 0) or 0),
                 ready_replicas=workloads.ready_replicas(dep) if dep else 0,
                 weight=weight,
@@ -170,15 +171,17 @@ def _deployment_name(
     spec: CanaryReleaseSpec, *, role: Role, decision: Decision, deployments: Sequence[Mapping[str, Any]]
 ) -> str | None:
     canary = workloads.canary_deployment_name(spec)
-    if role is Role.CANARY:
+    chosen = decision.canary_deployment if role is Role.CANARY else decision.stable_deployment
+    if chosen is not None:
+        return chosen
+    if role is Role.CANARY and not (spec.canary.provided and spec.canary.deployment is None):
         return canary
-    if decision.stable_deployment is not None:
-        return decision.stable_deployment
+    version = spec.canary.version if role is Role.CANARY else spec.stable.version
     for dep in deployments:
         labels = dep.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
-        if labels.get(spec.version_label) == spec.stable.version and dep["metadata"]["name"] != canary:
+        if labels.get(spec.version_label) == version and (role is Role.CANARY or dep["metadata"]["name"] != canary):
             return str(dep["metadata"]["name"])
-    return None
+    return canary if role is Role.CANARY else None
 
 
 def _previous_metrics(previous: CanaryReleaseStatus, version: str, *, stale: bool) -> VersionMetrics | None:

@@ -256,8 +256,9 @@ class TestBuildCanaryDeployment:
         )
 
     def test_replicas_come_from_the_spec_when_given(self) -> None:
-        assert build(deployment(replicas=3), release_spec(replicas=1))["spec"]["replicas"] == 1
-        assert build(deployment(replicas=3), release_spec(replicas=0))["spec"]["replicas"] == 0
+        image = "bookinfo-reviews-v2:1.13.0"
+        assert build(deployment(replicas=3), release_spec(image=image, replicas=1))["spec"]["replicas"] == 1
+        assert build(deployment(replicas=3), release_spec(image=image, replicas=0))["spec"]["replicas"] == 0
 
     def test_replicas_default_to_the_stable_deployments(self) -> None:
         assert build(deployment(replicas=3), release_spec())["spec"]["replicas"] == 3

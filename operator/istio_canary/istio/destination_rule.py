@@ -43,26 +43,31 @@ def build_destination_rule(
 def _merge_subsets(
     plan: RoutePlan, existing: list[dict[str, Any]], *, originals: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Replace the release's subsets in place (where the first of them was), keep the others.
+    """Replace the release's subsets in place, add the missing ones after them, keep the others.
 
     Both versions count as the release's, not only those in ``plan.subsets``: job offline
-    removes a version's subset by leaving it out of the plan.
+    removes a version's subset by leaving it out of the plan. A subset the object lacks goes
+    right after the last of the release's subsets it has (else at the end), so the others keep
+    their order, and rebuilding from the adopted object gives what building from the original did.
     """
     ours = {plan.stable_version, plan.canary_version}
     previous = {subset.get("name"): subset for subset in originals if subset.get("name") in ours}
-    wanted = [_subset(plan, version, previous.get(version)) for version in plan.subsets]
+    wanted = {version: _subset(plan, version, previous.get(version)) for version in plan.subsets}
+    present = {subset.get("name") for subset in existing}
 
     merged: list[dict[str, Any]] = []
-    inserted = False
+    after_ours: int | None = None
     for subset in existing:
-        if subset.get("name") not in ours:
+        name = subset.get("name")
+        if name not in ours:
             merged.append(subset)
-        elif not inserted:
-            merged.extend(wanted)
-            inserted = True
-    if not inserted:
-        merged.extend(wanted)
-    return merged
+            continue
+        if name in wanted:
+            merged.append(wanted[name])
+        after_ours = len(merged)
+    missing = [body for version, body in wanted.items() if version not in present]
+    at = len(merged) if after_ours is None else after_ours
+    return merged[:at] + missing + merged[at:]
 
 
 def _subset(plan: RoutePlan, version: str, previous: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["is_catch_all", "is_service_host", "routes_only_to"]
+__all__ = ["is_catch_all", "is_service_host", "routes_only_to", "subsets_of"]
 
 
 def is_service_host(host: str, *, service: str, namespace: str | None) -> bool:
@@ -48,3 +48,8 @@ def routes_only_to(route: Mapping[str, Any], *, service: str, namespace: str | N
 def is_catch_all(route: Mapping[str, Any]) -> bool:
     """Whether ``route`` takes every request (on its port): no match, or matches on port alone."""
     return all(set(request) <= {"port"} for request in route.get("match") or [])
+
+
+def subsets_of(route: Mapping[str, Any]) -> set[str | None]:
+    """The subsets a route's destinations name (None for a destination without one)."""
+    return {(entry.get("destination") or {}).get("subset") for entry in route.get("route") or []}

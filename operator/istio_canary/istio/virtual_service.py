@@ -18,9 +18,12 @@ the routes stop using it. With more than one Service port, every match entry car
 
 Adopting an existing VirtualService: the routes "for this service" are replaced and every
 other route and field is kept. A route is for this service when it forwards (it has a
-``route`` list and no redirect, direct response or delegate) and *every* destination names
-this Service's host (short name or FQDN in the Service's namespace), whatever its match,
-subset or port. A route that splits between this host and another is someone else's and stays.
+``route`` list and no redirect, direct response or delegate), *every* destination names
+this Service's host (short name or FQDN in the Service's namespace), whatever its match or
+port, and names no subset other than the release's two versions. A route that splits between
+this host and another is someone else's and stays; so does a route to a third version with
+request conditions (Istio's samples send user jason to reviews v2), and a catch-all one to a
+third version is refused with a RoutingError, since the release's split could never apply.
 The operator's routes take the place of the last replaced route: a foreign route that came
 before it still does, so none is shadowed by the new catch-all, and one that came after still
 comes after. (Keeping a single slot is what makes rebuilding an adopted object give the same
@@ -43,7 +46,7 @@ from istio_canary.istio.destination_rule import API_VERSION
 from istio_canary.istio.match import match_requests
 from istio_canary.istio.ownership import starting_point
 from istio_canary.istio.plan import PortKind, RoutePlan, ServicePort
-from istio_canary.istio.routes import is_catch_all, is_service_host, routes_only_to
+from istio_canary.istio.routes import is_catch_all, is_service_host, routes_only_to, subsets_of
 
 __all__ = ["build_virtual_service", "check_expressible", "route_name_prefix"]
 
@@ -80,10 +83,9 @@ def build_virtual_service(
     )
     spec: dict[str, Any] = start.spec if start.spec is not None else {"hosts": [plan.service]}
 
-    def ours(route: Mapping[str, Any]) -> bool:
-        return str(route.get("name", "")).startswith(
-            route_name_prefix(release_name)
-        ) or routes_only_to(route, service=plan.service, namespace=plan.namespace)
+    ours = _ours(plan, release_name=release_name)
+    for key in ("http", "tcp"):
+        _refuse_shadowing(spec.get(key) or [], plan=plan, ours=ours, name=start.metadata.get("name"))
 
     # Fields are inherited from the user's original routes, not from the current object:
     # the operator's own routes may have dropped some (a mirror replaced by the plan's).
@@ -100,6 +102,49 @@ def build_virtual_service(
         "metadata": start.metadata,
         "spec": spec,
     }
+
+
+def _ours(plan: RoutePlan, *, release_name: str) -> Callable[[Mapping[str, Any]], bool]:
+    """Which routes the release replaces: its own, and those that forward only to its two versions."""
+    versions: set[str | None] = {plan.stable_version, plan.canary_version, None}
+
+    def ours(route: Mapping[str, Any]) -> bool:
+        if str(route.get("name", "")).startswith(route_name_prefix(release_name)):
+            return True
+        # A route to a third version of the Service (Istio's samples route reviews v1, v2 and v3)
+        # is the user's: kept, or refused when it would take every request.
+        return routes_only_to(route, service=plan.service, namespace=plan.namespace) and not (
+            subsets_of(route) - versions
+        )
+
+    return ours
+
+
+def _refuse_shadowing(
+    routes: Sequence[Mapping[str, Any]],
+    *,
+    plan: RoutePlan,
+    ours: Callable[[Mapping[str, Any]], bool],
+    name: object,
+) -> None:
+    """Raise RoutingError for a kept catch-all route to another version of the Service.
+
+    Such a route takes every request that reaches it: the release's split could never apply
+    (placed after it) or would silently take its requests (placed before it).
+    """
+    versions: set[str | None] = {plan.stable_version, plan.canary_version, None}
+    for index, route in enumerate(routes):
+        if ours(route) or not is_catch_all(route):
+            continue
+        if not routes_only_to(route, service=plan.service, namespace=plan.namespace):
+            continue
+        others = sorted(str(subset) for subset in subsets_of(route) - versions)
+        raise RoutingError(
+            f"VirtualService {name}: route {index} sends every request for {plan.service} to "
+            f"subset(s) {', '.join(others)}, neither stable {plan.stable_version} nor "
+            f"canary {plan.canary_version}; the release would take those requests. Route them by a "
+            "request match (kept as they are), or release from that version"
+        )
 
 
 def _routes(

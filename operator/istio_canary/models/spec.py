@@ -36,6 +36,8 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Lowercase HTTP token characters (RFC 9110): Istio requires lowercase header names.
 HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
 
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
 DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 
 # Size limits. Every string and collection of the spec is bounded: the API server's CEL cost
@@ -106,6 +108,17 @@ class OperatingSystem(str, enum.Enum):
     ANDROID = "Android"
     IOS = "iOS"
 
+
+# The canary is provided (someone else deployed it) when no image is named, in CEL on a CanarySpec.
+_CEL_PROVIDED = "(!has(self.image) && (!has(self.images) || size(self.images) == 0))"
+_DEPLOYMENT_AND_IMAGE = (
+    "canary.deployment names a Deployment you provide, which the release never changes: "
+    "leave image and images out"
+)
+_REPLICAS_OF_PROVIDED = (
+    "canary.replicas sizes a canary the release creates (with image or images); "
+    "a Deployment you provide keeps its own replicas"
+)
 
 _ONE_OF_STRING_MATCH = "[has(self.exact), has(self.prefix), has(self.regex)].filter(x, x).size() == 1"
 
@@ -208,7 +221,7 @@ class StableSpec(ApiModel):
 
 
 class CanarySpec(ApiModel):
-    """The new version: a copy of the stable Deployment with new image(s)."""
+    """The new version: with `image` or `images`, a copy of the stable Deployment that the release creates and removes; with neither (or with `deployment`), a Deployment you deployed, which the release only routes to."""
 
     model_config = ApiModel.model_config | ConfigDict(
         json_schema_extra={
@@ -222,6 +235,14 @@ class CanarySpec(ApiModel):
                     "rule": '!has(self.images) || self.images.all(k, size(k) <= 63 && k.matches("' + DNS_LABEL + '"))',
                     "message": "the keys of images are container names: DNS labels of at most 63 characters",
                 },
+                {
+                    "rule": "!has(self.deployment) || " + _CEL_PROVIDED,
+                    "message": _DEPLOYMENT_AND_IMAGE,
+                },
+                {
+                    "rule": "!has(self.replicas) || !(" + _CEL_PROVIDED + ")",
+                    "message": _REPLICAS_OF_PROVIDED,
+                },
             ]
         }
     )
@@ -233,7 +254,14 @@ class CanarySpec(ApiModel):
     images: dict[str, ImageRef] = Field(default_factory=dict, max_length=MAX_CONTAINERS)
     """Container name -> new image, for pods with several containers."""
     replicas: Annotated[int, Field(ge=0, le=10000)] | None = None
-    """Replicas of the canary Deployment; default: the stable Deployment's."""
+    """Replicas of the canary Deployment the release creates; default: the stable Deployment's."""
+    deployment: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)] | None = None
+    """A Deployment you deployed that runs the new version; the release routes to it and never changes it. Default, with no `image` or `images`: the one Deployment behind the Service whose pods carry `versionLabel: version`."""
+
+    @property
+    def provided(self) -> bool:
+        """Is the canary a Deployment someone else deployed (the release only routes to it)?"""
+        return self.deployment is not None or (self.image is None and not self.images)
 
     @field_validator("images")
     @classmethod
@@ -249,6 +277,10 @@ class CanarySpec(ApiModel):
     def _image_or_images(self) -> CanarySpec:
         if self.image is not None and self.images:
             raise ValueError("set image (single-container pods) or images (container name -> image), not both")
+        if self.deployment is not None and (self.image is not None or self.images):
+            raise ValueError(_DEPLOYMENT_AND_IMAGE)
+        if self.replicas is not None and self.provided:
+            raise ValueError(_REPLICAS_OF_PROVIDED)
         return self
 
 
@@ -267,6 +299,17 @@ _SPEC_RULES: list[JsonValue] = [
         "message": "offline needs takeOver: name the version that keeps the traffic first",
     },
     {"rule": "self.service == oldSelf.service", "message": "service is immutable"},
+    {
+        "rule": "(!has(self.canary.image) && (!has(self.canary.images) || size(self.canary.images) == 0)) == "
+        "(!has(oldSelf.canary.image) && (!has(oldSelf.canary.images) || size(oldSelf.canary.images) == 0))",
+        "message": "a canary the release creates (image or images) and one you provide cannot be swapped on a "
+        "live release: create a new CanaryRelease",
+    },
+    {
+        "rule": "(has(self.canary.deployment) ? self.canary.deployment : '') == "
+        "(has(oldSelf.canary.deployment) ? oldSelf.canary.deployment : '')",
+        "message": "canary.deployment is immutable",
+    },
     {"rule": "self.stable.version == oldSelf.stable.version", "message": "stable.version is immutable"},
     {"rule": "self.canary.version == oldSelf.canary.version", "message": "canary.version is immutable"},
     {

@@ -141,6 +141,8 @@ class VersionStatus(ApiModel):
     """Whether this is the stable or the canary version."""
     deployment: str
     """Name of the version's Deployment."""
+    managed: bool = False
+    """True when the release created this Deployment (and removes it on abort); False when it only routes to it: the stable one, or a canary you provide."""
     replicas: int = 0
     """Desired replicas of that Deployment."""
     ready_replicas: int = 0

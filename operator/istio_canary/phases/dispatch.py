@@ -69,8 +69,11 @@ def _forward(ctx: Context, *, check: CheckResult | None) -> Decision:
     spec = ctx.spec
     # Job offline: asked in the spec, or the promotion of a canary that passed its analysis.
     survivor = spec.take_over if spec.offline else progression.offline_survivor(spec=spec, status=ctx.previous.analysis)
-    # After job offline to the canary, the stable Deployment is gone on purpose.
-    ctx = resolve.resolve_workloads(ctx, stable_may_be_gone=survivor == spec.canary.version)
+    # After job offline to the canary, the stable Deployment is gone on purpose (and a provided
+    # canary after job offline to stable).
+    ctx = resolve.resolve_workloads(
+        ctx, stable_may_be_gone=survivor == spec.canary.version, canary_may_be_gone=survivor == spec.stable.version
+    )
     if survivor and resolve.survivor_ready(ctx, survivor):
         return offline.go_offline(ctx, survivor=survivor)
     # Not ready to go offline yet (e.g. offline asked at creation): bring the survivor up first.

@@ -77,6 +77,8 @@ class Decision:
     canary_ready: bool | None = None
     plan: RoutePlan | None = None
     stable_deployment: str | None = None
+    canary_deployment: str | None = None
+    """The canary Deployment's name, when the decision resolved it (a provided one may be named anything)."""
     canary_revision: str | None = None
     """The canary images that may receive traffic (None: keep the previous status value)."""
     drain: DrainStatus | None = None

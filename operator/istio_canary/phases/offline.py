@@ -7,6 +7,7 @@ from istio_canary import workloads
 from istio_canary.models import OfflineAction, Phase, Reason
 from istio_canary.phases import cleanup, routing
 from istio_canary.phases.model import Context, Decision
+from istio_canary.phases.resolve import canary_name
 
 __all__ = ["go_offline"]
 
@@ -40,6 +41,7 @@ def go_offline(ctx: Context, *, survivor: str) -> Decision:
         canary_ready=ctx.canary is not None and workloads.has_ready_pods(ctx.canary),
         plan=plan,
         stable_deployment=ctx.stable["metadata"]["name"] if ctx.stable is not None else None,
+        canary_deployment=canary_name(ctx),
         drain=drain,
     )
 
@@ -47,14 +49,17 @@ def go_offline(ctx: Context, *, survivor: str) -> Decision:
 def _leaving(ctx: Context, *, survivor_is_canary: bool) -> tuple[str, tuple[act.Action, ...], bool]:
     """The version that goes (its name), the writes that remove it, and whether it is gone already."""
     spec = ctx.spec
-    if not survivor_is_canary:
+    if not survivor_is_canary and not spec.canary.provided:
         name = workloads.canary_deployment_name(spec)
         removal = (act.DeleteObject(kind="Deployment", name=name), *cleanup.remove_companions(ctx))
         return name, removal, ctx.canary is None
-    if ctx.stable is None:
-        return f"{spec.service} {spec.stable.version}", (), True
-    name = ctx.stable["metadata"]["name"]
+    # The stable Deployment, or a provided canary: someone else's, so offlineAction says what goes.
+    leaving = ctx.canary if not survivor_is_canary else ctx.stable
+    if leaving is None:
+        version = spec.canary.version if not survivor_is_canary else spec.stable.version
+        return f"{spec.service} {version}", (), True
+    name = leaving["metadata"]["name"]
     if spec.offline_action is OfflineAction.SCALE_TO_ZERO:
-        scaled = int(ctx.stable.get("spec", {}).get("replicas", 1)) == 0
+        scaled = int(leaving.get("spec", {}).get("replicas", 1)) == 0
         return name, (act.ScaleDeployment(name=name, replicas=0),), scaled
     return name, (act.DeleteObject(kind="Deployment", name=name),), False

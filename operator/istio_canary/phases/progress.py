@@ -28,7 +28,13 @@ from istio_canary.models import (
 from istio_canary.models.analysis import CheckResult
 from istio_canary.phases import cleanup, offline, routing, teardown
 from istio_canary.phases.model import WAIT_SECONDS, Context, Decision
-from istio_canary.phases.resolve import canary_routable, image_changed, new_image_goes_out
+from istio_canary.phases.resolve import (
+    canary_name,
+    canary_routable,
+    image_changed,
+    new_image_goes_out,
+    revision,
+)
 
 __all__ = ["progress"]
 
@@ -64,11 +70,9 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
     routes = routing.routing_actions(ctx, plan)
     if ctx.spec.policy is Policy.PAUSED and routing.routing_written(ctx):
         routes = ()  # Paused: leave the routing exactly as it is.
-    actions: tuple[act.Action, ...] = (
-        *routes,
-        act.ApplyDeployment(body=canary_body),
-        *(act.ApplyCompanion(kind=c["kind"], body=c) for c in copies),
-    )
+    # A provided canary is someone else's: the release only routes to it.
+    made = () if ctx.spec.canary.provided else (act.ApplyDeployment(body=canary_body),)
+    actions: tuple[act.Action, ...] = (*routes, *made, *(act.ApplyCompanion(kind=c["kind"], body=c) for c in copies))
     deadline = _ready_deadline_passed(ctx) if not ready and ctx.spec.policy is not Policy.PAUSED else None
     if deadline is not None:
         return _never_ready(deadline, actions=actions, analysis=analysis, plan=plan)
@@ -87,7 +91,8 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
         canary_ready=ready,
         plan=plan,
         stable_deployment=ctx.stable["metadata"]["name"],
-        canary_revision=workloads.canary_revision(ctx.spec) if ready else None,
+        canary_deployment=canary_name(ctx),
+        canary_revision=revision(ctx) if ready else None,
     )
 
 
@@ -108,8 +113,10 @@ def _never_ready(
 
 
 def _canary_objects(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The canary Deployment to apply and its HPA/PDB copies."""
+    """The canary Deployment to apply and its HPA/PDB copies; a provided canary as it is, and no copies."""
     assert ctx.stable is not None
+    if ctx.spec.canary.provided:
+        return dict(ctx.canary or {}), []
     canary_body = workloads.build_canary_deployment(
         stable=ctx.stable,
         spec=ctx.spec,
@@ -213,7 +220,7 @@ def _phase(
         return Phase.PAUSED, Reason.PAUSED, "paused: workloads are kept, routing is left as it is"
     if not canary_ready:
         phase = Phase.PROGRESSING if spec.policy is Policy.IMMEDIATELY else Phase.WAITING_FOR_CANARY
-        name = workloads.canary_deployment_name(spec)
+        name = canary_name(ctx)
         return phase, Reason.CANARY_NOT_READY, f"waiting for Deployment {name} to have ready pods; it gets no traffic"
     if take_over:
         return Phase.TAKEN_OVER, Reason.TAKEN_OVER, f"{take_over} receives 100% of traffic; the other version keeps running"

@@ -26,7 +26,7 @@ def tear_down(ctx: Context, *, reason: Reason, cause: str = "") -> Decision:
     ours = canary is not None and workloads.is_created_by(
         deployment=canary, release_namespace=ctx.release.namespace, release_name=ctx.release.name
     )
-    if ours:
+    if ours and not ctx.spec.canary.provided:
         return _remove_canary(ctx, reason=reason, cause=cause, canary_name=canary_name)
     return _restore(ctx, reason=reason, cause=cause, canary_name=canary_name)
 
@@ -66,12 +66,14 @@ def _restore(ctx: Context, *, reason: Reason, cause: str, canary_name: str) -> D
         return Decision(
             phase=ctx.previous.phase,
             reason=reason,
-            message="release deleted: original routing restored, canary removed",
+            message="release deleted: original routing restored, "
+            + ("the provided canary left as it is" if ctx.spec.canary.provided else "canary removed"),
             actions=actions,
             done=True,
         )
     lead = f"aborted ({cause})" if cause else "aborted"
-    message = f"{lead}: 100% to {ctx.spec.stable.version}, {canary_name} removed, original routing restored"
+    gone = "left as it is (provided)" if ctx.spec.canary.provided else "removed"
+    message = f"{lead}: 100% to {ctx.spec.stable.version}, {canary_name} {gone}, original routing restored"
     already = ctx.previous.phase is Phase.ABORTED
     if already:
         message = ctx.previous.message  # the first words said why; later looks keep them

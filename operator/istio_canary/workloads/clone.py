@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from istio_canary.errors import (
+    AmbiguousCanaryDeploymentError,
     AmbiguousStableDeploymentError,
+    CanaryDeploymentNotFoundError,
     StableDeploymentNotFoundError,
     WorkloadError,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "build_canary_deployment",
     "canary_deployment_name",
     "canary_revision",
+    "find_provided_canary",
     "find_stable_deployment",
     "hand_over_patch",
     "is_created_by",
@@ -71,19 +74,8 @@ def find_stable_deployment(
     Deployments being deleted are not candidates. Raises ``StableDeploymentNotFoundError`` or
     ``AmbiguousStableDeploymentError`` with a message fit for ``status.message``.
     """
-    if not service_selector:
-        # A Service without a selector routes to manually managed endpoints: no Deployment
-        # can be cloned from it, and every Deployment would "match" an empty selector.
-        raise StableDeploymentNotFoundError(
-            "the Service has no selector, so no Deployment can be found behind it"
-        )
-    wanted = {**service_selector, version_label: version}
-    matches = [
-        d
-        for d in deployments
-        if not d.get("metadata", {}).get("deletionTimestamp")
-        and _contains(_template_labels(d), wanted)
-    ]
+    wanted = _behind_service(service_selector, version_label=version_label, version=version)
+    matches = _running(deployments, wanted)
     shown = _format_labels(wanted)
     if not matches:
         raise StableDeploymentNotFoundError(
@@ -91,22 +83,94 @@ def find_stable_deployment(
             "(the Service's selector plus versionLabel=stable.version)"
         )
     if len(matches) > 1:
-        names = ", ".join(sorted(str(d.get("metadata", {}).get("name")) for d in matches))
         raise AmbiguousStableDeploymentError(
-            f"{len(matches)} Deployments have pods labelled {shown}: {names}; "
+            f"{len(matches)} Deployments have pods labelled {shown}: {_names(matches)}; "
             "the stable version must run in exactly one Deployment"
         )
     return copy.deepcopy(dict(matches[0]))
 
 
+def find_provided_canary(
+    *,
+    deployments: Sequence[Mapping[str, Any]],
+    service_selector: Mapping[str, str],
+    version_label: str,
+    version: str,
+    name: str | None,
+) -> Deployment:
+    """The Deployment someone else deployed for the canary: ``name``, or the one running ``version``.
+
+    A named Deployment must exist and its pods must carry the Service's selector and the
+    canary's version label (else the Service would never send them traffic, or the subset would
+    select nothing). Raises ``CanaryDeploymentNotFoundError`` or ``AmbiguousCanaryDeploymentError``.
+    """
+    wanted = _behind_service(service_selector, version_label=version_label, version=version)
+    shown = _format_labels(wanted)
+    if name is not None:
+        named = [d for d in _running(deployments, {}) if d.get("metadata", {}).get("name") == name]
+        if not named:
+            raise CanaryDeploymentNotFoundError(f"canary.deployment {name!r} not found in the release's namespace")
+        if not _contains(_template_labels(named[0]), wanted):
+            raise CanaryDeploymentNotFoundError(
+                f"the pods of Deployment {name!r} are not labelled {shown} "
+                "(the Service's selector plus versionLabel=canary.version): the Service would not route to them"
+            )
+        return copy.deepcopy(dict(named[0]))
+    matches = _running(deployments, wanted)
+    if not matches:
+        raise CanaryDeploymentNotFoundError(
+            f"no Deployment has pods labelled {shown}: deploy the canary yourself, "
+            "or set canary.image (or images) to have the release create it from the stable Deployment"
+        )
+    if len(matches) > 1:
+        raise AmbiguousCanaryDeploymentError(
+            f"{len(matches)} Deployments have pods labelled {shown}: {_names(matches)}; "
+            "name the canary's in canary.deployment"
+        )
+    return copy.deepcopy(dict(matches[0]))
+
+
+def _behind_service(selector: Mapping[str, str], *, version_label: str, version: str) -> dict[str, str]:
+    """The pod labels of a version behind the Service."""
+    if not selector:
+        # A Service without a selector routes to manually managed endpoints: no Deployment
+        # can be found behind it, and every Deployment would "match" an empty selector.
+        raise StableDeploymentNotFoundError(
+            "the Service has no selector, so no Deployment can be found behind it"
+        )
+    return {**selector, version_label: version}
+
+
+def _running(deployments: Sequence[Mapping[str, Any]], wanted: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    """Deployments not being deleted whose pods carry ``wanted``."""
+    return [
+        d
+        for d in deployments
+        if not d.get("metadata", {}).get("deletionTimestamp") and _contains(_template_labels(d), wanted)
+    ]
+
+
+def _names(deployments: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(sorted(str(d.get("metadata", {}).get("name")) for d in deployments))
+
+
 def canary_deployment_name(spec: CanaryReleaseSpec) -> str:
-    """``<service>-<canary.version>``, as Bookinfo names its versions (``reviews-v2``)."""
-    return f"{spec.service}-{spec.canary.version}"
+    """``canary.deployment`` when named, else ``<service>-<canary.version>``, as Bookinfo names its versions (``reviews-v2``)."""
+    return spec.canary.deployment or f"{spec.service}-{spec.canary.version}"
 
 
-def canary_revision(spec: CanaryReleaseSpec) -> str:
-    """A short hash of the canary's images: it changes exactly when a new image is asked for."""
-    images = {"image": spec.canary.image, "images": dict(sorted(spec.canary.images.items()))}
+def canary_revision(spec: CanaryReleaseSpec, *, provided: Mapping[str, Any] | None = None) -> str:
+    """A short hash of the canary's images: it changes exactly when a new image is asked for.
+
+    For a provided canary, the images are those of its pod template (someone else changes them).
+    """
+    images: dict[str, Any]
+    if provided is not None:
+        pod = provided.get("spec", {}).get("template", {}).get("spec") or {}
+        containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+        images = {"provided": {str(c.get("name")): c.get("image") for c in containers}}
+    else:
+        images = {"image": spec.canary.image, "images": dict(sorted(spec.canary.images.items()))}
     return hashlib.sha256(json.dumps(images, sort_keys=True).encode()).hexdigest()[:12]
 
 

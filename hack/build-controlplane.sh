@@ -47,10 +47,25 @@ build_xds_routes() {
   echo "istio-xds-routes: built in $(( $(date +%s) - start )) s"
 }
 
+# Istio's own Bookinfo manifests, read unchanged by the e2e tests of releases over versions
+# that are already deployed (samples/bookinfo in the same module as istiod).
+copy_istio_samples() {
+  local dir=$1
+  rm -rf "$BIN/istio-samples" && mkdir -p "$BIN/istio-samples"
+  cp -r "$dir/samples/bookinfo/platform/kube" "$dir/samples/bookinfo/networking" "$BIN/istio-samples/"
+  chmod -R u+w "$BIN/istio-samples"
+}
+
+istio_module_dir() {
+  (cd "$(mktemp -d)" && GOFLAGS= go mod download -json "istio.io/istio@$ISTIO_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+}
+
 build_istio() {
   if [[ -x "$BIN/pilot-discovery" && -f "$BIN/istio-crds.yaml" && -f "$ISTIO_STAMP" \
         && "$(cat "$ISTIO_STAMP")" == "$ISTIO_VERSION" ]]; then
     echo "istiod: up to date (istio.io/istio@$ISTIO_VERSION)"
+    [[ -f "$BIN/istio-samples/kube/bookinfo.yaml" ]] || copy_istio_samples "$(istio_module_dir)"
     build_xds_routes
     return
   fi
@@ -62,11 +77,11 @@ build_istio() {
   (cd "$(mktemp -d)" && GOFLAGS= GOBIN="$OLDPWD/$BIN" go install -trimpath \
     -ldflags "-s -w -X istio.io/istio/pkg/version.buildVersion=$ISTIO_BUILD_VERSION" \
     "istio.io/istio/pilot/cmd/pilot-discovery@$ISTIO_VERSION")
-  dir=$(cd "$(mktemp -d)" && GOFLAGS= go mod download -json "istio.io/istio@$ISTIO_VERSION" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  dir=$(istio_module_dir)
   cp "$dir/manifests/charts/base/files/crd-all.gen.yaml" "$BIN/istio-crds.yaml"
   rm -rf "$BIN/istio-base-chart" && cp -r "$dir/manifests/charts/base" "$BIN/istio-base-chart"
   chmod -R u+w "$BIN/istio-base-chart"
+  copy_istio_samples "$dir"
   echo "$ISTIO_VERSION" > "$ISTIO_STAMP"
   echo "istiod: built in $(( $(date +%s) - start )) s"
   build_xds_routes

@@ -26,6 +26,7 @@ from istio_canary.models import (
     VersionMetrics,
     VersionStatus,
 )
+from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Decision
 
 __all__ = ["build_status", "previous_status", "set_condition", "status_patch"]
@@ -213,17 +214,4 @@ def status_patch(*, previous: Mapping[str, Any], status: CanaryReleaseStatus) ->
     """
     wire = status.to_wire()
     known = {k: v for k, v in previous.items() if k in _STATUS_KEYS}
-    return _merge_patch(known, wire) or None
-
-
-def _merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    patch: dict[str, Any] = {k: None for k in old if k not in new}
-    for key, value in new.items():
-        before = old.get(key)
-        if before == value:
-            continue
-        if isinstance(before, Mapping) and isinstance(value, Mapping):
-            patch[key] = _merge_patch(before, value)
-        else:
-            patch[key] = value
-    return patch
+    return merge_patch(known, wire) or None

@@ -74,15 +74,17 @@ def test_restored_object_drops_the_operators_marks_and_keeps_the_rest() -> None:
     assert ORIGINAL_SPEC_ANNOTATION in adopted["metadata"]["annotations"], "input left unchanged"
 
 
-def test_restored_object_without_other_labels_has_no_empty_label_map() -> None:
+def test_restored_object_without_other_labels_keeps_emptied_maps_so_a_merge_patch_removes_only_our_marks() -> None:
     original = user_vs()
     del original["metadata"]["labels"], original["metadata"]["annotations"]
 
     restored = restored_object(build_vs(existing=original))
 
+    # Empty, not missing: as a merge patch, a missing map would also delete the annotations
+    # that the watch cache leaves out (kubectl's last-applied-configuration).
     assert restored is not None
-    assert "labels" not in restored["metadata"]
-    assert "annotations" not in restored["metadata"]
+    assert restored["metadata"]["labels"] == {}
+    assert restored["metadata"]["annotations"] == {}
 
 
 def test_restore_refuses_an_object_the_operator_never_touched() -> None:

@@ -385,7 +385,7 @@ def test_an_abort_puts_back_the_recorded_original_of_an_adopted_object_over_the_
     assert isinstance(replace, act.ReplaceRouting) and replace.kind == "VirtualService"
     assert replace.body["spec"] == users
     assert replace.body["metadata"]["resourceVersion"] == "42"  # conflict-checked against what was seen
-    assert "labels" not in replace.body["metadata"] and "annotations" not in replace.body["metadata"]
+    assert replace.body["metadata"]["labels"] == {} and replace.body["metadata"]["annotations"] == {}
 
 
 def test_an_analysis_rollback_stays_an_analysis_rollback_once_aborted() -> None:

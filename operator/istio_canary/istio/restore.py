@@ -52,13 +52,13 @@ def restored_object(obj: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     restored = copy.deepcopy(dict(obj))
     metadata = restored.setdefault("metadata", {})
+    # An emptied map stays (as {}): the adapter writes the difference as a merge patch, in
+    # which a missing map would remove what the watch cache leaves out (kubectl's
+    # last-applied-configuration), and {} removes only the operator's keys.
     for key, mark in (("annotations", ORIGINAL_SPEC_ANNOTATION), ("labels", RELEASE_LABEL)):
         marks = metadata.get(key) or {}
         marks.pop(mark, None)
-        if marks:
-            metadata[key] = marks
-        else:
-            metadata.pop(key, None)
+        metadata[key] = marks
     restored["spec"] = spec
     restored.pop("status", None)
     return restored

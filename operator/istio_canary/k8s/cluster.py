@@ -28,6 +28,7 @@ from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
 from istio_canary.models.marks import ISTIO_GROUP, ISTIO_VERSION
+from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Observed
 
 __all__ = ["ISTIO_GROUP", "ISTIO_VERSION", "Cluster", "ConflictError", "Executed", "load_client"]
@@ -92,8 +93,7 @@ class Cluster:
             case act.ApplyDeployment(body=body):
                 return self._apply_deployment(body, current=_current(observed, "Deployment", _name(body)), namespace=namespace)
             case act.ReplaceRouting(kind=kind, body=body):
-                stored = self._verbs[kind].replace(_name(body), namespace, body)
-                return Executed(stored=_json(stored), wrote=True)
+                return self._replace_routing(kind, body, current=_current(observed, kind, _name(body)), namespace=namespace)
             case act.DeleteObject(kind=kind, name=name):
                 if _current(observed, kind, name) is None:
                     return Executed(stored=None, wrote=False)
@@ -116,7 +116,30 @@ class Cluster:
         desired = _merged(current, body)
         if desired == current:
             return Executed(stored=current, wrote=False)
-        return Executed(stored=_json(self._verbs[kind].replace(_name(body), namespace, desired)), wrote=True)
+        return self._patch_to(kind, current=current, desired=desired, namespace=namespace)
+
+    def _replace_routing(
+        self, kind: str, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str
+    ) -> Executed:
+        """Make the object exactly ``body`` (a restored original), conflict-checked."""
+        if current is None:
+            return Executed(stored=_json(self._verbs[kind].replace(_name(body), namespace, body)), wrote=True)
+        return self._patch_to(kind, current=current, desired=body, namespace=namespace)
+
+    def _patch_to(self, kind: str, *, current: dict[str, Any], desired: dict[str, Any], namespace: str) -> Executed:
+        """Turn ``current`` into ``desired`` with a merge patch carrying its resourceVersion.
+
+        A patch, not a replace: the cached copy lacks what the cache drops (kubectl's
+        last-applied-configuration), and a replace from it would delete that from the object.
+        The resourceVersion makes the patch fail with a conflict if the object changed since.
+        """
+        patch = merge_patch(_without_status(current), _without_status(desired))
+        if not patch:
+            return Executed(stored=current, wrote=False)
+        patch.setdefault("metadata", {})["resourceVersion"] = str(
+            desired.get("metadata", {}).get("resourceVersion") or current["metadata"].get("resourceVersion", "")
+        )
+        return Executed(stored=_json(self._verbs[kind].patch(_name(desired), namespace, patch, MERGE_PATCH)), wrote=True)
 
     def _apply_deployment(self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str) -> Executed:
         if current is None:
@@ -254,6 +277,10 @@ def _name(body: dict[str, Any]) -> str:
 def _json(response: Any) -> dict[str, Any]:
     """The body of a response read with ``_preload_content=False``."""
     return cast(dict[str, Any], json.loads(response.data))
+
+
+def _without_status(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k != "status"}
 
 
 def _merged(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:

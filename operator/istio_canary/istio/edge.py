@@ -1,0 +1,151 @@
+"""Splitting the other VirtualServices that route to the released host, route by route.
+
+The release's own VirtualService (the one whose ``hosts`` name the Service) gets the operator's
+routes (``virtual_service``). Every other VirtualService that routes to the host (bound to an
+ingress gateway, a delegate that a root VirtualService hands routes to, one listed in
+``spec.routing.virtualServices``, in any namespace) is split *in place*: each route whose
+destinations are the host keeps its name, match, rewrite, timeout, retries and every other
+field, and only its destinations change to the plan's weighted subsets (host and port as the
+user wrote them). Traffic rules (``traffic.match``) become copies of that route, just before
+it, whose matches are the route's own matches AND the rule's, sending to the canary.
+
+Each result is computed from the object's recorded original (the spec before the release
+first changed it), so a rebuild gives the same object, and a mirror or a match copy the plan no
+longer asks for is gone. Every other route, host, gateway and field stays as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from istio_canary.errors import RoutingError
+from istio_canary.istio.match import match_requests
+from istio_canary.istio.ownership import starting_point
+from istio_canary.istio.plan import RoutePlan
+from istio_canary.istio.routes import routes_only_to, subsets_of
+from istio_canary.models.marks import ISTIO_API_VERSION
+
+__all__ = ["routes_to_host", "split_in_place"]
+
+
+def routes_to_host(vs: Mapping[str, Any], *, service: str, namespace: str) -> bool:
+    """Does some http or tcp route of ``vs`` forward only to the Service (so a release splits it)?"""
+    spec = vs.get("spec") or {}
+    return any(
+        routes_only_to(route, service=service, namespace=namespace)
+        for key in ("http", "tcp")
+        for route in spec.get(key) or []
+    )
+
+
+def split_in_place(*, plan: RoutePlan, existing: Mapping[str, Any], release_name: str) -> dict[str, Any]:
+    """``existing`` (adopted) with every route to the Service split as ``plan`` says.
+
+    Raises ``ForeignObjectError`` when another release holds the object, and ``RoutingError``
+    when a rule cannot be combined with a route's own match.
+    """
+    meta = existing.get("metadata", {})
+    start = starting_point(
+        existing=existing, name=str(meta.get("name")), namespace=str(meta.get("namespace", plan.namespace)),
+        release_name=release_name,
+    )
+    original = copy.deepcopy(start.original if start.original is not None else dict(existing.get("spec") or {}))
+    spec = copy.deepcopy(original)
+    requests_per_rule = [match_requests(rule, path=f"traffic.match[{i}]") for i, rule in enumerate(plan.match)]
+    ours = _ours(plan, same_namespace=str(meta.get("namespace", plan.namespace)) == plan.namespace)
+    http: list[dict[str, Any]] = []
+    for index, route in enumerate(spec.get("http") or []):
+        if not ours(route):
+            http.append(route)
+            continue
+        http += _matched_copies(plan, route, requests_per_rule, name=f"istio-canary-{release_name}-edge-{index}")
+        http.append(_split(plan, route, mirror=True))
+    if http:
+        spec["http"] = http
+    if spec.get("tcp"):
+        spec["tcp"] = [_split(plan, route, mirror=False) if ours(route) else route for route in spec["tcp"]]
+    return {"apiVersion": ISTIO_API_VERSION, "kind": "VirtualService", "metadata": start.metadata, "spec": spec}
+
+
+def _ours(plan: RoutePlan, *, same_namespace: bool) -> Callable[[Mapping[str, Any]], bool]:
+    """Routes to the Service's two versions; from another namespace, a short name is another Service."""
+    versions: set[str | None] = {plan.stable_version, plan.canary_version, None}
+
+    def ours(route: Mapping[str, Any]) -> bool:
+        if not routes_only_to(route, service=plan.service, namespace=plan.namespace) or subsets_of(route) - versions:
+            return False
+        hosts = {(entry.get("destination") or {}).get("host") for entry in route.get("route") or []}
+        return same_namespace or plan.service not in hosts
+
+    return ours
+
+
+def _destination(template: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """The user's destination (host and port as written) for one version's subset."""
+    destination = {k: copy.deepcopy(v) for k, v in template.items() if k in ("host", "port")}
+    destination["subset"] = version
+    return destination
+
+
+def _split(plan: RoutePlan, route: Mapping[str, Any], *, mirror: bool) -> dict[str, Any]:
+    """``route`` with its destinations replaced by the plan's weights (and the plan's mirror)."""
+    template = (route["route"][0].get("destination") or {})
+    entries = [
+        {"destination": _destination(template, version), "weight": plan.weight_of(version)}
+        for version in (plan.stable_version, plan.canary_version)
+        if plan.weight_of(version) > 0
+    ]
+    if len(entries) == 1:
+        del entries[0]["weight"]
+    split = dict(copy.deepcopy(route))
+    split["route"] = entries
+    if mirror and plan.mirror_percent is not None:
+        for key in ("mirror", "mirrorPercentage", "mirrors"):
+            split.pop(key, None)
+        split["mirror"] = _destination(template, plan.canary_version)
+        split["mirrorPercentage"] = {"value": float(plan.mirror_percent)}
+    return split
+
+
+def _matched_copies(
+    plan: RoutePlan, route: Mapping[str, Any], requests_per_rule: Sequence[Sequence[dict[str, Any]]], *, name: str
+) -> list[dict[str, Any]]:
+    """One copy of ``route`` per traffic rule, matching the route's own matches AND the rule, to the canary."""
+    if not requests_per_rule or plan.canary_version not in plan.subsets:
+        return []
+    template = (route["route"][0].get("destination") or {})
+    own = route.get("match") or [{}]
+    copies = []
+    for index, requests in enumerate(requests_per_rule):
+        matched = dict(copy.deepcopy(route))
+        for key in ("mirror", "mirrorPercentage", "mirrors"):
+            matched.pop(key, None)
+        matched["name"] = f"{name}-match-{index}"
+        matched["match"] = [_both(mine, theirs, path=f"traffic.match[{index}]") for mine in own for theirs in requests]
+        matched["route"] = [{"destination": _destination(template, plan.canary_version)}]
+        copies.append(matched)
+    return copies
+
+
+def _both(route_match: Mapping[str, Any], rule: Mapping[str, Any], *, path: str) -> dict[str, Any]:
+    """One HTTPMatchRequest that holds when both do; a field both set differently cannot be combined."""
+    both = copy.deepcopy(dict(route_match))
+    for key, value in rule.items():
+        if key in ("headers", "withoutHeaders", "queryParams"):
+            merged = dict(both.get(key) or {})
+            for name, condition in value.items():
+                if name in merged and merged[name] != condition:
+                    raise RoutingError(f"{path}: {key}.{name} is also matched by a route it is combined with")
+                merged[name] = condition
+            both[key] = merged
+        elif key in both and both[key] != value:
+            raise RoutingError(
+                f"{path}: its {key} condition cannot be combined with a route that matches {key} itself "
+                f"({both[key]}); Istio has one {key} condition per match"
+            )
+        else:
+            both[key] = copy.deepcopy(value)
+    return both
+

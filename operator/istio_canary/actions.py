@@ -49,6 +49,8 @@ class ApplyRouting:
 
     kind: RoutingKind
     body: dict[str, Any]
+    namespace: str | None = None
+    """Where the object lives; None: the release's namespace (a gateway's VirtualService may live elsewhere)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +63,8 @@ class ReplaceRouting:
 
     kind: RoutingKind
     body: dict[str, Any]
+    namespace: str | None = None
+    """Where the object lives; None: the release's namespace."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +94,8 @@ class PatchObject:
     kind: PatchableKind
     name: str
     patch: dict[str, Any]
+    namespace: str | None = None
+    """Where the object lives; None: the release's namespace."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,7 @@ from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
 from istio_canary.k8s import cache
+from istio_canary.models import CanaryReleaseSpec
 from istio_canary.models.marks import GROUP, ISTIO_GROUP, ISTIO_VERSION, PLURAL, VERSION
 from istio_canary.phases import Observed
 from istio_canary.reconcile import Outcome, Reconciler
@@ -144,10 +145,12 @@ async def _run(
 ) -> Outcome:
     reconciler: Reconciler = memo.reconciler
 
-    def cached(namespace: str, service: str) -> Observed:
+    def cached(namespace: str, release: str, spec: CanaryReleaseSpec) -> Observed:
         return cache.observe_cached(
             namespace=namespace,
-            service=service,
+            service=spec.service,
+            release=release,
+            listed=[(ref.namespace or namespace, ref.name) for ref in spec.routing.virtual_services],
             services=kwargs["services_by_name"],
             deployments=kwargs["deployments_by_namespace"],
             virtual_services=kwargs["virtualservices_by_namespace"],

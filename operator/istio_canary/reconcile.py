@@ -33,6 +33,7 @@ from istio_canary.models import (
     Phase,
 )
 from istio_canary.models.analysis import CheckResult
+from istio_canary.phases.schedule import next_look_in
 from istio_canary.status import build_status, set_condition
 
 __all__ = ["Outcome", "Reconciler", "Settings"]
@@ -46,6 +47,8 @@ BACKOFF_FIRST_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 300.0
 
 EventSink = Callable[[act.Event], None]
+Observe = Callable[[str, str, CanaryReleaseSpec], phases.Observed]
+"""``observe(namespace, release name, spec)``: what the watch caches hold for the release."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,8 +68,6 @@ class ClusterWriter(Protocol):
     def api(self) -> Any: ...
 
     def execute(self, action: act.Action, *, observed: phases.Observed, namespace: str) -> Executed: ...
-
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +98,8 @@ class _Applied:
 
     deployments: dict[str, dict[str, Any]]
     virtual_service: dict[str, Any] | None
+    edges: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """The other VirtualServices the release splits, by (namespace, name)."""
     writes: int = 0
 
 
@@ -139,10 +142,10 @@ class Reconciler:
         *,
         body: Mapping[str, Any],
         emit: EventSink,
-        observe: Callable[[str, str], phases.Observed],
+        observe: Observe,
         deleting: bool = False,
     ) -> Outcome:
-        """One reconcile; ``observe(namespace, service)`` reads the watch caches."""
+        """One reconcile; ``observe`` reads the watch caches."""
         meta = body["metadata"]
         mem = self._mem(f"{meta['namespace']}/{meta['name']}")
         async with mem.lock:
@@ -155,6 +158,8 @@ class Reconciler:
             applied = _Applied(
                 deployments={d["metadata"]["name"]: d for d in gathered.observed.deployments},
                 virtual_service=gathered.observed.virtual_service,
+                edges={(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
+                       for o in gathered.observed.edge_virtual_services},
             )
             decision = await self._decide_and_apply(mem, gathered, applied)
             for event in decision.events:
@@ -168,7 +173,7 @@ class Reconciler:
         body: Mapping[str, Any],
         spec: CanaryReleaseSpec,
         previous: CanaryReleaseStatus,
-        observe: Callable[[str, str], phases.Observed],
+        observe: Observe,
         deleting: bool,
     ) -> _Gathered:
         meta = body["metadata"]
@@ -180,7 +185,7 @@ class Reconciler:
             deleting=deleting,
         )
         looked = await self._health(mem, spec=spec, namespace=release.namespace, previous=previous)
-        observed = observe(release.namespace, spec.service)
+        observed = observe(release.namespace, release.name, spec)
         return _Gathered(
             release=release, spec=spec, previous=previous, observed=observed, health=looked, now=datetime.now(UTC)
         )
@@ -232,6 +237,7 @@ class Reconciler:
             decision=decision,
             deployments=list(applied.deployments.values()),
             virtual_service=applied.virtual_service,
+            edge_virtual_services=list(applied.edges.values()),
             metrics=looked.metrics,
             metrics_stale=looked.stale,
             generation=release.generation,
@@ -353,22 +359,6 @@ class Reconciler:
         )
 
 
-def next_look_in(
-    *, decision: phases.Decision, spec: CanaryReleaseSpec, resync_seconds: float, metrics_in: float | None
-) -> float:
-    """Seconds until the release is looked at again (pure).
-
-    What the decision asks for (or the resync period), sooner for an analysis step, and soon
-    enough to refresh the per-version metrics in status while the release is not final.
-    """
-    due = decision.requeue_after if decision.requeue_after is not None else resync_seconds
-    if spec.analysis is not None and decision.phase is Phase.PROGRESSING:
-        due = min(due, spec.analysis.interval_seconds)
-    if metrics_in is not None and not decision.phase.is_final:
-        due = min(due, metrics_in)
-    return due
-
-
 def _record(applied: _Applied, action: act.Action, done: Executed) -> None:
     """Keep what a write stored, so that status reports the objects as they are now."""
     if done.wrote:
@@ -378,6 +368,10 @@ def _record(applied: _Applied, action: act.Action, done: Executed) -> None:
             applied.deployments[done.stored["metadata"]["name"]] = done.stored
         case act.DeleteObject(kind="Deployment", name=name):
             applied.deployments.pop(name, None)
+        case act.ApplyRouting(kind="VirtualService", namespace=where) | act.ReplaceRouting(
+            kind="VirtualService", namespace=where
+        ) if where is not None and done.stored is not None:
+            applied.edges[(where, done.stored["metadata"]["name"])] = done.stored
         case act.ApplyRouting(kind="VirtualService") | act.ReplaceRouting(kind="VirtualService"):
             applied.virtual_service = done.stored
         case act.DeleteObject(kind="VirtualService"):

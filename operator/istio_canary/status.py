@@ -22,6 +22,7 @@ from istio_canary.models import (
     Phase,
     Reason,
     Role,
+    RoutedObject,
     TrafficStatus,
     VersionMetrics,
     VersionStatus,
@@ -66,6 +67,7 @@ def build_status(
     deployments: Sequence[Mapping[str, Any]],
     virtual_service: Mapping[str, Any] | None,
     metrics: Mapping[str, VersionMetrics] | None,
+    edge_virtual_services: Sequence[Mapping[str, Any]] = (),
     metrics_stale: bool = False,
     generation: int,
     now: datetime,
@@ -76,6 +78,7 @@ def build_status(
         observed_generation=generation,
         message=decision.message,
         traffic=traffic,
+        routing=_routing(spec, virtual_service, edge_virtual_services),
         versions=_versions(
             spec, previous=previous, decision=decision, deployments=deployments, traffic=traffic,
             metrics=metrics or {}, metrics_stale=metrics_stale,
@@ -166,6 +169,30 @@ def _traffic(spec: CanaryReleaseSpec, vs: Mapping[str, Any] | None) -> TrafficSt
     return restore.read_back_traffic(
         dict(vs), service=spec.service, stable_version=spec.stable.version, canary_version=spec.canary.version
     )
+
+
+def _routing(
+    spec: CanaryReleaseSpec, primary: Mapping[str, Any] | None, edges: Sequence[Mapping[str, Any]]
+) -> list[RoutedObject]:
+    """Every VirtualService the release splits, with the weights each one holds now."""
+    routed = []
+    objects: list[Mapping[str, Any]] = [o for o in (primary, *edges) if o is not None]
+    for vs in objects:
+        meta = vs.get("metadata", {})
+        namespace = str(meta.get("namespace", ""))
+        if vs is primary:
+            traffic = restore.read_back_traffic(
+                dict(vs), service=spec.service, stable_version=spec.stable.version, canary_version=spec.canary.version
+            )
+        else:
+            traffic = restore.read_back_edge(
+                dict(vs), service=spec.service, stable_version=spec.stable.version, canary_version=spec.canary.version
+            )
+        routed.append(RoutedObject(
+            kind="VirtualService", namespace=namespace, name=str(meta.get("name", "")),
+            stable=traffic.stable, canary=traffic.canary,
+        ))
+    return routed
 
 
 def _deployment_name(

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-
 from istio_canary.errors import ForeignObjectError, RoutingError
 from istio_canary.istio import edge, ownership
 from istio_canary.istio.plan import RoutePlan

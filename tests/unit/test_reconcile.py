@@ -48,7 +48,7 @@ class InMemoryCluster:
         self.refuse: str | None = None
         self._version = 1
 
-    def observe(self, namespace: str, service: str) -> Observed:
+    def observe(self, namespace: str, release: str, spec: Any) -> Observed:
         def by_kind(kind: str) -> tuple[dict[str, Any], ...]:
             return tuple(copy.deepcopy(o) for (k, _), o in self.objects.items() if k == kind)
 
@@ -203,8 +203,8 @@ def test_a_conflict_is_raised_so_the_caller_decides_again_from_fresh_state(
     body = release()
     reconcile(reconciler, cluster, body)
     cluster.make_ready("reviews-v2")
-    stale = cluster.observe("bookinfo", "reviews")
+    stale = cluster.observe("bookinfo", "reviews", None)
     cluster.objects[("VirtualService", "reviews")]["metadata"]["resourceVersion"] = "999"  # someone else wrote
-    cluster.observe = lambda namespace, service: stale  # type: ignore[method-assign]
+    cluster.observe = lambda namespace, release, spec: stale  # type: ignore[method-assign]
     with pytest.raises(errors.ConflictError):
         reconcile(reconciler, cluster, body)

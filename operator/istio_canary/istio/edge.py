@@ -9,9 +9,10 @@ field, and only its destinations change to the plan's weighted subsets (host and
 user wrote them). Traffic rules (``traffic.match``) become copies of that route, just before
 it, whose matches are the route's own matches AND the rule's, sending to the canary.
 
-Each result is computed from the object's recorded original (the spec before the release
-first changed it), so a rebuild gives the same object, and a mirror or a match copy the plan no
-longer asks for is gone. Every other route, host, gateway and field stays as it was.
+Each result is computed from the object as it is now, so edits made to it during a release
+(in Git, say) are kept; a rebuild gives the same object, the match copies are regenerated (they
+carry the release's name), and a route's own mirror comes back from the recorded original once
+the plan stops mirroring. Every other route, host, gateway and field stays as it was.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from istio_canary.istio.routes import routes_only_to, subsets_of
 from istio_canary.models.marks import ISTIO_API_VERSION
 
 __all__ = ["routes_to_host", "split_in_place"]
+
+_MIRROR_FIELDS = ("mirror", "mirrorPercentage", "mirrors")
 
 
 def routes_to_host(vs: Mapping[str, Any], *, service: str, namespace: str) -> bool:
@@ -47,25 +50,26 @@ def split_in_place(*, plan: RoutePlan, existing: Mapping[str, Any], release_name
     when a rule cannot be combined with a route's own match.
     """
     meta = existing.get("metadata", {})
-    start = starting_point(
-        existing=existing, name=str(meta.get("name")), namespace=str(meta.get("namespace", plan.namespace)),
-        release_name=release_name,
-    )
-    original = copy.deepcopy(start.original if start.original is not None else dict(existing.get("spec") or {}))
-    spec = copy.deepcopy(original)
+    namespace = str(meta.get("namespace") or plan.namespace)
+    start = starting_point(existing=existing, name=str(meta.get("name")), namespace=namespace, release_name=release_name)
+    spec = copy.deepcopy(start.spec if start.spec is not None else dict(existing.get("spec") or {}))
     requests_per_rule = [match_requests(rule, path=f"traffic.match[{i}]") for i, rule in enumerate(plan.match)]
-    ours = _ours(plan, same_namespace=str(meta.get("namespace", plan.namespace)) == plan.namespace)
+    ours = _ours(plan, same_namespace=namespace == plan.namespace)
+    prefix = f"istio-canary-{release_name}-edge-"
+    originals = [r for r in (start.original or {}).get("http") or [] if not str(r.get("name", "")).startswith(prefix)]
+    kept = [r for r in spec.get("http") or [] if not str(r.get("name", "")).startswith(prefix)]
     http: list[dict[str, Any]] = []
-    for index, route in enumerate(spec.get("http") or []):
+    for index, route in enumerate(kept):
         if not ours(route):
             http.append(route)
             continue
-        http += _matched_copies(plan, route, requests_per_rule, name=f"istio-canary-{release_name}-edge-{index}")
-        http.append(_split(plan, route, mirror=True))
+        original = originals[index] if index < len(originals) else {}
+        http += _matched_copies(plan, route, requests_per_rule, name=f"{prefix}{index}")
+        http.append(_split(plan, route, original=original))
     if http:
         spec["http"] = http
     if spec.get("tcp"):
-        spec["tcp"] = [_split(plan, route, mirror=False) if ours(route) else route for route in spec["tcp"]]
+        spec["tcp"] = [_split(plan, route, original=None) if ours(route) else route for route in spec["tcp"]]
     return {"apiVersion": ISTIO_API_VERSION, "kind": "VirtualService", "metadata": start.metadata, "spec": spec}
 
 
@@ -89,8 +93,12 @@ def _destination(template: Mapping[str, Any], version: str) -> dict[str, Any]:
     return destination
 
 
-def _split(plan: RoutePlan, route: Mapping[str, Any], *, mirror: bool) -> dict[str, Any]:
-    """``route`` with its destinations replaced by the plan's weights (and the plan's mirror)."""
+def _split(plan: RoutePlan, route: Mapping[str, Any], *, original: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``route`` with its destinations replaced by the plan's weights, and the plan's mirror.
+
+    ``original`` is the route as the user wrote it (None for tcp routes, which cannot mirror):
+    once the plan stops mirroring, the user's own mirror comes back.
+    """
     template = (route["route"][0].get("destination") or {})
     entries = [
         {"destination": _destination(template, version), "weight": plan.weight_of(version)}
@@ -101,11 +109,15 @@ def _split(plan: RoutePlan, route: Mapping[str, Any], *, mirror: bool) -> dict[s
         del entries[0]["weight"]
     split = dict(copy.deepcopy(route))
     split["route"] = entries
-    if mirror and plan.mirror_percent is not None:
-        for key in ("mirror", "mirrorPercentage", "mirrors"):
-            split.pop(key, None)
+    if original is None:
+        return split
+    for key in _MIRROR_FIELDS:
+        split.pop(key, None)
+    if plan.mirror_percent is not None:
         split["mirror"] = _destination(template, plan.canary_version)
         split["mirrorPercentage"] = {"value": float(plan.mirror_percent)}
+    else:
+        split |= {key: copy.deepcopy(original[key]) for key in _MIRROR_FIELDS if key in original}
     return split
 
 
@@ -120,7 +132,7 @@ def _matched_copies(
     copies = []
     for index, requests in enumerate(requests_per_rule):
         matched = dict(copy.deepcopy(route))
-        for key in ("mirror", "mirrorPercentage", "mirrors"):
+        for key in _MIRROR_FIELDS:
             matched.pop(key, None)
         matched["name"] = f"{name}-match-{index}"
         matched["match"] = [_both(mine, theirs, path=f"traffic.match[{index}]") for mine in own for theirs in requests]

@@ -20,7 +20,7 @@ from istio_canary.istio.ownership import (
 from istio_canary.istio.routes import is_catch_all, is_service_host, routes_only_to
 from istio_canary.models import TrafficStatus
 
-__all__ = ["read_back_traffic", "restore_original", "restored_object"]
+__all__ = ["read_back_edge", "read_back_traffic", "restore_original", "restored_object"]
 
 
 def restore_original(obj: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -109,6 +109,22 @@ def read_back_traffic(
             else None
         ),
     )
+
+
+def read_back_edge(vs: Mapping[str, Any], *, service: str, stable_version: str, canary_version: str) -> TrafficStatus:
+    """The split of a VirtualService the release splits in place (a gateway's, a delegate).
+
+    Its first route to the Service that the user wrote (not one of the release's match copies,
+    whose names start with ``istio-canary-``), whatever its match.
+    """
+    spec = vs.get("spec") or {}
+    for route in [*(spec.get("http") or []), *(spec.get("tcp") or [])]:
+        if str(route.get("name", "")).startswith("istio-canary-"):
+            continue
+        if routes_only_to(route, service=service, namespace=None):
+            weights = _weights(route)
+            return TrafficStatus(stable=weights.get(stable_version, 0), canary=weights.get(canary_version, 0))
+    return TrafficStatus()
 
 
 def _weights(route: Mapping[str, Any]) -> dict[str, int]:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from istio_canary.istio import edge
+from istio_canary.models.marks import RELEASE_LABEL
 from istio_canary.phases import Observed
 
-__all__ = ["observe_cached", "pick_routing", "slim"]
+__all__ = ["edge_routing", "observe_cached", "pick_routing", "slim"]
 
 # Kept out of the cache: large, and never read by a decision.
 _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
@@ -57,6 +59,30 @@ def pick_routing(
     return matching[0] if matching else None
 
 
+def edge_routing(
+    virtual_services: Mapping[Any, Iterable[Mapping[str, Any]]],
+    *,
+    namespace: str,
+    service: str,
+    release: str,
+    listed: Iterable[tuple[str, str]],
+    primary: str | None,
+) -> tuple[dict[str, Any], ...]:
+    """The other VirtualServices the release splits: those in its namespace that route to the
+    Service or that it already marked, and the listed ones (by namespace, then name)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for vs in virtual_services.get(namespace, ()):
+        name = vs["metadata"]["name"]
+        marked = (vs["metadata"].get("labels") or {}).get(RELEASE_LABEL) == release and bool(release)
+        if name != primary and (marked or edge.routes_to_host(vs, service=service, namespace=namespace)):
+            found[(namespace, name)] = dict(vs)
+    for ns, name in listed:
+        match = next((vs for vs in virtual_services.get(ns, ()) if vs["metadata"]["name"] == name), None)
+        if match is not None and not (ns == namespace and name == primary):
+            found[(ns, name)] = dict(match)
+    return tuple(found[key] for key in sorted(found))
+
+
 def observe_cached(
     *,
     namespace: str,
@@ -67,14 +93,22 @@ def observe_cached(
     destination_rules: Mapping[Any, Iterable[Mapping[str, Any]]],
     autoscalers: Mapping[Any, Iterable[Mapping[str, Any]]] | None = None,
     disruption_budgets: Mapping[Any, Iterable[Mapping[str, Any]]] | None = None,
+    release: str = "",
+    listed: Iterable[tuple[str, str]] = (),
 ) -> Observed:
-    """``Observed`` from the caches: services keyed by (namespace, name), the rest by namespace."""
+    """``Observed`` from the caches: services keyed by (namespace, name), the rest by namespace.
+
+    ``listed`` names (namespace, name) VirtualServices elsewhere that the release splits too.
+    """
     found = next(iter(services.get((namespace, service), ())), None)
+    primary = pick_routing(virtual_services.get(namespace, ()), kind="VirtualService", namespace=namespace, service=service)
     return Observed(
         service=dict(found) if found is not None else None,
         deployments=tuple(dict(d) for d in deployments.get(namespace, ())),
-        virtual_service=pick_routing(
-            virtual_services.get(namespace, ()), kind="VirtualService", namespace=namespace, service=service
+        virtual_service=primary,
+        edge_virtual_services=edge_routing(
+            virtual_services, namespace=namespace, service=service, release=release, listed=listed,
+            primary=primary["metadata"]["name"] if primary is not None else None,
         ),
         destination_rule=pick_routing(
             destination_rules.get(namespace, ()), kind="DestinationRule", namespace=namespace, service=service

@@ -88,12 +88,17 @@ class Cluster:
 
     def _execute(self, action: act.Action, *, observed: Observed, namespace: str) -> Executed:
         match action:
-            case act.ApplyRouting(kind=kind, body=body) | act.ApplyCompanion(kind=kind, body=body):
+            case act.ApplyRouting(kind=kind, body=body, namespace=where):
+                where = where or namespace
+                return self._apply(kind, body, current=_current(observed, kind, _name(body), where), namespace=where)
+            case act.ApplyCompanion(kind=kind, body=body):
                 return self._apply(kind, body, current=_current(observed, kind, _name(body)), namespace=namespace)
             case act.ApplyDeployment(body=body):
                 return self._apply_deployment(body, current=_current(observed, "Deployment", _name(body)), namespace=namespace)
-            case act.ReplaceRouting(kind=kind, body=body):
-                return self._replace_routing(kind, body, current=_current(observed, kind, _name(body)), namespace=namespace)
+            case act.ReplaceRouting(kind=kind, body=body, namespace=where):
+                where = where or namespace
+                current = _current(observed, kind, _name(body), where)
+                return self._replace_routing(kind, body, current=current, namespace=where)
             case act.DeleteObject(kind=kind, name=name):
                 if _current(observed, kind, name) is None:
                     return Executed(stored=None, wrote=False)
@@ -104,8 +109,8 @@ class Cluster:
                     return Executed(stored=current, wrote=False)
                 stored = self._verbs["Deployment"].patch(name, namespace, {"spec": {"replicas": replicas}}, MERGE_PATCH)
                 return Executed(stored=_json(stored), wrote=True)
-            case act.PatchObject(kind=kind, name=name, patch=patch):
-                return self._patch(kind, name, patch, namespace=namespace)
+            case act.PatchObject(kind=kind, name=name, patch=patch, namespace=where):
+                return self._patch(kind, name, patch, namespace=where or namespace)
             case _:
                 assert_never(action)
 
@@ -237,8 +242,11 @@ def _translate(err: ApiException, what: str) -> Exception:
     return errors.ApiUnavailableError(f"the API server could not write {what} (HTTP {code or 'no answer'}): {message}")
 
 
-def _current(observed: Observed, kind: str, name: str) -> dict[str, Any] | None:
-    """The object of that kind and name as observed (None: it does not exist)."""
+def _current(observed: Observed, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    """The object of that kind and name as observed (None: it does not exist).
+
+    ``namespace`` tells apart the VirtualServices of other namespaces (None: the release's).
+    """
     listed: tuple[dict[str, Any] | None, ...]
     match kind:
         case "Deployment":
@@ -248,10 +256,17 @@ def _current(observed: Observed, kind: str, name: str) -> dict[str, Any] | None:
         case "PodDisruptionBudget":
             listed = observed.disruption_budgets
         case "VirtualService":
-            listed = (observed.virtual_service,)
+            listed = (observed.virtual_service, *observed.edge_virtual_services)
         case _:
             listed = (observed.destination_rule,)
-    return next((o for o in listed if o is not None and o["metadata"]["name"] == name), None)
+    return next(
+        (
+            o for o in listed
+            if o is not None and o["metadata"]["name"] == name
+            and (namespace is None or o["metadata"].get("namespace", namespace) == namespace)
+        ),
+        None,
+    )
 
 
 def _describe(action: act.Action) -> str:

@@ -23,9 +23,11 @@ __all__ = [
     "CanarySpec",
     "CookieMatch",
     "MatchRule",
+    "ObjectRef",
     "OfflineAction",
     "OperatingSystem",
     "Policy",
+    "RoutingSpec",
     "StableSpec",
     "Strategy",
     "StringMatch",
@@ -319,6 +321,25 @@ _SPEC_RULES: list[JsonValue] = [
 ]
 
 
+class ObjectRef(ApiModel):
+    """An object by name, in the release's namespace unless another is given."""
+
+    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+    """The object's name."""
+    namespace: DnsLabel | None = None
+    """The object's namespace; default: the release's."""
+
+
+MAX_LISTED_VIRTUAL_SERVICES = 8
+
+
+class RoutingSpec(ApiModel):
+    """Which routing objects the release splits, beyond those it finds by itself."""
+
+    virtual_services: list[ObjectRef] = Field(default_factory=list, max_length=MAX_LISTED_VIRTUAL_SERVICES)
+    """VirtualServices that route to the Service from elsewhere (a gateway's in istio-system, a delegate in another namespace). Those in the release's namespace that route to the Service are split without being listed."""
+
+
 class CanaryReleaseSpec(ApiModel):
     """What the user wants; every verb (take over, offline, abort) is a field."""
 
@@ -347,6 +368,7 @@ class CanaryReleaseSpec(ApiModel):
     abort: bool = False
     """Send 100% to stable, remove the canary and restore the original routing; phase `Aborted`."""
     analysis: AnalysisSpec | None = None
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> CanaryReleaseSpec:

@@ -165,6 +165,21 @@ class TrafficStatus(ApiModel):
     """Whether request-content rules send requests to the canary."""
 
 
+class RoutedObject(ApiModel):
+    """A routing object the release controls, with the weights read back from it."""
+
+    kind: Annotated[str, Field(max_length=32)]
+    """The object's kind (VirtualService)."""
+    namespace: Annotated[str, Field(max_length=63)]
+    """The object's namespace."""
+    name: Annotated[str, Field(max_length=253)]
+    """The object's name."""
+    stable: int = 0
+    """Percent of its requests for the Service routed to the stable version."""
+    canary: int = 0
+    """Percent of its requests for the Service routed to the canary version."""
+
+
 class DrainStatus(ApiModel):
     """A Deployment that lost its traffic and is kept until in-flight requests are done."""
 
@@ -183,6 +198,8 @@ class CanaryReleaseStatus(ApiModel):
     traffic: TrafficStatus | None = None
     versions: list[VersionStatus] = Field(default_factory=list, max_length=2)
     """One entry per version."""
+    routing: list[RoutedObject] = Field(default_factory=list, max_length=64)
+    """Every VirtualService the release splits (its own first, then gateway-bound, delegate and listed ones), as stored."""
     conditions: list[Condition] = Field(default_factory=list)
     """Kubernetes-style conditions, keyed by type: Ready, SpecValid, CanaryReady, MetricsAvailable."""
     analysis: AnalysisStatus | None = None

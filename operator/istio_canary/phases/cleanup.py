@@ -39,11 +39,13 @@ def hand_over(ctx: Context) -> tuple[act.Action, ...]:
     routing: tuple[tuple[act.RoutingKind, dict[str, Any] | None], ...] = (
         ("DestinationRule", ctx.observed.destination_rule),
         ("VirtualService", ctx.observed.virtual_service),
+        *(("VirtualService", obj) for obj in ctx.observed.edge_virtual_services),
     )
     for routing_kind, routing_obj in routing:
         patch = ownership.hand_over_patch(routing_obj, release_name=ctx.release.name) if routing_obj else None
         if routing_obj is not None and patch is not None:
-            actions.append(act.PatchObject(kind=routing_kind, name=routing_obj["metadata"]["name"], patch=patch))
+            meta = routing_obj["metadata"]
+            actions.append(act.PatchObject(kind=routing_kind, name=meta["name"], patch=patch, namespace=meta.get("namespace")))
     canary_name = workloads.canary_deployment_name(ctx.spec)
     survivors = tuple(d for d in ctx.observed.deployments if d["metadata"]["name"] == canary_name)
     for kind, obj in _workload_objects(ctx, deployments=survivors):

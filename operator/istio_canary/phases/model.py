@@ -52,6 +52,8 @@ class Observed:
     deployments: tuple[dict[str, Any], ...] = ()
     virtual_service: dict[str, Any] | None = None
     destination_rule: dict[str, Any] | None = None
+    edge_virtual_services: tuple[dict[str, Any], ...] = ()
+    """Other VirtualServices that route to the Service (gateway-bound, delegates, listed ones), any namespace."""
     autoscalers: tuple[dict[str, Any], ...] = ()
     """HorizontalPodAutoscalers in the namespace."""
     disruption_budgets: tuple[dict[str, Any], ...] = ()

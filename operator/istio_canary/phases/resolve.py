@@ -47,8 +47,24 @@ def resolve_workloads(ctx: Context, *, stable_may_be_gone: bool = False, canary_
         canary = _maybe_gone(canary_may_be_gone, lambda: _provided_canary(ctx, selector))
     else:
         canary = _created_canary(ctx)
+    _check_listed_routing(ctx)
     ports = tuple(routeplan.service_ports(observed.service))
     return replace(ctx, ports=ports, stable=stable, canary=canary)
+
+
+def _check_listed_routing(ctx: Context) -> None:
+    """Every VirtualService that ``spec.routing.virtualServices`` lists must be there to split."""
+    seen = {(o["metadata"].get("namespace"), o["metadata"]["name"]) for o in ctx.observed.edge_virtual_services}
+    primary = ctx.observed.virtual_service
+    if primary is not None:
+        seen.add((ctx.release.namespace, primary["metadata"]["name"]))
+    for ref in ctx.spec.routing.virtual_services:
+        where = ref.namespace or ctx.release.namespace
+        if (where, ref.name) not in seen:
+            raise errors.RoutingError(
+                f"spec.routing.virtualServices: VirtualService {where}/{ref.name} not found, or in a "
+                "namespace the operator does not watch (run it with --namespace for that one too, or cluster-wide)"
+            )
 
 
 def _maybe_gone(may_be_gone: bool, find: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from istio_canary import actions as act
-from istio_canary.istio import destination_rule, ownership, virtual_service
+from istio_canary.istio import destination_rule, edge, ownership, virtual_service
 from istio_canary.istio import plan as routeplan
 from istio_canary.istio.plan import RoutePlan
 from istio_canary.phases.model import Context
@@ -38,7 +38,11 @@ def plan(
 
 
 def routing_actions(ctx: Context, route_plan: RoutePlan) -> tuple[act.Action, ...]:
-    """DestinationRule first (subsets exist before routes use them), then the VirtualService."""
+    """DestinationRule first (subsets exist before routes use them), then the VirtualServices.
+
+    The release's own VirtualService, then every other one that routes to the Service
+    (gateway-bound, delegates, listed ones), each split in place.
+    """
     ports = list(ctx.ports) or routeplan.service_ports(ctx.observed.service or {})
     dr = destination_rule.build_destination_rule(
         plan=route_plan, existing=ctx.observed.destination_rule, release_name=ctx.release.name
@@ -46,7 +50,15 @@ def routing_actions(ctx: Context, route_plan: RoutePlan) -> tuple[act.Action, ..
     vs = virtual_service.build_virtual_service(
         plan=route_plan, ports=ports, existing=ctx.observed.virtual_service, release_name=ctx.release.name
     )
-    return (act.ApplyRouting(kind="DestinationRule", body=dr), act.ApplyRouting(kind="VirtualService", body=vs))
+    edges = tuple(
+        act.ApplyRouting(
+            kind="VirtualService",
+            body=edge.split_in_place(plan=route_plan, existing=obj, release_name=ctx.release.name),
+            namespace=obj["metadata"].get("namespace"),
+        )
+        for obj in ctx.observed.edge_virtual_services
+    )
+    return (act.ApplyRouting(kind="DestinationRule", body=dr), act.ApplyRouting(kind="VirtualService", body=vs), *edges)
 
 
 def routing_written(ctx: Context) -> bool:

@@ -60,6 +60,7 @@ def _restore(ctx: Context, *, reason: Reason, cause: str, canary_name: str) -> D
     actions = (
         *cleanup.remove_companions(ctx),  # left over when a restart came between the canary's removal and theirs
         *_restore_routing(ctx, "VirtualService", ctx.observed.virtual_service),
+        *(a for obj in ctx.observed.edge_virtual_services for a in _restore_routing(ctx, "VirtualService", obj)),
         *_restore_routing(ctx, "DestinationRule", ctx.observed.destination_rule),
     )
     if reason is Reason.DELETING:
@@ -93,4 +94,4 @@ def _restore_routing(ctx: Context, kind: act.RoutingKind, obj: dict[str, Any] | 
     original = restore.restored_object(obj)
     if original is None:
         return (act.DeleteObject(kind=kind, name=obj["metadata"]["name"]),)
-    return (act.ReplaceRouting(kind=kind, body=original),)
+    return (act.ReplaceRouting(kind=kind, body=original, namespace=obj["metadata"].get("namespace")),)

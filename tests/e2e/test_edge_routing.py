@@ -10,6 +10,7 @@ import pytest
 from devcluster import Cluster
 
 from tests.e2e.helpers import (
+    EXAMPLES,
     apply,
     deploy_bookinfo,
     get,
@@ -168,3 +169,18 @@ def test_a_second_release_that_wants_a_gateway_virtual_service_another_holds_fai
     assert get(cluster, "deployment", "details-v2", ns) is None
     after = get(cluster, "virtualservice", "bookinfo", gw)
     assert after is not None and before is not None and after["spec"] == before["spec"]
+
+
+def test_the_gateway_example_splits_the_requests_entering_through_the_gateway(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    start_operator()
+    apply(cluster, ns, (EXAMPLES / "productpage-gateway.yaml").read_text())
+    wait_for(lambda: _split(get(cluster, "virtualservice", "bookinfo", ns)) == [{"v1": 80, "v2": 20}],
+             timeout=120, what="the gateway's VirtualService at 80/20")
+    gateway = get(cluster, "virtualservice", "bookinfo", ns)
+    assert gateway is not None and gateway["spec"]["gateways"] == ["bookinfo-gateway"]
+    assert len(gateway["spec"]["http"][0]["match"]) == 5, "the gateway route's matches are kept"
+    wait_for(lambda: (f"{ns}/bookinfo", 80, 20) in _status_routing(cluster, ns), what="status lists the gateway's")

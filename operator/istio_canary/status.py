@@ -146,6 +146,11 @@ def _conditions(
             conditions, ConditionType.CANARY_READY, ready, "PodsReady" if ready else "NoReadyPods",
             "" if ready else f"Deployment for {spec.canary.version} has no ready pod",
         )
+    if decision.bypass is not None:
+        conditions = put(
+            conditions, ConditionType.MESH_ONLY, not decision.bypass,
+            "MeshBypass" if decision.bypass else "NoBypassSeen", decision.bypass,
+        )
     settled = decision.requeue_after is None and not invalid
     return put(conditions, ConditionType.READY, settled, _reason(decision), decision.message)
 

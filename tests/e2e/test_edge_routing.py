@@ -184,3 +184,13 @@ def test_the_gateway_example_splits_the_requests_entering_through_the_gateway(
     assert gateway is not None and gateway["spec"]["gateways"] == ["bookinfo-gateway"]
     assert len(gateway["spec"]["http"][0]["match"]) == 5, "the gateway route's matches are kept"
     wait_for(lambda: (f"{ns}/bookinfo", 80, 20) in _status_routing(cluster, ns), what="status lists the gateway's")
+
+    # A NodePort opens a path around Envoy: said in a condition (and a Warning Event).
+    cluster.kubectl("patch", "service", "productpage", "-n", ns, "--type=merge", "-p", '{"spec":{"type":"NodePort"}}')
+
+    def mesh_only() -> dict[str, Any] | None:
+        status = (get(cluster, "canaryrelease", "productpage", ns) or {}).get("status") or {}
+        return next((c for c in status.get("conditions") or [] if c["type"] == "MeshOnly" and c["status"] == "False"), None)
+
+    condition = wait_for(mesh_only, timeout=60, what="MeshOnly=False after the Service became a NodePort")
+    assert "type NodePort" in condition["message"]

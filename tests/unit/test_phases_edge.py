@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 from istio_canary import actions as act
 from istio_canary import errors
+from istio_canary import status as status_
 from istio_canary.istio import ownership
 from istio_canary.k8s import cache
 from istio_canary.models import CanaryReleaseStatus, Phase
 from istio_canary.phases import Decision, Observed
 
-from tests.unit.builders import SERVICE, adopted, deployment, run, spec, user_object
+from tests.unit.builders import NOW, SERVICE, adopted, deployment, run, spec, user_object
 
 FQDN = "reviews.bookinfo.svc.cluster.local"
 GATEWAY = {
@@ -98,3 +99,22 @@ def test_the_cache_finds_virtual_services_that_route_to_the_host_the_marked_ones
     assert [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in found] == [
         ("bookinfo", "delegate"), ("bookinfo", "was-ours"), ("istio-system", "public"),
     ]
+
+
+def test_a_nodeport_service_is_reported_as_a_path_around_the_mesh_once_and_in_a_condition() -> None:
+    nodeport = copy.deepcopy(SERVICE)
+    nodeport["spec"]["type"] = "NodePort"
+    seen = Observed(service=nodeport, deployments=(deployment("v1"), deployment("v2", ours=True)))
+    first = run(spec(), seen, CanaryReleaseStatus(phase=Phase.PROGRESSING))
+    assert "type NodePort" in (first.bypass or "")
+    assert [e.reason for e in first.events if e.type == "Warning"] == ["MeshBypass"]
+    status = status_.build_status(
+        spec=spec(), previous=CanaryReleaseStatus(), decision=first, deployments=list(seen.deployments),
+        virtual_service=None, metrics=None, generation=1, now=NOW,
+    )
+    condition = next(c for c in status.conditions if c.type == "MeshOnly")
+    assert (condition.status, condition.reason) == ("False", "MeshBypass")
+    again = run(spec(), seen, status.model_copy(update={"phase": Phase.PROGRESSING}))
+    assert not [e for e in again.events if e.reason == "MeshBypass"], "said once, not at every look"
+    plain = run(spec(), Observed(service=SERVICE, deployments=seen.deployments), CanaryReleaseStatus(phase=Phase.PROGRESSING))
+    assert plain.bypass == ""

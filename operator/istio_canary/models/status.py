@@ -98,6 +98,8 @@ class ConditionType(str, enum.Enum):
     """The canary Deployment has ready pods."""
     METRICS_AVAILABLE = "MetricsAvailable"
     """Prometheus answered with data for both versions."""
+    MESH_ONLY = "MeshOnly"
+    """No path to the Service that bypasses Envoy is visible (False: a NodePort or LoadBalancer Service, or external IPs, reach both versions' pods by the selector)."""
 
 
 class Condition(ApiModel):

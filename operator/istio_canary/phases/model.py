@@ -85,6 +85,8 @@ class Decision:
     """The canary images that may receive traffic (None: keep the previous status value)."""
     drain: DrainStatus | None = None
     """A Deployment that lost its traffic and waits for ``drain.until`` before it goes."""
+    bypass: str | None = None
+    """How traffic can reach the Service's pods without Envoy ("": no such path seen; None: not looked)."""
     abort_reason: Reason | None = None
     """Set while rolling back and once aborted: who asked for it."""
 

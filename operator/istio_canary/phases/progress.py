@@ -79,6 +79,9 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
     phase, reason, message = _phase(ctx, split=split, canary_ready=ready, take_over=take_over, analysis=analysis)
     if ctx.previous.phase is not phase:
         events.append(act.Event(type="Normal", reason=reason.value, message=message))
+    bypass = routing.bypass_paths(ctx.observed.service)
+    if bypass and not _condition_since(ctx.previous, "MeshOnly", "False"):
+        events.append(act.Event(type="Warning", reason="MeshBypass", message=bypass))
     waiting = phase is Phase.WAITING_FOR_CANARY or (phase is Phase.PROGRESSING and not ready)
     return Decision(
         phase=phase,
@@ -93,6 +96,7 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
         stable_deployment=ctx.stable["metadata"]["name"],
         canary_deployment=canary_name(ctx),
         canary_revision=revision(ctx) if ready else None,
+        bypass=bypass,
     )
 
 

@@ -141,3 +141,23 @@ def test_status_names_the_verbs_already_set_in_the_spec() -> None:
     body["spec"].update(takeOver="v2", offline=True)
 
     assert "takeOver=v2 offline" in text(render_status(body, [], now=NOW))
+
+
+def test_status_marks_a_provided_canary_and_lists_every_virtual_service_the_release_splits() -> None:
+    body = release(
+        phase="Progressing",
+        versions=[
+            {"version": "v1", "role": "stable", "deployment": "reviews-v1", "managed": False},
+            {"version": "v2", "role": "canary", "deployment": "reviews-v2", "managed": False},
+        ],
+        routing=[
+            {"kind": "VirtualService", "namespace": "bookinfo", "name": "reviews", "stable": 70, "canary": 30},
+            {"kind": "VirtualService", "namespace": "istio-system", "name": "public", "stable": 70, "canary": 30},
+        ],
+    )
+    out = text(render_status(body, [], now=NOW))
+    assert "reviews-v2 (yours)" in out and "reviews-v1 (yours)" not in out
+    public = next(line for line in out.splitlines() if "istio-system/public" in line)
+    assert "70%" in public and "30%" in public
+    alone = release(phase="Progressing", routing=[{"kind": "VirtualService", "namespace": "bookinfo", "name": "reviews"}])
+    assert "Routing" not in text(render_status(alone, [], now=NOW))

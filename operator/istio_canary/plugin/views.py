@@ -90,7 +90,7 @@ def _versions_table(status: Body) -> Table:
         table.add_row(
             entry.get("version", "?"),
             entry.get("role", "?"),
-            entry.get("deployment", "-"),
+            entry.get("deployment", "-") + (" (yours)" if entry.get("role") == "canary" and entry.get("managed") is False else ""),
             f"{entry.get('readyReplicas', 0)}/{entry.get('replicas', 0)}",
             weight_bar(int(entry.get("weight", 0))),
             _number(metrics.get("requestRate"), ".2f"),
@@ -101,6 +101,19 @@ def _versions_table(status: Body) -> Table:
             + ("ms" if metrics.get("latencyP99Ms") is not None else ""),
             style="dim" if metrics.get("stale") else None,
         )
+    return table
+
+
+def _routing_table(status: Body) -> Table | None:
+    """Every VirtualService the release splits, when there is more than its own."""
+    routed = status.get("routing") or []
+    if len(routed) < 2:
+        return None
+    table = Table(title="Routing", title_justify="left", header_style="bold")
+    for column in ("VIRTUALSERVICE", "STABLE", "CANARY"):
+        table.add_column(column)
+    for entry in routed:
+        table.add_row(f"{entry.get('namespace', '?')}/{entry.get('name', '?')}", f"{entry.get('stable', 0)}%", f"{entry.get('canary', 0)}%")
     return table
 
 
@@ -162,5 +175,8 @@ def render_status(release: Body, events: Sequence[Body], *, now: datetime) -> Re
     if traffic.get("matchedToCanary"):
         parts.append(Text("requests matching traffic.match rules go to the canary"))
     parts.append(_versions_table(status))
+    routing = _routing_table(status)
+    if routing is not None:
+        parts.append(routing)
     parts.append(_events_table(events, now=now))
     return Group(*parts)

@@ -23,6 +23,7 @@ lint: setup
 	.venv/bin/ruff check operator tools tests examples bench
 	.venv/bin/mypy
 	.venv/bin/mypy examples/bookinfo bench
+	.venv/bin/mypy tests
 	.venv/bin/lint-imports --no-cache
 
 ## The Bookinfo canary demo on the local control plane (CLUSTER=current: the current kubeconfig's cluster).

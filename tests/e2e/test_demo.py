@@ -14,7 +14,7 @@ from rich.console import Console
 from tests.e2e.helpers import EXAMPLES, get
 
 sys.path.insert(0, str(EXAMPLES))
-import demo_flow  # lives beside the demo script, not in a package
+import demo_flow  # type: ignore[import-not-found]  # lives beside the demo script, not in a package
 
 
 @pytest.fixture

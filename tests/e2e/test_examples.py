@@ -110,14 +110,14 @@ def test_release_example_is_accepted_and_reaches_its_phase(
         if spec.get("analysis"):
             first = AnalysisSpec.model_validate(spec["analysis"]).weights()[0]
             wait_for(
-                lambda name=name, first=first: _first_step_applied(cluster, namespace, name, first),
+                lambda name=name, first=first: _first_step_applied(cluster, namespace, name, first),  # type: ignore[misc]
                 timeout=90,
                 what=f"{path.name}: the first analysis step ({first}%) applied",
             )
         else:
             phase = expected_phase(spec)
             wait_for(
-                lambda name=name, phase=phase: release_phase(cluster, namespace, name, phase),
+                lambda name=name, phase=phase: release_phase(cluster, namespace, name, phase),  # type: ignore[misc]
                 timeout=90,
                 what=f"{path.name}: phase {phase}",
             )

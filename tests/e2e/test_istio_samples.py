@@ -32,11 +32,12 @@ def _deploy_istio_bookinfo(cluster: Cluster, ns: str, *routing: str) -> None:
     apply(cluster, ns, _sample("kube/bookinfo.yaml"))
     for name in ("destination-rule-all.yaml", *routing):
         apply(cluster, ns, _sample(f"networking/{name}"))
+    def ready(version: str) -> int | None:
+        status = (get(cluster, "deployment", f"reviews-{version}", ns) or {}).get("status", {})
+        return int(status["readyReplicas"]) if status.get("readyReplicas") else None
+
     for version in ("v1", "v2", "v3"):
-        wait_for(
-            lambda v=version: (get(cluster, "deployment", f"reviews-{v}", ns) or {}).get("status", {}).get("readyReplicas"),
-            timeout=120, what=f"Istio's reviews-{version} ready",
-        )
+        wait_for(lambda v=version: ready(v), timeout=120, what=f"Istio's reviews-{version} ready")  # type: ignore[misc]
 
 
 def _as_applied(obj: dict[str, Any] | None) -> dict[str, Any]:

@@ -53,8 +53,9 @@ def test_canary_by_weight_take_over_and_offline_follow_the_tutorial(
     wait_for(lambda: _status_traffic(cluster, ns).get("canary") == 30, what="status.traffic read back")
     assert_routing_invariants(cluster, ns, "reviews")
     assert_istiod_routes_say_status(cluster, ns)  # istiod's Envoy routes split 70/30 too
-    obj = get(cluster, "canaryrelease", "reviews", ns)
-    assert obj is not None
+    stored = get(cluster, "canaryrelease", "reviews", ns)
+    assert stored is not None
+    obj = stored
     versions = {v["version"]: v for v in obj["status"]["versions"]}
     assert versions["v2"]["deployment"] == "reviews-v2" and versions["v2"]["readyReplicas"] == 1
     assert versions["v1"]["deployment"] == "reviews-v1" and versions["v1"]["weight"] == 70
@@ -101,7 +102,7 @@ def test_abort_restores_original_routing_and_removes_the_canary(
     ns = namespace
     deploy_bookinfo(cluster, ns)
     # A VirtualService the user already had: its retries, timeout and an unrelated route must survive.
-    original = {
+    original: dict[str, Any] = {
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
         "metadata": {"name": "reviews-routes"},

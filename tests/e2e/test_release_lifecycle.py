@@ -23,7 +23,7 @@ from tests.e2e.helpers import (
 from tests.e2e.istiod_routes import assert_istiod_routes_say_status
 
 MARKS = ("releases.istio-canary.io/release", "app.kubernetes.io/managed-by")
-USER_ROUTES = {
+USER_ROUTES: dict[str, Any] = {
     "apiVersion": "networking.istio.io/v1",
     "kind": "VirtualService",
     "metadata": {"name": "reviews-routes"},
@@ -242,7 +242,7 @@ def test_an_autoscaled_service_keeps_autoscaling_through_abort_and_offline(
 ) -> None:
     ns = namespace
     deploy_bookinfo(cluster, ns)
-    stable_hpa = {
+    stable_hpa: dict[str, Any] = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": "reviews-v1"},
@@ -287,8 +287,10 @@ def test_an_autoscaled_service_keeps_autoscaling_through_abort_and_offline(
     wait_for(lambda: release_phase(cluster, ns, "reviews", "TakenOver"), timeout=60, what="TakenOver")
     patch_spec(cluster, ns, "reviews", {"offline": True})
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), timeout=60, what="Completed")
-    survivor = wait_for(
-        lambda: (h := get(cluster, "hpa", "reviews-v2", ns)) and not _marks(h) and h, what="HPA handed over"
-    )
+    def handed_over_hpa() -> dict[str, Any] | None:
+        hpa = get(cluster, "hpa", "reviews-v2", ns)
+        return hpa if hpa is not None and not _marks(hpa) else None
+
+    survivor = wait_for(handed_over_hpa, what="HPA handed over")
     assert survivor["spec"]["scaleTargetRef"]["name"] == "reviews-v2"
     assert get(cluster, "pdb", "reviews-v2", ns) is not None

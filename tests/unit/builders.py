@@ -16,7 +16,7 @@ from istio_canary.phases import Decision, Observed, ReleaseRef, decide
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 NAMESPACE = "bookinfo"
-SERVICE = {
+SERVICE: dict[str, Any] = {
     "metadata": {"name": "reviews", "namespace": NAMESPACE},
     "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 9080, "protocol": "TCP"}]},
 }

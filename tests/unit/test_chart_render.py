@@ -53,7 +53,7 @@ def deployment(objects: list[Obj]) -> Obj:
 
 def container(objects: list[Obj]) -> Obj:
     (found,) = deployment(objects)["spec"]["template"]["spec"]["containers"]
-    return found
+    return dict(found)
 
 
 def rules(objects: list[Obj]) -> list[Obj]:

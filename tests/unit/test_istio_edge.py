@@ -14,7 +14,7 @@ from istio_canary.models import MatchRule
 
 HOST = "productpage.bookinfo.svc.cluster.local"
 # Istio's bookinfo-gateway VirtualService, moved to istio-system (so it names the FQDN).
-GATEWAY_VS = {
+GATEWAY_VS: dict[str, Any] = {
     "apiVersion": "networking.istio.io/v1",
     "kind": "VirtualService",
     "metadata": {"name": "bookinfo", "namespace": "istio-system", "resourceVersion": "3"},

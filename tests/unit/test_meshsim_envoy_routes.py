@@ -83,7 +83,7 @@ def versions(
 
 def within(count: int, *, n: int, p: float) -> bool:
     """Within 4 standard deviations of Binomial(n, p)."""
-    return abs(count - n * p) < 4 * (n * p * (1 - p)) ** 0.5
+    return bool(abs(count - n * p) < 4 * (n * p * (1 - p)) ** 0.5)
 
 
 class TestTheCapturedConfiguration:

@@ -223,7 +223,7 @@ def test_the_message_says_the_name_and_what_it_resolved_to() -> None:
 @given(st.integers(min_value=0, max_value=2**16 - 1))
 def test_every_address_of_169_254_is_refused_in_every_spelling(low: int) -> None:
     v4 = ipaddress.IPv4Address((169 << 24) | (254 << 16) | low)
-    spellings = [v4, ipaddress.IPv6Address(f"::ffff:{v4}"), ipaddress.IPv6Address(int(ipaddress.IPv6Address("64:ff9b::")) | int(v4))]
+    spellings: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [v4, ipaddress.IPv6Address(f"::ffff:{v4}"), ipaddress.IPv6Address(int(ipaddress.IPv6Address("64:ff9b::")) | int(v4))]
 
     for address in spellings:
         assert outbound.address_refusal(address) is not None, address

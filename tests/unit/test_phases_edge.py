@@ -17,7 +17,7 @@ from istio_canary.phases import Decision, Observed
 from tests.unit.builders import NOW, SERVICE, adopted, deployment, run, spec, user_object
 
 FQDN = "reviews.bookinfo.svc.cluster.local"
-GATEWAY = {
+GATEWAY: dict[str, Any] = {
     "hosts": ["reviews.example.com"],
     "gateways": ["istio-system/public"],
     "http": [{"match": [{"uri": {"prefix": "/reviews"}}], "route": [{"destination": {"host": FQDN, "port": {"number": 9080}}}]}],

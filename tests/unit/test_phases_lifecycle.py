@@ -9,7 +9,7 @@ from typing import Any
 from istio_canary import actions as act
 from istio_canary import errors
 from istio_canary.istio import ownership
-from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, DrainStatus, Phase
+from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, DrainStatus, Phase, Reason
 from istio_canary.phases import Decision, Observed, ReleaseRef, decide, failed
 from istio_canary.workloads import canary_revision, hand_over_patch, rolled_out
 
@@ -392,7 +392,7 @@ def test_an_analysis_rollback_stays_an_analysis_rollback_once_aborted() -> None:
     observed = Observed(service=SERVICE, deployments=(deployment("v1"),))
     aborted = CanaryReleaseStatus(
         phase=Phase.ABORTED, observed_generation=1, message="aborted (analysis failed at step 1): ...",
-        abort_reason="AnalysisFailed",
+        abort_reason=Reason.ANALYSIS_FAILED,
     )
     decision = run(spec(), observed, aborted)
     assert decision.reason == "AnalysisFailed" and decision.message == aborted.message and decision.events == ()

@@ -15,11 +15,11 @@ from istio_canary.phases import Decision, Observed
 from tests.unit.builders import NOW, SERVICE, adopted, deployment, run, spec, user_object
 
 # Istio's destination-rule-all.yaml for reviews, and a VirtualService with a route to v2 for one user.
-ALL_SUBSETS = {
+ALL_SUBSETS: dict[str, Any] = {
     "host": "reviews",
     "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2", "v3")],
 }
-JASON_TO_V2 = {
+JASON_TO_V2: dict[str, Any] = {
     "hosts": ["reviews"],
     "http": [
         {"match": [{"headers": {"end-user": {"exact": "jason"}}}], "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},

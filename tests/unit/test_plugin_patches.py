@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from istio_canary.plugin.patches import (
     PluginError,
@@ -14,7 +16,7 @@ from istio_canary.plugin.patches import (
     take_over_patch,
 )
 
-RELEASE = {
+RELEASE: dict[str, Any] = {
     "metadata": {"name": "reviews", "namespace": "bookinfo"},
     "spec": {"service": "reviews", "stable": {"version": "v1"}, "canary": {"version": "v2"}},
 }

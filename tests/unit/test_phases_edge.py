@@ -118,3 +118,13 @@ def test_a_nodeport_service_is_reported_as_a_path_around_the_mesh_once_and_in_a_
     assert not [e for e in again.events if e.reason == "MeshBypass"], "said once, not at every look"
     plain = run(spec(), Observed(service=SERVICE, deployments=seen.deployments), CanaryReleaseStatus(phase=Phase.PROGRESSING))
     assert plain.bypass == ""
+
+
+def test_the_cache_reads_a_host_as_the_builders_do_any_cluster_domain_included() -> None:
+    def vs(name: str, host: str) -> dict[str, Any]:
+        return user_object("VirtualService", {"hosts": [host]}, name=name)
+
+    items = [vs("other-namespace", "reviews.other.svc.cluster.local"), vs("custom-domain", "reviews.bookinfo.svc.corp.example")]
+    picked = cache.pick_routing(items, kind="VirtualService", namespace="bookinfo", service="reviews")
+    assert picked is not None and picked["metadata"]["name"] == "custom-domain"
+    assert cache.pick_routing(items[:1], kind="VirtualService", namespace="bookinfo", service="reviews") is None

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from istio_canary.istio import edge
+from istio_canary.istio.routes import is_service_host
 from istio_canary.models.marks import RELEASE_LABEL
 from istio_canary.phases import Observed
 
@@ -36,21 +37,15 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def host_names(service: str, namespace: str) -> set[str]:
-    """How a VirtualService or DestinationRule may name the Service's host."""
-    return {service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"}
-
-
 def pick_routing(
     items: Iterable[Mapping[str, Any]], *, kind: str, namespace: str, service: str
 ) -> dict[str, Any] | None:
     """The object for this host: the one named after the Service first, else the first (by name) that serves it."""
-    names = host_names(service, namespace)
-
     def serves(obj: Mapping[str, Any]) -> bool:
         spec = obj.get("spec") or {}
         hosts = spec.get("hosts", []) if kind == "VirtualService" else [spec.get("host", "")]
-        return bool(names.intersection(hosts))
+        # The same reading of a host as the builders' (istio/routes.py), any cluster domain included.
+        return any(is_service_host(str(host), service=service, namespace=namespace) for host in hosts)
 
     matching = sorted(
         (dict(o) for o in items if serves(o)),

@@ -120,3 +120,14 @@ def deploy_bookinfo(cluster: Cluster, namespace: str) -> None:
         timeout=90,
         what="reviews-v1 ready",
     )
+
+
+# Written by the API server (and by the controllers): not part of what the user applied.
+SERVER_FIELDS = ("resourceVersion", "generation", "managedFields", "uid", "creationTimestamp")
+
+
+def as_applied(obj: dict[str, Any] | None) -> dict[str, Any]:
+    """An object without what the server writes: what a byte-for-byte comparison looks at."""
+    assert obj is not None
+    meta = {k: v for k, v in obj["metadata"].items() if k not in SERVER_FIELDS}
+    return {"metadata": meta, "spec": obj["spec"]}

@@ -12,6 +12,7 @@ from devcluster import Cluster
 from tests.e2e.helpers import (
     EXAMPLES,
     apply,
+    as_applied,
     deploy_bookinfo,
     get,
     patch_spec,
@@ -20,7 +21,6 @@ from tests.e2e.helpers import (
     wait_for,
 )
 
-SERVER_FIELDS = ("resourceVersion", "generation", "managedFields", "uid", "creationTimestamp")
 MARKS = ("releases.istio-canary.io/release", "releases.istio-canary.io/original-spec")
 IMAGE = "kubesphere/examples-bookinfo-productpage-v1:1.13.0"
 
@@ -70,11 +70,6 @@ def _objects(cluster: Cluster, ns: str, gw: str) -> dict[str, dict[str, Any] | N
     return {f"{where[w]}/{name}": get(cluster, "virtualservice", name, where[w]) for w, name in OBJECTS}
 
 
-def _as_applied(obj: dict[str, Any] | None) -> dict[str, Any]:
-    assert obj is not None
-    return {"metadata": {k: v for k, v in obj["metadata"].items() if k not in SERVER_FIELDS}, "spec": obj["spec"]}
-
-
 def _split(obj: dict[str, Any] | None) -> list[dict[str, int]]:
     """The weights of the routes to productpage (the delegate route of the root has none)."""
     return [w for w in route_weights(obj or {}) if w and all(s.startswith("v") for s in w)]
@@ -94,7 +89,7 @@ def _start(cluster: Cluster, ns: str, gw: str, start_operator: Any) -> dict[str,
     deploy_bookinfo(cluster, ns)
     for obj in _routing(ns, gw):
         apply(cluster, obj["metadata"]["namespace"], obj)
-    originals = {key: _as_applied(obj) for key, obj in _objects(cluster, ns, gw).items()}
+    originals = {key: as_applied(obj) for key, obj in _objects(cluster, ns, gw).items()}
     start_operator("--namespace", gw)
     apply(cluster, ns, _release(gw))
     wait_for(lambda: all(_split(o) == [{"v1": 70, "v2": 30}] for o in _objects(cluster, ns, gw).values()),
@@ -125,7 +120,7 @@ def test_a_gateway_a_mesh_and_a_delegate_virtual_service_are_all_split_and_resto
     patch_spec(cluster, ns, "productpage", {"abort": True})
     wait_for(lambda: release_phase(cluster, ns, "productpage", "Aborted"), timeout=60, what="Aborted")
     for key, obj in _objects(cluster, ns, gw).items():
-        assert _as_applied(obj) == originals[key], f"{key} is not as it was"
+        assert as_applied(obj) == originals[key], f"{key} is not as it was"
 
 
 def test_completion_hands_every_split_object_over(

@@ -14,12 +14,18 @@ from typing import Any
 
 from devcluster import Cluster
 
-from tests.e2e.helpers import apply, get, patch_spec, release_phase, route_weights, wait_for
+from tests.e2e.helpers import (
+    apply,
+    as_applied,
+    get,
+    patch_spec,
+    release_phase,
+    route_weights,
+    wait_for,
+)
 from tests.e2e.istiod_routes import assert_istiod_routes_say_status
 
 SAMPLES = Path(__file__).resolve().parents[2] / ".bin" / "istio-samples"
-# Written by the API server (and by the controllers): not part of what the user applied.
-SERVER_FIELDS = ("resourceVersion", "generation", "managedFields", "uid", "creationTimestamp")
 
 
 def _sample(path: str) -> str:
@@ -38,13 +44,6 @@ def _deploy_istio_bookinfo(cluster: Cluster, ns: str, *routing: str) -> None:
 
     for version in ("v1", "v2", "v3"):
         wait_for(lambda v=version: ready(v), timeout=120, what=f"Istio's reviews-{version} ready")  # type: ignore[misc]
-
-
-def _as_applied(obj: dict[str, Any] | None) -> dict[str, Any]:
-    """An object without what the server writes: what a byte-for-byte comparison looks at."""
-    assert obj is not None
-    meta = {k: v for k, v in obj["metadata"].items() if k not in SERVER_FIELDS}
-    return {"metadata": meta, "spec": obj["spec"]}
 
 
 def _release(name: str, canary: dict[str, Any], **spec: Any) -> dict[str, Any]:
@@ -110,7 +109,7 @@ def test_a_new_version_by_image_over_istios_objects_aborts_back_to_them_byte_for
 ) -> None:
     ns = namespace
     _deploy_istio_bookinfo(cluster, ns, "virtual-service-all-v1.yaml")
-    originals = {kind: _as_applied(get(cluster, kind, "reviews", ns)) for kind in ("virtualservice", "destinationrule")}
+    originals = {kind: as_applied(get(cluster, kind, "reviews", ns)) for kind in ("virtualservice", "destinationrule")}
     start_operator()
 
     image = "registry.istio.io/release/examples-bookinfo-reviews-v3:1.20.3"
@@ -124,7 +123,7 @@ def test_a_new_version_by_image_over_istios_objects_aborts_back_to_them_byte_for
     wait_for(lambda: release_phase(cluster, ns, "reviews-v4", "Aborted"), timeout=60, what="Aborted")
     assert get(cluster, "deployment", "reviews-v4", ns) is None
     for kind, original in originals.items():
-        assert _as_applied(get(cluster, kind, "reviews", ns)) == original, f"Istio's {kind} is not as it was"
+        assert as_applied(get(cluster, kind, "reviews", ns)) == original, f"Istio's {kind} is not as it was"
 
 
 def test_istios_route_for_one_user_to_v2_is_kept_through_a_release_of_v3(
@@ -133,7 +132,7 @@ def test_istios_route_for_one_user_to_v2_is_kept_through_a_release_of_v3(
     ns = namespace
     # jason goes to v2, everyone else to v3: release v3 -> v4 by image, then abort.
     _deploy_istio_bookinfo(cluster, ns, "virtual-service-reviews-jason-v2-v3.yaml")
-    original = _as_applied(get(cluster, "virtualservice", "reviews", ns))
+    original = as_applied(get(cluster, "virtualservice", "reviews", ns))
     start_operator()
 
     image = "registry.istio.io/release/examples-bookinfo-reviews-v3:1.20.3"
@@ -147,4 +146,4 @@ def test_istios_route_for_one_user_to_v2_is_kept_through_a_release_of_v3(
 
     patch_spec(cluster, ns, "reviews-v4", {"abort": True})
     wait_for(lambda: release_phase(cluster, ns, "reviews-v4", "Aborted"), timeout=60, what="Aborted")
-    assert _as_applied(get(cluster, "virtualservice", "reviews", ns)) == original
+    assert as_applied(get(cluster, "virtualservice", "reviews", ns)) == original

@@ -25,12 +25,11 @@ from istio_canary.errors import RoutingError
 from istio_canary.istio.match import match_requests
 from istio_canary.istio.ownership import starting_point
 from istio_canary.istio.plan import RoutePlan
-from istio_canary.istio.routes import routes_only_to, subsets_of
+from istio_canary.istio.routes import MIRROR_FIELDS, routes_only_to, subsets_of
 from istio_canary.models.marks import ISTIO_API_VERSION
 
 __all__ = ["routes_to_host", "split_in_place"]
 
-_MIRROR_FIELDS = ("mirror", "mirrorPercentage", "mirrors")
 
 
 def routes_to_host(vs: Mapping[str, Any], *, service: str, namespace: str) -> bool:
@@ -111,13 +110,13 @@ def _split(plan: RoutePlan, route: Mapping[str, Any], *, original: Mapping[str, 
     split["route"] = entries
     if original is None:
         return split
-    for key in _MIRROR_FIELDS:
+    for key in MIRROR_FIELDS:
         split.pop(key, None)
     if plan.mirror_percent is not None:
         split["mirror"] = _destination(template, plan.canary_version)
         split["mirrorPercentage"] = {"value": float(plan.mirror_percent)}
     else:
-        split |= {key: copy.deepcopy(original[key]) for key in _MIRROR_FIELDS if key in original}
+        split |= {key: copy.deepcopy(original[key]) for key in MIRROR_FIELDS if key in original}
     return split
 
 
@@ -132,7 +131,7 @@ def _matched_copies(
     copies = []
     for index, requests in enumerate(requests_per_rule):
         matched = dict(copy.deepcopy(route))
-        for key in _MIRROR_FIELDS:
+        for key in MIRROR_FIELDS:
             matched.pop(key, None)
         matched["name"] = f"{name}-match-{index}"
         matched["match"] = [_both(mine, theirs, path=f"traffic.match[{index}]") for mine in own for theirs in requests]

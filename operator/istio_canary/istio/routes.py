@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["is_catch_all", "is_service_host", "routes_only_to", "subsets_of"]
+__all__ = ["MIRROR_FIELDS", "is_catch_all", "is_service_host", "routes_only_to", "subsets_of"]
+
+# The fields of an http route that copy its requests elsewhere.
+MIRROR_FIELDS = ("mirror", "mirrorPercentage", "mirrors")
 
 
 def is_service_host(host: str, *, service: str, namespace: str | None) -> bool:

@@ -46,12 +46,17 @@ from istio_canary.istio.destination_rule import API_VERSION
 from istio_canary.istio.match import match_requests
 from istio_canary.istio.ownership import starting_point
 from istio_canary.istio.plan import PortKind, RoutePlan, ServicePort
-from istio_canary.istio.routes import is_catch_all, is_service_host, routes_only_to, subsets_of
+from istio_canary.istio.routes import (
+    MIRROR_FIELDS,
+    is_catch_all,
+    is_service_host,
+    routes_only_to,
+    subsets_of,
+)
 
 __all__ = ["build_virtual_service", "check_expressible", "route_name_prefix"]
 
 _CARRIED_FIELDS = ("corsPolicy", "fault", "headers", "retries", "rewrite", "timeout")
-_MIRROR_FIELDS = ("mirror", "mirrorPercentage", "mirrors")
 _HTTP_KINDS = (PortKind.HTTP, PortKind.SNIFFED)
 _TCP_KINDS = (PortKind.TCP, PortKind.SNIFFED)
 
@@ -300,7 +305,7 @@ def _template(
     # A mirror to this Service is the operator's business (possibly its own mirror from an
     # earlier plan); only a mirror elsewhere is the user's, and only when the plan does not mirror.
     if plan.mirror_percent is None and not _mirrors_to_service(source, plan):
-        template |= {key: source[key] for key in _MIRROR_FIELDS if key in source}
+        template |= {key: source[key] for key in MIRROR_FIELDS if key in source}
     return template
 
 

@@ -151,6 +151,7 @@ async def _run(
             service=spec.service,
             release=release,
             listed=[(ref.namespace or namespace, ref.name) for ref in spec.routing.virtual_services],
+            versions=(spec.stable.version, spec.canary.version),
             services=kwargs["services_by_name"],
             deployments=kwargs["deployments_by_namespace"],
             virtual_services=kwargs["virtualservices_by_namespace"],

@@ -58,10 +58,12 @@ app.kubernetes.io/component: operator
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, update, delete]
-# Services are only read, to find the stable Deployment and the ports to route.
+# Services are read to find the stable Deployment and the ports to route. With routing.mode
+# Services, a release creates and deletes one Service per version and patches the released
+# Service's selector (restored exactly at the end).
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, create, patch, delete]
 # Traffic is split with these; adopted ones are patched and restored, owned ones deleted.
 - apiGroups: [networking.istio.io]
   resources: [virtualservices, destinationrules]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from istio_canary.istio import edge
-from istio_canary.istio.routes import is_service_host
+from istio_canary.istio.routes import is_service_host, version_service_name
 from istio_canary.models.marks import RELEASE_LABEL
 from istio_canary.phases import Observed
 
@@ -90,15 +90,19 @@ def observe_cached(
     disruption_budgets: Mapping[Any, Iterable[Mapping[str, Any]]] | None = None,
     release: str = "",
     listed: Iterable[tuple[str, str]] = (),
+    versions: Iterable[str] = (),
 ) -> Observed:
     """``Observed`` from the caches: services keyed by (namespace, name), the rest by namespace.
 
-    ``listed`` names (namespace, name) VirtualServices elsewhere that the release splits too.
+    ``listed`` names (namespace, name) VirtualServices elsewhere that the release splits too;
+    ``versions`` the versions whose own Services (routing mode Services) are looked up.
     """
     found = next(iter(services.get((namespace, service), ())), None)
+    own = (next(iter(services.get((namespace, version_service_name(service, v)), ())), None) for v in versions)
     primary = pick_routing(virtual_services.get(namespace, ()), kind="VirtualService", namespace=namespace, service=service)
     return Observed(
         service=dict(found) if found is not None else None,
+        version_services=tuple(dict(o) for o in own if o is not None),
         deployments=tuple(dict(d) for d in deployments.get(namespace, ())),
         virtual_service=primary,
         edge_virtual_services=edge_routing(

@@ -17,6 +17,7 @@ from istio_canary.models.spec import (
     OfflineAction,
     OperatingSystem,
     Policy,
+    RoutingMode,
     RoutingSpec,
     StableSpec,
     Strategy,
@@ -41,6 +42,6 @@ __all__ = [
     "GROUP", "KIND", "PLURAL", "VERSION",
     "AnalysisSpec", "AnalysisStatus", "CanaryReleaseSpec", "CanaryReleaseStatus", "CanarySpec",
     "CheckResult", "Condition", "ConditionType", "CookieMatch", "DrainStatus", "MatchRule", "ObjectRef", "OfflineAction",
-    "OperatingSystem", "Phase", "Policy", "Promotion", "Reason", "Role", "RoutedObject", "RoutingSpec", "StableSpec", "Strategy",
+    "OperatingSystem", "Phase", "Policy", "Promotion", "Reason", "Role", "RoutedObject", "RoutingMode", "RoutingSpec", "StableSpec", "Strategy",
     "StringMatch", "TrafficSpec", "TrafficStatus", "Verdict", "VersionMetrics", "VersionStatus",
 ]

@@ -9,6 +9,7 @@ from istio_canary import actions as act
 from istio_canary import workloads
 from istio_canary.istio import ownership
 from istio_canary.models import DrainStatus
+from istio_canary.phases import routing as routing_mode
 from istio_canary.phases.model import Context
 
 __all__ = ["companions", "drain", "hand_over", "remove_companions"]
@@ -35,7 +36,8 @@ def hand_over(ctx: Context) -> tuple[act.Action, ...]:
     The next release then finds plain objects: it adopts the routing (so its abort comes back
     here, not to before this release) and clones the survivor as its stable.
     """
-    actions: list[act.Action] = []
+    # Routing mode Services was undone on the way to Completed; again here after a restart in between.
+    actions: list[act.Action] = list(routing_mode.release_version_services(ctx))
     routing: tuple[tuple[act.RoutingKind, dict[str, Any] | None], ...] = (
         ("DestinationRule", ctx.observed.destination_rule),
         ("VirtualService", ctx.observed.virtual_service),

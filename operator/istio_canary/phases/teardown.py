@@ -62,6 +62,8 @@ def _restore(ctx: Context, *, reason: Reason, cause: str, canary_name: str) -> D
         *_restore_routing(ctx, "VirtualService", ctx.observed.virtual_service),
         *(a for obj in ctx.observed.edge_virtual_services for a in _restore_routing(ctx, "VirtualService", obj)),
         *_restore_routing(ctx, "DestinationRule", ctx.observed.destination_rule),
+        # Routing mode Services: once no route names them, the user's selector and no version Services.
+        *routing.release_version_services(ctx),
     )
     if reason is Reason.DELETING:
         return Decision(

@@ -284,6 +284,7 @@ class CanarySpec(ApiModel):
         return self
 
 
+_NO_ANALYSIS_BY_SERVICES = "routing.mode Services does not take spec.analysis yet: use routing.mode Subsets"
 _MODE = "(has({0}.routing) && has({0}.routing.mode) ? {0}.routing.mode : 'Subsets')"
 _SPEC_RULES: list[JsonValue] = [
     {
@@ -301,6 +302,7 @@ _SPEC_RULES: list[JsonValue] = [
     },
     {"rule": "self.service == oldSelf.service", "message": "service is immutable"},
     {"rule": f"{_MODE.format('self')} == {_MODE.format('oldSelf')}", "message": "routing.mode is immutable"},
+    {"rule": f"{_MODE.format('self')} == 'Subsets' || !has(self.analysis)", "message": _NO_ANALYSIS_BY_SERVICES},
     {
         "rule": "(!has(self.canary.image) && (!has(self.canary.images) || size(self.canary.images) == 0)) == "
         "(!has(oldSelf.canary.image) && (!has(oldSelf.canary.images) || size(oldSelf.canary.images) == 0))",
@@ -362,6 +364,8 @@ class CanaryReleaseSpec(ApiModel):
             )
         if self.offline and not self.take_over:
             raise ValueError("offline needs takeOver: name the version that keeps the traffic first")
+        if self.routing.mode is RoutingMode.SERVICES and self.analysis is not None:
+            raise ValueError(_NO_ANALYSIS_BY_SERVICES)
         return self
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from devcluster import Cluster, PrometheusServer
+from meshsim.server import SimulatorServer
 from meshsim.simulator import Simulator
 
 CLUSTER_NAME = os.environ.get("ICO_TEST_CLUSTER", "istio-canary-test")
@@ -120,8 +121,10 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
 
 
 @pytest.fixture
-def mesh(cluster: Cluster, namespace: str, prometheus: PrometheusServer) -> Iterator[Simulator]:
-    """The mesh simulator for the test's namespace, scraped by the session's Prometheus.
+def mesh_server(
+    cluster: Cluster, namespace: str, prometheus: PrometheusServer
+) -> Iterator[SimulatorServer]:
+    """The mesh simulator for the test's namespace, served and scraped by the session's Prometheus.
 
     It routes by the Envoy configuration the cluster's istiod generates for a sidecar of the
     namespace (re-read on every push), not by its own reading of the VirtualServices. Its
@@ -132,13 +135,19 @@ def mesh(cluster: Cluster, namespace: str, prometheus: PrometheusServer) -> Iter
         cluster.api_client(),
         namespaces=[namespace],
         seed=7,
-        listen=("127.0.0.1", 0),
         istiod=cluster.istiod.grpc_address,
         xds_routes_binary=str(cluster.bin_dir / "istio-xds-routes"),
     )
-    sim.start_in_thread()
+    server = SimulatorServer(sim)
+    server.start_in_thread()
     job = f"meshsim-{namespace}"
-    prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")
-    yield sim
+    prometheus.add_scrape_target(job, f"127.0.0.1:{server.port}")
+    yield server
     prometheus.remove_scrape_target(job)
-    sim.stop_in_thread()
+    server.stop_in_thread()
+
+
+@pytest.fixture
+def mesh(mesh_server: SimulatorServer) -> Simulator:
+    """The simulator of :func:`mesh_server`, to steer from the test."""
+    return mesh_server.simulator

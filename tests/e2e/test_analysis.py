@@ -12,6 +12,7 @@ from typing import Any, Self
 
 import yaml
 from devcluster import Cluster, PrometheusServer
+from meshsim.server import SimulatorServer
 from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import (
@@ -131,13 +132,13 @@ def test_a_canary_with_twenty_percent_errors_is_rolled_back_before_the_second_st
 
 
 def test_stopping_prometheus_mid_analysis_holds_the_weight_then_rolls_back_and_never_promotes(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, mesh_server: SimulatorServer
 ) -> None:
     ns = namespace
     own = PrometheusServer(scrape_interval="1s")  # never stop the session's: other tests use it
     own.start()
     try:
-        own.add_scrape_target("meshsim", f"127.0.0.1:{mesh.port}")
+        own.add_scrape_target("meshsim", f"127.0.0.1:{mesh_server.port}")
         start(cluster, ns, start_operator, mesh, own.url)
         with PhaseRecorder(cluster, ns) as seen:
             # A step needs far more requests than it gets here: the analysis is mid-step for as long as we like.

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from devcluster import Cluster, PrometheusServer
 from meshsim.routers import EnvoyRouter
+from meshsim.server import SimulatorServer
 from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import (
@@ -143,13 +144,13 @@ def test_a_version_with_ten_percent_errors_shows_a_success_rate_near_ninety(
 
 
 def test_prometheus_going_away_keeps_the_last_values_marked_stale_and_the_operator_running(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, mesh_server: SimulatorServer
 ) -> None:
     ns = namespace
     own = PrometheusServer(scrape_interval="1s")  # never stop the session's: other tests use it
     own.start()
     try:
-        own.add_scrape_target("meshsim", f"127.0.0.1:{mesh.port}")
+        own.add_scrape_target("meshsim", f"127.0.0.1:{mesh_server.port}")
         op = start_progressing(cluster, ns, start_operator, own.url, mesh)
         started = time.time()
         mesh.set_load(namespace=ns, service="reviews", rps=RPS)

@@ -20,6 +20,7 @@ from tests.e2e.helpers import (
     route_weights,
     wait_for,
 )
+from tests.e2e.releases import ReleaseStarter
 
 MARKS = ("releases.istio-canary.io/release", "releases.istio-canary.io/original-spec")
 IMAGE = "kubesphere/examples-bookinfo-productpage-v1:1.13.0"
@@ -85,13 +86,17 @@ def _release(gw: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def _start(cluster: Cluster, ns: str, gw: str, start_operator: Any) -> dict[str, dict[str, Any]]:
-    deploy_bookinfo(cluster, ns)
-    for obj in _routing(ns, gw):
-        apply(cluster, obj["metadata"]["namespace"], obj)
-    originals = {key: as_applied(obj) for key, obj in _objects(cluster, ns, gw).items()}
-    start_operator("--namespace", gw)
-    apply(cluster, ns, _release(gw))
+def _start(progressing_release: ReleaseStarter, gw: str) -> dict[str, dict[str, Any]]:
+    """The user's three VirtualServices, then the release over them; returns them as applied."""
+    cluster, ns = progressing_release.cluster, progressing_release.namespace
+    originals: dict[str, dict[str, Any]] = {}
+
+    def users_routing() -> None:
+        for obj in _routing(ns, gw):
+            apply(cluster, obj["metadata"]["namespace"], obj)
+        originals.update({key: as_applied(obj) for key, obj in _objects(cluster, ns, gw).items()})
+
+    progressing_release(_release(gw), operator_args=("--namespace", gw), prepare=users_routing, timeout=120)
     wait_for(lambda: all(_split(o) == [{"v1": 70, "v2": 30}] for o in _objects(cluster, ns, gw).values()),
              timeout=120, what="all three VirtualServices at 70/30")
     return originals
@@ -103,10 +108,10 @@ def _status_routing(cluster: Cluster, ns: str) -> list[tuple[str, int, int]]:
 
 
 def test_a_gateway_a_mesh_and_a_delegate_virtual_service_are_all_split_and_restored_exactly_on_abort(
-    cluster: Cluster, namespace: str, gateway_namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, gateway_namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns, gw = namespace, gateway_namespace
-    originals = _start(cluster, ns, gw, start_operator)
+    originals = _start(progressing_release, gw)
     now = _objects(cluster, ns, gw)
     root = now[f"{gw}/bookinfo"]
     assert root is not None
@@ -124,10 +129,10 @@ def test_a_gateway_a_mesh_and_a_delegate_virtual_service_are_all_split_and_resto
 
 
 def test_completion_hands_every_split_object_over(
-    cluster: Cluster, namespace: str, gateway_namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, gateway_namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns, gw = namespace, gateway_namespace
-    _start(cluster, ns, gw, start_operator)
+    _start(progressing_release, gw)
     patch_spec(cluster, ns, "productpage", {"takeOver": "v2"})
     wait_for(lambda: all(_split(o) == [{"v2": 100}] for o in _objects(cluster, ns, gw).values()), what="v2 100% everywhere")
     patch_spec(cluster, ns, "productpage", {"offline": True})
@@ -145,10 +150,10 @@ def test_completion_hands_every_split_object_over(
 
 
 def test_a_second_release_that_wants_a_gateway_virtual_service_another_holds_fails_and_nothing_moves(
-    cluster: Cluster, namespace: str, gateway_namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, gateway_namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns, gw = namespace, gateway_namespace
-    _start(cluster, ns, gw, start_operator)
+    _start(progressing_release, gw)
     before = get(cluster, "virtualservice", "bookinfo", gw)
     details = {
         "apiVersion": "releases.istio-canary.io/v1alpha1", "kind": "CanaryRelease", "metadata": {"name": "details"},

@@ -21,6 +21,7 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.istiod_routes import assert_istiod_routes_say_status
+from tests.e2e.releases import ReleaseStarter
 
 MARKS = ("releases.istio-canary.io/release", "app.kubernetes.io/managed-by")
 USER_ROUTES: dict[str, Any] = {
@@ -168,13 +169,10 @@ def test_a_new_canary_image_rolls_out_without_traffic_until_its_pods_are_ready(
 
 
 def test_offline_waits_out_the_drain_even_across_an_operator_restart(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, start_operator: Any, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    op = start_operator()
-    apply(cluster, ns, example_release(takeOver="v2", drainSeconds=8))
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "TakenOver"), timeout=90, what="TakenOver")
+    op = progressing_release(example_release(takeOver="v2", drainSeconds=8), until="TakenOver").operator
     patch_spec(cluster, ns, "reviews", {"offline": True})
     status = wait_for(
         lambda: ((get(cluster, "canaryrelease", "reviews", ns) or {}).get("status") or {}).get("drain"),
@@ -195,13 +193,10 @@ def test_offline_waits_out_the_drain_even_across_an_operator_restart(
 
 
 def test_a_second_release_on_a_service_in_release_fails_clearly_and_both_delete_at_once(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, example_release())
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="first release Progressing")
+    progressing_release()
     apply(cluster, ns, _release("reviews-other", "v1", "v3"))
     failed = wait_for(lambda: release_phase(cluster, ns, "reviews-other", "Failed"), what="second release Failed")
     assert "belongs to release 'reviews'" in failed["status"]["message"]
@@ -217,18 +212,15 @@ def test_a_second_release_on_a_service_in_release_fails_clearly_and_both_delete_
 
 
 def test_the_largest_spec_the_crd_admits_is_handled_and_deletes_at_once(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
     value = "a" * 200
     rules = [
         {"headers": {f"x-h{h}": {"exact": value} for h in range(4)}, "uri": {"prefix": "/" + value}}
         for _ in range(16)
     ]
-    apply(cluster, ns, example_release(traffic={"weight": 30, "match": rules}))
-    obj = wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="Progressing")
+    obj = progressing_release(example_release(traffic={"weight": 30, "match": rules})).body
     annotations = obj["metadata"].get("annotations") or {}
     # kopf's bookkeeping is a hash, not a second copy of the spec.
     assert all(len(v) < 200 for k, v in annotations.items() if k.startswith("releases.istio-canary.io/"))
@@ -238,10 +230,9 @@ def test_the_largest_spec_the_crd_admits_is_handled_and_deletes_at_once(
 
 
 def test_an_autoscaled_service_keeps_autoscaling_through_abort_and_offline(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
     stable_hpa: dict[str, Any] = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -259,12 +250,12 @@ def test_an_autoscaled_service_keeps_autoscaling_through_abort_and_offline(
         "metadata": {"name": "reviews-v1"},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "reviews", "version": "v1"}}},
     }
-    apply(cluster, ns, stable_hpa)
-    apply(cluster, ns, stable_pdb)
-    start_operator()
 
-    apply(cluster, ns, example_release())
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="Progressing")
+    def the_users_autoscaling() -> None:
+        apply(cluster, ns, stable_hpa)
+        apply(cluster, ns, stable_pdb)
+
+    progressing_release(prepare=the_users_autoscaling)
     canary_hpa = wait_for(lambda: get(cluster, "hpa", "reviews-v2", ns), what="the canary's HPA")
     assert canary_hpa["spec"]["scaleTargetRef"]["name"] == "reviews-v2"
     assert (canary_hpa["spec"]["minReplicas"], canary_hpa["spec"]["maxReplicas"]) == (1, 4)

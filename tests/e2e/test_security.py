@@ -33,6 +33,7 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.loopback import Answer, LoopbackServer, free_port
+from tests.e2e.releases import ReleaseStarter
 
 pytestmark = pytest.mark.e2e
 
@@ -73,14 +74,12 @@ def events(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
 
 
 def test_a_release_aiming_prometheus_url_at_an_internal_endpoint_fails_before_any_request(
-    cluster: Cluster, namespace: str, start_operator: Any, admin_endpoint: LoopbackServer
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, admin_endpoint: LoopbackServer
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()  # the default policy: no per-release URLs
-    apply(cluster, ns, analysed_release(admin_endpoint.url("/internal/admin")))
-
-    failed = wait_for(lambda: release_phase(cluster, ns, "reviews", "Failed"), timeout=60, what="Failed")
+    # The operator's default policy: no per-release URLs.
+    release = analysed_release(admin_endpoint.url("/internal/admin"))
+    failed = progressing_release(release, until="Failed").body
     message = failed["status"]["message"]
     assert "is refused by the operator's outbound policy" in message
     assert "queries only its own Prometheus" in message

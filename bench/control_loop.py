@@ -29,15 +29,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _fleet import (
-    BenchCluster,
-    Fleet,
-    OperatorProcess,
-    WeightWatcher,
-    operator_writes,
-    percentiles,
-    read_audit_writes,
-)
+from _audit import operator_writes, read_audit_writes
+from _cluster import BenchCluster
+from _fleet import Fleet
+from _numbers import percentiles
+from _process import OperatorProcess
+from _watcher import WeightWatcher
 from rich.console import Console
 from rich.table import Table
 

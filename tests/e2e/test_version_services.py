@@ -33,7 +33,8 @@ def endpoint_versions(cluster: Cluster, namespace: str, service: str) -> set[str
     slices = json.loads(cluster.kubectl(
         "get", "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}", "-o", "json"
     ).stdout)["items"]
-    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", "app=reviews", "-o", "json").stdout)["items"]
+    listed = cluster.kubectl("get", "pods", "-n", namespace, "-l", "app=reviews", "-o", "json")
+    pods = json.loads(listed.stdout)["items"]
     version_of_ip = {p["status"].get("podIP"): p["metadata"]["labels"].get("version") for p in pods}
     ips = {
         address
@@ -65,6 +66,10 @@ def mesh_weights(cluster: Cluster, namespace: str) -> dict[str, int]:
     return weights
 
 
+def gone(cluster: Cluster, namespace: str, service: str) -> bool:
+    return get(cluster, "service", service, namespace) is None
+
+
 def released_service(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return as_applied(get(cluster, "service", "reviews", namespace))
 
@@ -87,7 +92,7 @@ def test_weight_zero_keeps_outside_clients_on_stable_and_abort_restores_the_serv
 
     patch_spec(cluster, namespace, "reviews", {"abort": True})
     wait_for(lambda: release_phase(cluster, namespace, "reviews", "Aborted"), timeout=120, what="Aborted")
-    wait_for(lambda: get(cluster, "service", "reviews-v1", namespace) is None, timeout=60, what="reviews-v1 Service gone")
+    wait_for(lambda: gone(cluster, namespace, "reviews-v1"), timeout=60, what="reviews-v1 Service gone")
     assert get(cluster, "service", "reviews-v2", namespace) is None
     assert released_service(cluster, namespace) == original
 
@@ -103,18 +108,18 @@ def test_blue_green_moves_outside_clients_only_at_the_take_over_and_completion_h
     wait_for(lambda: release_phase(cluster, namespace, "reviews", "Progressing"), timeout=120, what="Progressing")
     wait_for(lambda: reaches_only(cluster, namespace, "reviews-v2", {"v2"}), timeout=60, what="reviews-v2's endpoints")
     wait_for(lambda: reaches_only(cluster, namespace, "reviews", {"v1"}), timeout=60, what="reviews pinned to v1")
-    wait_for(lambda: mesh_weights(cluster, namespace) == {"reviews-v1": 100}, timeout=60, what="istiod routes to reviews-v1")
+    wait_for(lambda: mesh_weights(cluster, namespace) == {"reviews-v1": 100}, timeout=60, what="istiod: reviews-v1")
 
     patch_spec(cluster, namespace, "reviews", {"takeOver": "v2"})
     wait_for(lambda: release_phase(cluster, namespace, "reviews", "TakenOver"), timeout=120, what="TakenOver")
     wait_for(lambda: reaches_only(cluster, namespace, "reviews", {"v2"}), timeout=60, what="reviews pinned to v2")
-    wait_for(lambda: mesh_weights(cluster, namespace) == {"reviews-v2": 100}, timeout=60, what="istiod routes to reviews-v2")
+    wait_for(lambda: mesh_weights(cluster, namespace) == {"reviews-v2": 100}, timeout=60, what="istiod: reviews-v2")
     status = (get(cluster, "canaryrelease", "reviews", namespace) or {}).get("status") or {}
     assert (status.get("traffic") or {}).get("canary") == 100
 
     patch_spec(cluster, namespace, "reviews", {"offline": True})
     wait_for(lambda: release_phase(cluster, namespace, "reviews", "Completed"), timeout=120, what="Completed")
-    wait_for(lambda: get(cluster, "service", "reviews-v2", namespace) is None, timeout=60, what="reviews-v2 Service gone")
+    wait_for(lambda: gone(cluster, namespace, "reviews-v2"), timeout=60, what="reviews-v2 Service gone")
     assert released_service(cluster, namespace) == original
     vs = get(cluster, "virtualservice", "reviews", namespace) or {}
     assert route_weights(vs) == [{"v2": 100}]

@@ -103,7 +103,8 @@ def test_a_pinned_service_is_left_alone_while_stable_keeps_a_share() -> None:
 
 
 def test_take_over_by_the_canary_pins_the_service_to_the_canary() -> None:
-    decision = run(spec(routing=MODE, takeOver="v2"), observed(service=pinned("v1")), CanaryReleaseStatus(phase=Phase.PROGRESSING))
+    seen = observed(service=pinned("v1"))
+    decision = run(spec(routing=MODE, takeOver="v2"), seen, CanaryReleaseStatus(phase=Phase.PROGRESSING))
 
     assert weighted_destinations(decision) == [("reviews-v2", None)]
     assert selector_patches(decision) == [{"spec": {"selector": {"version": "v2"}}}]

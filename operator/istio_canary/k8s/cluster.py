@@ -95,9 +95,12 @@ class Cluster:
             case act.ApplyCompanion(kind=kind, body=body):
                 return self._apply(kind, body, current=_current(observed, kind, _name(body)), namespace=namespace)
             case act.ApplyService(body=body):
-                return self._apply_service(body, current=_current(observed, "Service", _name(body)), namespace=namespace)
+                current = _current(observed, "Service", _name(body))
+                return self._apply_service(body, current=current, namespace=namespace)
             case act.ApplyDeployment(body=body):
-                return self._apply_deployment(body, current=_current(observed, "Deployment", _name(body)), namespace=namespace)
+                return self._apply_deployment(
+                    body, current=_current(observed, "Deployment", _name(body)), namespace=namespace
+                )
             case act.ReplaceRouting(kind=kind, body=body, namespace=where):
                 where = where or namespace
                 current = _current(observed, kind, _name(body), where)
@@ -147,7 +150,9 @@ class Cluster:
         patch.setdefault("metadata", {})["resourceVersion"] = str(
             desired.get("metadata", {}).get("resourceVersion") or current["metadata"].get("resourceVersion", "")
         )
-        return Executed(stored=_json(self._verbs[kind].patch(_name(desired), namespace, patch, MERGE_PATCH)), wrote=True)
+        return Executed(
+            stored=_json(self._verbs[kind].patch(_name(desired), namespace, patch, MERGE_PATCH)), wrote=True
+        )
 
     def _apply_deployment(self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str) -> Executed:
         if current is None:
@@ -166,7 +171,8 @@ class Cluster:
         if patch is None:
             return Executed(stored=current, wrote=False)
         patch["metadata"] = {"resourceVersion": str(current["metadata"].get("resourceVersion", ""))}
-        return Executed(stored=_json(self._verbs["Service"].patch(_name(body), namespace, patch, MERGE_PATCH)), wrote=True)
+        stored = self._verbs["Service"].patch(_name(body), namespace, patch, MERGE_PATCH)
+        return Executed(stored=_json(stored), wrote=True)
 
     def _delete(self, kind: str, name: str, *, namespace: str) -> Executed:
         try:
@@ -195,7 +201,7 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
             create=lambda ns, body: core.create_namespaced_service(ns, body, **raw),
             replace=lambda name, ns, body: core.replace_namespaced_service(name, ns, body, **raw),
             patch=lambda name, ns, p, ct: core.patch_namespaced_service(name, ns, p, _content_type=ct, **raw),
-            delete=lambda name, ns: core.delete_namespaced_service(name, ns),
+            delete=core.delete_namespaced_service,
         ),
         "Deployment": _Verbs(
             create=lambda ns, body: apps.create_namespaced_deployment(ns, body, **raw),
@@ -205,11 +211,13 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
         ),
         "HorizontalPodAutoscaler": _Verbs(
             create=lambda ns, body: autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, body, **raw),
-            replace=lambda name, ns, body: autoscaling.replace_namespaced_horizontal_pod_autoscaler(name, ns, body, **raw),
+            replace=lambda name, ns, body: autoscaling.replace_namespaced_horizontal_pod_autoscaler(
+                name, ns, body, **raw
+            ),
             patch=lambda name, ns, p, ct: autoscaling.patch_namespaced_horizontal_pod_autoscaler(
                 name, ns, p, _content_type=ct, **raw
             ),
-            delete=lambda name, ns: autoscaling.delete_namespaced_horizontal_pod_autoscaler(name, ns),
+            delete=autoscaling.delete_namespaced_horizontal_pod_autoscaler,
         ),
         "PodDisruptionBudget": _Verbs(
             create=lambda ns, body: policy.create_namespaced_pod_disruption_budget(ns, body, **raw),
@@ -217,7 +225,7 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
             patch=lambda name, ns, p, ct: policy.patch_namespaced_pod_disruption_budget(
                 name, ns, p, _content_type=ct, **raw
             ),
-            delete=lambda name, ns: policy.delete_namespaced_pod_disruption_budget(name, ns),
+            delete=policy.delete_namespaced_pod_disruption_budget,
         ),
     }
     for kind, plural in ROUTING_PLURALS.items():
@@ -247,7 +255,7 @@ def _routing_verbs(custom: client.CustomObjectsApi, plural: str) -> _Verbs:
 
 def _translate(err: ApiException, what: str) -> Exception:
     """A refused write as a domain error; the API server's message (never a remote body) is kept."""
-    opmetrics.count_api_error(verb="write", resource=what.split(" ")[0], code=err.status or "")
+    opmetrics.count_api_error(verb="write", resource=what.split(" ", maxsplit=1)[0], code=err.status or "")
     code = int(err.status or 0)
     if code == 409:
         return errors.ConflictError(f"{what} changed while being written; deciding again")

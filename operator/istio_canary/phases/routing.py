@@ -72,7 +72,9 @@ def routing_actions(ctx: Context, route_plan: RoutePlan) -> tuple[act.Action, ..
         )
         for obj in ctx.observed.edge_virtual_services
     )
-    objects = (act.ApplyRouting(kind="DestinationRule", body=dr), act.ApplyRouting(kind="VirtualService", body=vs), *edges)
+    objects = (
+        act.ApplyRouting(kind="DestinationRule", body=dr), act.ApplyRouting(kind="VirtualService", body=vs), *edges
+    )
     if not route_plan.version_services:
         return objects
     # Routing mode Services: the versions' own Services before the routes that name them, and

@@ -20,6 +20,7 @@ from tests.e2e.helpers import (
     route_weights,
     wait_for,
 )
+from tests.e2e.istiod_routes import gateway_weights
 from tests.e2e.releases import ReleaseStarter
 
 MARKS = ("releases.istio-canary.io/release", "releases.istio-canary.io/original-spec")
@@ -209,6 +210,10 @@ def test_the_gateway_example_splits_the_requests_entering_through_the_gateway(
     assert gateway is not None and gateway["spec"]["gateways"] == ["bookinfo-gateway"]
     assert len(gateway["spec"]["http"][0]["match"]) == 5, "the gateway route's matches are kept"
     wait_for(lambda: (f"{ns}/bookinfo", 80, 20) in _status_routing(cluster, ns), what="status lists the gateway's")
+    # istiod's own translation for the ingress gateway's proxy: the requests entering through it
+    # are split as the release says (each of the gateway route's five matches carries the split).
+    wait_for(lambda: gateway_weights(cluster, ns, host="bookinfo.example.com") == {"v1": 5 * 80, "v2": 5 * 20},
+             timeout=60, what="istiod's gateway routes at 80/20")
 
     # A NodePort opens a path around Envoy: said in a condition (and a Warning Event).
     cluster.kubectl("patch", "service", "productpage", "-n", ns, "--type=merge", "-p", '{"spec":{"type":"NodePort"}}')

@@ -125,6 +125,7 @@ def _current_cluster(console: Console, cleanup: ExitStack, *, namespace: str, as
         target.kubectl("apply", "--server-side", "-f", str(HERE.parents[1] / "crds"))
         target.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", CANARY_CRD)
     target.kubectl("create", "namespace", namespace)
+    target.kubectl("label", "namespace", namespace, "istio-injection=enabled")
     cleanup.callback(target.kubectl, "delete", "namespace", namespace, "--wait=false", check=False)
     return target
 

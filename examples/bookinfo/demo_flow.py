@@ -260,6 +260,7 @@ def run_demo(
     log_path = (log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"istio-canary-demo-{namespace}.log"
     if target.kubectl("get", "namespace", namespace, check=False) == "":
         target.kubectl("create", "namespace", namespace)
+        target.kubectl("label", "namespace", namespace, "istio-injection=enabled")
     with DemoDisplay(console, steps=STEPS) as display, ExitStack() as running:
         release = _Release(target, namespace, display, result)
         with display.step(f"Deploy Bookinfo into namespace {namespace}"):

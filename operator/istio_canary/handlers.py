@@ -132,6 +132,17 @@ def disruptionbudgets_by_namespace(*, namespace: str | None, body: kopf.Body, **
     return {namespace: cache.slim(body)}
 
 
+@kopf.index("", "v1", "namespaces")
+def namespace_labels(*, name: str, labels: kopf.Labels, **_: Any) -> Any:
+    """Their labels only: sidecar injection is all a release asks of its namespace."""
+    return {name: dict(labels)}
+
+
+@kopf.index("networking.k8s.io", "v1", "ingresses")
+def ingresses_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> Any:
+    return {namespace: cache.slim(body)}
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={workloads.MANAGED_BY_LABEL: workloads.MANAGED_BY})
 def on_canary_event(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """A canary Deployment changed (became ready, lost pods): its release looks again at once."""
@@ -159,6 +170,8 @@ async def _run(
             destination_rules=kwargs["destinationrules_by_namespace"],
             autoscalers=kwargs["autoscalers_by_namespace"],
             disruption_budgets=kwargs["disruptionbudgets_by_namespace"],
+            namespaces=kwargs["namespace_labels"],
+            ingresses=kwargs["ingresses_by_namespace"],
         )
 
     with opmetrics.DEFAULT.reconcile_timer(handler):

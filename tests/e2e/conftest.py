@@ -56,6 +56,8 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{stem}-{uuid.uuid4().hex[:5]}"
     cluster.kubectl("create", "namespace", name)
+    # As Bookinfo's tutorial does: the namespace's pods get sidecars (else MeshOnly says otherwise).
+    cluster.kubectl("label", "namespace", name, "istio-injection=enabled")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -124,3 +124,30 @@ def test_blue_green_moves_outside_clients_only_at_the_take_over_and_completion_h
     vs = get(cluster, "virtualservice", "reviews", namespace) or {}
     assert route_weights(vs) == [{"v2": 100}]
     assert vs["spec"]["http"][-1]["route"] == [{"destination": {"host": "reviews", "subset": "v2"}}]
+
+
+def test_the_default_mode_reports_an_ingress_and_a_namespace_without_sidecar_injection(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    deploy_bookinfo(cluster, namespace)
+    cluster.kubectl("label", "namespace", namespace, "istio-injection-")
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "reviews-web"},
+        "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+            "service": {"name": "reviews", "port": {"number": 9080}}}}]}}]},
+    }
+    apply(cluster, namespace, ingress)
+    start_operator()
+    apply(cluster, namespace, example_release())
+
+    def mesh_only() -> dict[str, Any] | None:
+        status = (get(cluster, "canaryrelease", "reviews", namespace) or {}).get("status") or {}
+        return next((c for c in status.get("conditions") or [] if c["type"] == "MeshOnly"), None)
+
+    condition = wait_for(mesh_only, timeout=120, what="the MeshOnly condition")
+    assert condition["status"] == "False"
+    assert "Ingress reviews-web" in condition["message"] and "no sidecar injection" in condition["message"]
+    warnings = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "reason=MeshBypass", "-o", "json"
+    ).stdout
+    assert "Ingress reviews-web" in warnings

@@ -64,6 +64,11 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch, delete]
+# Ingresses are only read: one that sends to a released Service bypasses Envoy's routes
+# (reported in the MeshOnly condition).
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, watch]
 # Traffic is split with these; adopted ones are patched and restored, owned ones deleted.
 - apiGroups: [networking.istio.io]
   resources: [virtualservices, destinationrules]

@@ -91,6 +91,8 @@ def observe_cached(
     release: str = "",
     listed: Iterable[tuple[str, str]] = (),
     versions: Iterable[str] = (),
+    namespaces: Mapping[Any, Iterable[Mapping[str, str]]] | None = None,
+    ingresses: Mapping[Any, Iterable[Mapping[str, Any]]] | None = None,
 ) -> Observed:
     """``Observed`` from the caches: services keyed by (namespace, name), the rest by namespace.
 
@@ -116,4 +118,12 @@ def observe_cached(
         ),
         autoscalers=tuple(dict(o) for o in (autoscalers or {}).get(namespace, ())),
         disruption_budgets=tuple(dict(o) for o in (disruption_budgets or {}).get(namespace, ())),
+        namespace_labels=_labels_of(namespaces, namespace),
+        ingresses=tuple(dict(o) for o in (ingresses or {}).get(namespace, ())),
     )
+
+
+def _labels_of(namespaces: Mapping[Any, Iterable[Mapping[str, str]]] | None, name: str) -> dict[str, str] | None:
+    """The namespace's labels from the cache (None: not cached, e.g. no permission to watch namespaces)."""
+    found = next(iter((namespaces or {}).get(name, ())), None)
+    return dict(found) if found is not None else None

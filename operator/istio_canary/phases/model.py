@@ -60,6 +60,10 @@ class Observed:
     """HorizontalPodAutoscalers in the namespace."""
     disruption_budgets: tuple[dict[str, Any], ...] = ()
     """PodDisruptionBudgets in the namespace."""
+    namespace_labels: dict[str, str] | None = None
+    """The labels of the release's namespace (None: not seen)."""
+    ingresses: tuple[dict[str, Any], ...] = ()
+    """Ingresses in the namespace."""
 
 
 @dataclass(frozen=True, kw_only=True)

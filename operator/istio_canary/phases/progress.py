@@ -27,6 +27,7 @@ from istio_canary.models import (
 )
 from istio_canary.models.analysis import CheckResult
 from istio_canary.phases import cleanup, offline, routing, teardown
+from istio_canary.phases.bypass import bypass_paths
 from istio_canary.phases.model import WAIT_SECONDS, Context, Decision
 from istio_canary.phases.resolve import (
     canary_name,
@@ -110,7 +111,10 @@ def _routes(ctx: Context, plan: RoutePlan) -> tuple[tuple[act.Action, ...], bool
 
 def _bypass(ctx: Context, plan: RoutePlan, events: list[act.Event]) -> str:
     """How clients may bypass Envoy (a Warning the first time); none when the selector is pinned."""
-    bypass = "" if plan.version_services else routing.bypass_paths(ctx.observed.service)
+    seen = ctx.observed
+    bypass = "" if plan.version_services else bypass_paths(
+        seen.service, namespace_labels=seen.namespace_labels, ingresses=seen.ingresses
+    )
     if bypass and not _condition_since(ctx.previous, "MeshOnly", "False"):
         events.append(act.Event(type="Warning", reason="MeshBypass", message=bypass))
     return bypass

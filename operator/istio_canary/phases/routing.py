@@ -12,7 +12,6 @@ from istio_canary.models import RoutingMode
 from istio_canary.phases.model import Context
 
 __all__ = [
-    "bypass_paths",
     "plan",
     "release_version_services",
     "routing_actions",
@@ -140,25 +139,3 @@ def routing_written(ctx: Context) -> bool:
 
 def routing_name(obj: dict[str, Any] | None, default: str) -> str:
     return str(obj["metadata"]["name"]) if obj is not None else default
-
-
-def bypass_paths(service: dict[str, Any] | None) -> str:
-    """How clients can reach the Service's pods without Envoy's routes ("" when none is seen).
-
-    Such traffic is balanced by the Service's selector over both versions' pods, whatever the
-    weights: a NodePort or LoadBalancer Service is reached from outside the mesh, and so are
-    external IPs. (A namespace without sidecar injection, or another ingress controller, is not
-    visible from the Service alone.)
-    """
-    spec = (service or {}).get("spec") or {}
-    paths = []
-    if spec.get("type") in ("NodePort", "LoadBalancer"):
-        paths.append(f"the Service is of type {spec['type']}")
-    if spec.get("externalIPs"):
-        paths.append("the Service has externalIPs")
-    if not paths:
-        return ""
-    return (
-        f"{' and '.join(paths)}: clients that reach it from outside the mesh are balanced over both "
-        "versions' pods by the selector, whatever the weights"
-    )

@@ -16,10 +16,12 @@ The kubernetes client is synchronous; the reconciler calls ``execute`` in a thre
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, assert_never, cast
 
+import structlog
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -28,7 +30,7 @@ from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
 from istio_canary.istio import version_services
-from istio_canary.models.marks import ISTIO_GROUP, ISTIO_VERSION
+from istio_canary.models.marks import GROUP, ISTIO_GROUP, ISTIO_VERSION, KIND, PLURAL, VERSION
 from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Observed
 
@@ -40,6 +42,8 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 ROUTING_PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
 
 ConflictError = errors.ConflictError  # callers of the adapter may catch it by this name
+EVENT_SOURCE = "istio-canary-operator"
+log = structlog.get_logger("istio_canary")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,41 @@ class Cluster:
             raise _translate(err, _describe(action)) from err
         except (OSError, urllib3.exceptions.HTTPError) as err:
             raise errors.ApiUnavailableError(f"the API server did not answer ({_describe(action)}): {err}") from err
+
+    def patch_status(self, *, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge ``patch`` into a CanaryRelease's status (the scheduler's looks; kopf writes the handlers')."""
+        custom = client.CustomObjectsApi(self.api)
+        try:
+            custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": patch}, _content_type=MERGE_PATCH
+            )
+        except ApiException as err:
+            if err.status != 404:  # a release deleted meanwhile has no status to write
+                raise _translate(err, f"CanaryRelease {name} status") from err
+        except (OSError, urllib3.exceptions.HTTPError) as err:
+            what = f"CanaryRelease {name} status"
+            raise errors.ApiUnavailableError(f"the API server did not answer ({what}): {err}") from err
+
+    def post_event(self, *, release: Mapping[str, Any], event: act.Event) -> None:
+        """A Kubernetes Event on a CanaryRelease (the scheduler's looks; kopf posts the handlers')."""
+        meta = release.get("metadata") or {}
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta.get("name"),
+                "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+            },
+            "type": event.type, "reason": event.reason, "message": event.message[:1024],
+            "source": {"component": EVENT_SOURCE}, "reportingComponent": EVENT_SOURCE,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        try:
+            client.CoreV1Api(self.api).create_namespaced_event(meta.get("namespace"), body)
+        except (ApiException, OSError, urllib3.exceptions.HTTPError) as err:
+            # An Event is a report, never a reason to fail a reconcile; the status says the same.
+            log.warning("event not posted", reason=event.reason, error=str(err))
 
     def _execute(self, action: act.Action, *, observed: Observed, namespace: str) -> Executed:
         match action:

@@ -9,6 +9,7 @@ cluster (``_cluster.BenchCluster``), count the operator's writes in its audit lo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -142,7 +143,7 @@ class Fleet:
                 items = []
             for obj in items:
                 if obj["metadata"].get("finalizers"):
-                    try:
+                    with contextlib.suppress(ApiException):
                         self.custom.patch_namespaced_custom_object(
                             GROUP,
                             VERSION,
@@ -151,8 +152,6 @@ class Fleet:
                             obj["metadata"]["name"],
                             [{"op": "remove", "path": "/metadata/finalizers"}],
                         )
-                    except ApiException:
-                        pass
             try:
                 self.core.delete_namespace(ns)
             except ApiException as err:

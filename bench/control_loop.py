@@ -89,7 +89,7 @@ def all_at_once(
             )
         )
     patched = time.monotonic() - started
-    seen = watcher.wait_all({ref: weight for ref in refs}, after=started, timeout=180)
+    seen = watcher.wait_all(dict.fromkeys(refs, weight), after=started, timeout=180)
     wave = max(seen.values(), default=started) - started
     print(
         f"  {len(refs)} PATCHes sent in {patched:.2f} s; last VirtualService updated {wave:.2f} s after the first",

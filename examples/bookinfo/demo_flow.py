@@ -5,8 +5,8 @@ and a namespace name. It starts the mesh simulator in this process and the opera
 subprocess. With the target's istiod (the local control plane runs one) the simulator routes
 every request by the Envoy routes istiod generates, and the demo prints those routes beside
 the split; without it the simulator reads the VirtualServices itself. It stops both before
-it returns or raises (also on Ctrl-C). Creating the cluster and Prometheus, and removing them, is ``demo.py``'s job, so that a test can run this flow on
-the cluster it already has.
+it returns or raises (also on Ctrl-C). Creating the cluster and Prometheus, and removing
+them, is ``demo.py``'s job, so that a test can run this flow on the cluster it already has.
 """
 
 from __future__ import annotations

@@ -24,8 +24,12 @@ __all__ = [
 RoutingKind = Literal["VirtualService", "DestinationRule"]
 CompanionKind = Literal["HorizontalPodAutoscaler", "PodDisruptionBudget"]
 WorkloadKind = Literal["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
-DeletableKind = Literal["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "VirtualService", "DestinationRule"]
-PatchableKind = Literal["VirtualService", "DestinationRule", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+DeletableKind = Literal[
+    "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "VirtualService", "DestinationRule"
+]
+PatchableKind = Literal[
+    "VirtualService", "DestinationRule", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"
+]
 
 
 @dataclass(frozen=True, kw_only=True)

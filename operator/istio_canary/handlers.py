@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import logging
@@ -188,10 +189,9 @@ async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kop
     reconciler: Reconciler = memo.reconciler
     if meta.get("deletionTimestamp") or not reconciler.is_due(namespace=meta["namespace"], name=meta["name"]):
         return
-    try:
+    # Errors are already reported; the next tick tries again.
+    with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
         await _run(body, patch, memo, kwargs, deleting=False, handler="timer")
-    except (kopf.TemporaryError, kopf.PermanentError):
-        pass  # already reported; the next tick tries again
 
 
 @kopf.on.delete(*RESOURCE)

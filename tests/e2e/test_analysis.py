@@ -147,7 +147,11 @@ def test_a_canary_with_twenty_percent_errors_is_rolled_back_before_the_second_st
 
 
 def test_stopping_prometheus_mid_analysis_holds_the_weight_then_rolls_back_and_never_promotes(
-    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator, own_prometheus: PrometheusServer
+    cluster: Cluster,
+    namespace: str,
+    progressing_release: ReleaseStarter,
+    mesh: Simulator,
+    own_prometheus: PrometheusServer,
 ) -> None:
     ns, own = namespace, own_prometheus
     with PhaseRecorder(cluster, ns) as seen:
@@ -190,7 +194,12 @@ def test_a_canary_whose_pods_never_become_ready_fails_after_the_deadline_with_no
         wait_for(lambda: pods() == deployments, timeout=60, what="one pod per Bookinfo Deployment")
         # The namespace's pod quota is used up: the canary's ReplicaSet cannot create a pod,
         # as happens in a real cluster with a full quota.
-        quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"}, "spec": {"hard": {"pods": str(deployments)}}}
+        quota = {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "pods"},
+            "spec": {"hard": {"pods": str(deployments)}},
+        }
         apply(cluster, ns, quota)
 
     body = release(readyDeadlineSeconds=8)

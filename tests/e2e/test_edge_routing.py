@@ -37,12 +37,19 @@ def gateway_namespace(cluster: Cluster, namespace: str) -> Iterator[str]:
 def _routing(ns: str, gw: str) -> list[dict[str, Any]]:
     fqdn = f"productpage.{ns}.svc.cluster.local"
     gateway = {
-        "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "bookinfo-gateway", "namespace": gw},
-        "spec": {"selector": {"istio": "ingressgateway"},
-                 "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["bookinfo.example.com"]}]},
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "bookinfo-gateway", "namespace": gw},
+        "spec": {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [
+                {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["bookinfo.example.com"]}
+            ],
+        },
     }
     edge = {
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "bookinfo", "namespace": gw},
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "bookinfo", "namespace": gw},
         "spec": {
             "hosts": ["bookinfo.example.com"], "gateways": ["bookinfo-gateway"],
             "http": [
@@ -53,12 +60,26 @@ def _routing(ns: str, gw: str) -> list[dict[str, Any]]:
         },
     }
     delegate = {
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "productpage-api", "namespace": ns},
-        "spec": {"http": [{"match": [{"uri": {"prefix": "/api/v1/products"}}], "route": [{"destination": {"host": "productpage"}}]}]},
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "productpage-api", "namespace": ns},
+        "spec": {
+            "http": [
+                {
+                    "match": [{"uri": {"prefix": "/api/v1/products"}}],
+                    "route": [{"destination": {"host": "productpage"}}],
+                }
+            ]
+        },
     }
     mesh = {
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "productpage", "namespace": ns},
-        "spec": {"hosts": ["productpage"], "http": [{"route": [{"destination": {"host": "productpage"}}], "retries": {"attempts": 2}}]},
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "productpage", "namespace": ns},
+        "spec": {
+            "hosts": ["productpage"],
+            "http": [{"route": [{"destination": {"host": "productpage"}}], "retries": {"attempts": 2}}],
+        },
     }
     return [gateway, edge, delegate, mesh]
 
@@ -115,7 +136,9 @@ def test_a_gateway_a_mesh_and_a_delegate_virtual_service_are_all_split_and_resto
     now = _objects(cluster, ns, gw)
     root = now[f"{gw}/bookinfo"]
     assert root is not None
-    assert root["spec"]["http"][0] == originals[f"{gw}/bookinfo"]["spec"]["http"][0], "the root's delegate route changed"
+    assert root["spec"]["http"][0] == originals[f"{gw}/bookinfo"]["spec"]["http"][0], (
+        "the root's delegate route changed"
+    )
     assert root["spec"]["http"][1]["match"] == originals[f"{gw}/bookinfo"]["spec"]["http"][1]["match"]
     assert root["spec"]["hosts"] == ["bookinfo.example.com"] and root["spec"]["gateways"] == ["bookinfo-gateway"]
     wait_for(lambda: sorted(_status_routing(cluster, ns)) == sorted(
@@ -134,7 +157,9 @@ def test_completion_hands_every_split_object_over(
     ns, gw = namespace, gateway_namespace
     _start(progressing_release, gw)
     patch_spec(cluster, ns, "productpage", {"takeOver": "v2"})
-    wait_for(lambda: all(_split(o) == [{"v2": 100}] for o in _objects(cluster, ns, gw).values()), what="v2 100% everywhere")
+    wait_for(
+        lambda: all(_split(o) == [{"v2": 100}] for o in _objects(cluster, ns, gw).values()), what="v2 100% everywhere"
+    )
     patch_spec(cluster, ns, "productpage", {"offline": True})
     wait_for(lambda: release_phase(cluster, ns, "productpage", "Completed"), timeout=60, what="Completed")
 
@@ -190,7 +215,9 @@ def test_the_gateway_example_splits_the_requests_entering_through_the_gateway(
 
     def mesh_only() -> dict[str, Any] | None:
         status = (get(cluster, "canaryrelease", "productpage", ns) or {}).get("status") or {}
-        return next((c for c in status.get("conditions") or [] if c["type"] == "MeshOnly" and c["status"] == "False"), None)
+        return next(
+            (c for c in status.get("conditions") or [] if c["type"] == "MeshOnly" and c["status"] == "False"), None
+        )
 
     condition = wait_for(mesh_only, timeout=60, what="MeshOnly=False after the Service became a NodePort")
     assert "type NodePort" in condition["message"]

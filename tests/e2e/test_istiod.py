@@ -26,7 +26,10 @@ def test_istiod_is_up_and_its_webhook_refuses_an_invalid_regex_in_a_hand_written
         "spec": {
             "hosts": ["reviews"],
             "http": [
-                {"match": [{"headers": {"end-user": {"regex": "(unclosed"}}}], "route": [{"destination": {"host": "reviews"}}]}
+                {
+                    "match": [{"headers": {"end-user": {"regex": "(unclosed"}}}],
+                    "route": [{"destination": {"host": "reviews"}}],
+                }
             ],
         },
     }

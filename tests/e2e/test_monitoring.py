@@ -79,7 +79,9 @@ def start_progressing(progressing_release: ReleaseStarter, prometheus_url: str, 
         release(30),
         operator_args=("--prometheus-url", prometheus_url, "--metrics-interval", "1", "--metrics-window", str(WINDOW)),
     ).operator
-    wait_for(lambda: routed_by_simulator(mesh, ns, {"v1": 70, "v2": 30}), timeout=15, what="the simulator routing 70/30")
+    wait_for(
+        lambda: routed_by_simulator(mesh, ns, {"v1": 70, "v2": 30}), timeout=15, what="the simulator routing 70/30"
+    )
     return op
 
 
@@ -141,7 +143,11 @@ def test_a_version_with_ten_percent_errors_shows_a_success_rate_near_ninety(
 
 
 def test_prometheus_going_away_keeps_the_last_values_marked_stale_and_the_operator_running(
-    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator, own_prometheus: PrometheusServer
+    cluster: Cluster,
+    namespace: str,
+    progressing_release: ReleaseStarter,
+    mesh: Simulator,
+    own_prometheus: PrometheusServer,
 ) -> None:
     ns, own = namespace, own_prometheus
     op = start_progressing(progressing_release, own.url, mesh)

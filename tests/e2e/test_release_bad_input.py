@@ -120,7 +120,10 @@ def test_edits_the_api_server_refuses_leave_traffic_where_it_was(
 ) -> None:
     ns = namespace
     progressing_release()
-    wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 70, "v2": 30}], what="70/30")
+    wait_for(
+        lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 70, "v2": 30}],
+        what="70/30",
+    )
     refusals = {
         "takeOver must be empty or name stable.version or canary.version": {"takeOver": "v9"},
         "offline needs takeOver": {"offline": True},
@@ -128,10 +131,21 @@ def test_edits_the_api_server_refuses_leave_traffic_where_it_was(
     }
     for message, patch in refusals.items():
         proc = cluster.kubectl(
-            "patch", "canaryrelease", "reviews", "-n", ns, "--type=merge", "-p", json.dumps({"spec": patch}), check=False
+            "patch",
+            "canaryrelease",
+            "reviews",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": patch}),
+            check=False,
         )
         assert proc.returncode != 0, patch
         assert message in proc.stderr, proc.stderr
     assert route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 70, "v2": 30}]
     patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 50}})
-    wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 50, "v2": 50}], what="50/50")
+    wait_for(
+        lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 50, "v2": 50}],
+        what="50/50",
+    )

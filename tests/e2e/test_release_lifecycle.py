@@ -75,7 +75,9 @@ def _marks(obj: dict[str, Any] | None) -> set[str]:
 def _run_to_completion(cluster: Cluster, ns: str, name: str, stable: str, canary: str, adopted: bool) -> None:
     apply(cluster, ns, _release(name, stable, canary))
     wait_for(lambda: release_phase(cluster, ns, name, "Progressing"), timeout=90, what=f"{name} Progressing")
-    wait_for(lambda: _reviews_weights(cluster, ns, adopted) == [{stable: 70, canary: 30}], what=f"{stable}/{canary} 70/30")
+    wait_for(
+        lambda: _reviews_weights(cluster, ns, adopted) == [{stable: 70, canary: 30}], what=f"{stable}/{canary} 70/30"
+    )
     wait_for(lambda: _status_weights(cluster, ns, name) == (70, 30), what=f"{name} status.traffic 70/30")
     assert_istiod_routes_say_status(cluster, ns, name)  # operator-created or adopted, istiod agrees
     if not adopted:  # the helper reads the VirtualService and DestinationRule named after the Service
@@ -89,7 +91,9 @@ def _run_to_completion(cluster: Cluster, ns: str, name: str, stable: str, canary
     assert _reviews_weights(cluster, ns, adopted) == [{canary: 100}]
     # Handed over: nothing left that makes the next release see someone else's objects.
     wait_for(lambda: not _marks(get(cluster, "deployment", f"reviews-{canary}", ns)), what="survivor handed over")
-    wait_for(lambda: not _marks(get(cluster, "virtualservice", _vs_name(adopted), ns)), what="VirtualService handed over")
+    wait_for(
+        lambda: not _marks(get(cluster, "virtualservice", _vs_name(adopted), ns)), what="VirtualService handed over"
+    )
     wait_for(lambda: not _marks(get(cluster, "destinationrule", "reviews", ns)), what="DestinationRule handed over")
 
 
@@ -129,7 +133,9 @@ def test_release_after_release_on_one_service(
     # v3 -> v5 under the reused name of the very first release.
     _run_to_completion(cluster, ns, "reviews", "v3", "v5", adopted)
     deployments = json.loads(cluster.kubectl("get", "deployments", "-n", ns, "-o", "json").stdout)["items"]
-    assert sorted(d["metadata"]["name"] for d in deployments if d["metadata"]["name"].startswith("reviews")) == ["reviews-v5"]
+    assert sorted(d["metadata"]["name"] for d in deployments if d["metadata"]["name"].startswith("reviews")) == [
+        "reviews-v5"
+    ]
 
 
 def test_a_new_canary_image_rolls_out_without_traffic_until_its_pods_are_ready(
@@ -146,7 +152,9 @@ def test_a_new_canary_image_rolls_out_without_traffic_until_its_pods_are_ready(
     # with the old pod still ready, which is exactly when no traffic may go to the canary.
     stall = {"spec": {"template": {"spec": {"nodeSelector": {"istio-canary-test/nowhere": "true"}}}}}
     cluster.kubectl("patch", "deployment", "reviews-v2", "-n", ns, "--type=merge", "-p", json.dumps(stall))
-    patch_spec(cluster, ns, "reviews", {"canary": {"version": "v2", "image": "kubesphere/examples-bookinfo-reviews-v3:1.13.0"}})
+    patch_spec(
+        cluster, ns, "reviews", {"canary": {"version": "v2", "image": "kubesphere/examples-bookinfo-reviews-v3:1.13.0"}}
+    )
     wait_for(lambda: release_phase(cluster, ns, "reviews", "WaitingForCanary"), what="WaitingForCanary")
     wait_for(lambda: _reviews_weights(cluster, ns, False) == [{"v1": 100}], what="no traffic to the new image")
     v2 = get(cluster, "deployment", "reviews-v2", ns)
@@ -239,7 +247,12 @@ def test_an_autoscaled_service_keeps_autoscaling_through_abort_and_offline(
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews-v1"},
             "minReplicas": 1,
             "maxReplicas": 4,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
         },
     }
     stable_pdb = {

@@ -30,8 +30,10 @@ def test_paused_release_creates_the_canary_but_moves_no_traffic_until_resumed(
     # Routing pins stable before the canary's pods could join the Service, and stays there.
     assert route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 100}]
     patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 50}})
-    wait_for(lambda: (get(cluster, "canaryrelease", "reviews", ns) or {}).get("status", {}).get("observedGeneration") == 2,
-             what="generation 2 observed")
+    wait_for(
+        lambda: (get(cluster, "canaryrelease", "reviews", ns) or {}).get("status", {}).get("observedGeneration") == 2,
+        what="generation 2 observed",
+    )
     assert route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 100}]
     patch_spec(cluster, ns, "reviews", {"policy": "WaitForWorkloadReady"})
     wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 50, "v2": 50}],

@@ -254,7 +254,9 @@ def helm_template(cluster: Cluster, *, release: str, namespace: str, show_only: 
 @pytest.fixture
 def user_roles(cluster: Cluster, namespace: str) -> Iterator[None]:
     """The chart's aggregated ClusterRoles (cluster-scoped: named after the test, deleted after it)."""
-    roles = helm_template(cluster, release=f"sec-{namespace[-5:]}", namespace=namespace, show_only="templates/user-roles.yaml")
+    roles = helm_template(
+        cluster, release=f"sec-{namespace[-5:]}", namespace=namespace, show_only="templates/user-roles.yaml"
+    )
     cluster.kubectl("apply", "-f", "-", input=roles)
     yield
     cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=roles, check=False)
@@ -271,7 +273,9 @@ def test_a_service_account_with_view_cannot_patch_a_release_and_one_with_edit_ca
     ns = namespace
     for account, role in (("viewer", "view"), ("editor", "edit")):
         cluster.kubectl("create", "serviceaccount", account, "-n", ns)
-        cluster.kubectl("create", "rolebinding", account, f"--clusterrole={role}", f"--serviceaccount={ns}:{account}", "-n", ns)
+        cluster.kubectl(
+            "create", "rolebinding", account, f"--clusterrole={role}", f"--serviceaccount={ns}:{account}", "-n", ns
+        )
     apply(cluster, ns, example_release())  # no operator runs: the release is only an object here
 
     def can(account: str, verb: str, resource: str = "canaryreleases.releases.istio-canary.io") -> bool:
@@ -289,7 +293,9 @@ def test_a_service_account_with_view_cannot_patch_a_release_and_one_with_edit_ca
     assert as_account(cluster, ns, "editor", *patch).returncode == 0
     assert (get(cluster, "canaryrelease", "reviews", ns) or {})["spec"]["traffic"]["weight"] == 50
     # Status is the operator's: not even edit writes it.
-    status = as_account(cluster, ns, "editor", *patch[:-2], "--subresource=status", "-p", '{"status": {"phase": "Completed"}}')
+    status = as_account(
+        cluster, ns, "editor", *patch[:-2], "--subresource=status", "-p", '{"status": {"phase": "Completed"}}'
+    )
     assert status.returncode != 0 and "Forbidden" in status.stderr
 
 

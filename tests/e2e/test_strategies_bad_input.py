@@ -77,8 +77,11 @@ def test_regex_that_re2_rejects_fails_the_release_with_the_field_path_and_moves_
     good = [{"headers": {"end-user": {"regex": "jason|bob"}}}]
     patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 60, "match": good}})
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing again")
-    wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v2": 100}, {"v1": 40, "v2": 60}],
-             what="rule and 40/60")  # fmt: skip
+    wait_for(
+        lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {})
+        == [{"v2": 100}, {"v1": 40, "v2": 60}],
+        what="rule and 40/60",
+    )
     wait_for(lambda: _spec_valid(cluster, ns).get("status") == "True", what="SpecValid=True")
     assert_routing_invariants(cluster, ns, "reviews")
 

@@ -50,7 +50,9 @@ def split_in_place(*, plan: RoutePlan, existing: Mapping[str, Any], release_name
     """
     meta = existing.get("metadata", {})
     namespace = str(meta.get("namespace") or plan.namespace)
-    start = starting_point(existing=existing, name=str(meta.get("name")), namespace=namespace, release_name=release_name)
+    start = starting_point(
+        existing=existing, name=str(meta.get("name")), namespace=namespace, release_name=release_name
+    )
     spec = copy.deepcopy(start.spec if start.spec is not None else dict(existing.get("spec") or {}))
     requests_per_rule = [match_requests(rule, path=f"traffic.match[{i}]") for i, rule in enumerate(plan.match)]
     ours = _ours(plan, same_namespace=namespace == plan.namespace)

@@ -75,17 +75,15 @@ def service_ports(service: Mapping[str, Any]) -> list[ServicePort]:
 
     ``app_protocol`` is also accepted, as the Kubernetes client's ``to_dict()`` spells it.
     """
-    ports: list[ServicePort] = []
-    for entry in service.get("spec", {}).get("ports") or []:
-        ports.append(
-            ServicePort(
-                name=entry.get("name") or "",
-                port=int(entry["port"]),
-                protocol=entry.get("protocol") or "TCP",
-                app_protocol=entry.get("appProtocol") or entry.get("app_protocol"),
-            )
+    return [
+        ServicePort(
+            name=entry.get("name") or "",
+            port=int(entry["port"]),
+            protocol=entry.get("protocol") or "TCP",
+            app_protocol=entry.get("appProtocol") or entry.get("app_protocol"),
         )
-    return ports
+        for entry in service.get("spec", {}).get("ports") or []
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)

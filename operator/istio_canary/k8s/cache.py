@@ -26,7 +26,7 @@ _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """A watched object without managedFields and last-applied copies (often most of its bytes)."""
-    obj = {k: v for k, v in body.items()}
+    obj = dict(body)
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _DROPPED_ANNOTATIONS}
     if annotations:
@@ -96,7 +96,9 @@ def observe_cached(
     ``listed`` names (namespace, name) VirtualServices elsewhere that the release splits too.
     """
     found = next(iter(services.get((namespace, service), ())), None)
-    primary = pick_routing(virtual_services.get(namespace, ()), kind="VirtualService", namespace=namespace, service=service)
+    primary = pick_routing(
+        virtual_services.get(namespace, ()), kind="VirtualService", namespace=namespace, service=service
+    )
     return Observed(
         service=dict(found) if found is not None else None,
         deployments=tuple(dict(d) for d in deployments.get(namespace, ())),

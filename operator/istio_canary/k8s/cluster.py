@@ -94,7 +94,9 @@ class Cluster:
             case act.ApplyCompanion(kind=kind, body=body):
                 return self._apply(kind, body, current=_current(observed, kind, _name(body)), namespace=namespace)
             case act.ApplyDeployment(body=body):
-                return self._apply_deployment(body, current=_current(observed, "Deployment", _name(body)), namespace=namespace)
+                return self._apply_deployment(
+                    body, current=_current(observed, "Deployment", _name(body)), namespace=namespace
+                )
             case act.ReplaceRouting(kind=kind, body=body, namespace=where):
                 where = where or namespace
                 current = _current(observed, kind, _name(body), where)
@@ -144,7 +146,9 @@ class Cluster:
         patch.setdefault("metadata", {})["resourceVersion"] = str(
             desired.get("metadata", {}).get("resourceVersion") or current["metadata"].get("resourceVersion", "")
         )
-        return Executed(stored=_json(self._verbs[kind].patch(_name(desired), namespace, patch, MERGE_PATCH)), wrote=True)
+        return Executed(
+            stored=_json(self._verbs[kind].patch(_name(desired), namespace, patch, MERGE_PATCH)), wrote=True
+        )
 
     def _apply_deployment(self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str) -> Executed:
         if current is None:
@@ -187,11 +191,13 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
         ),
         "HorizontalPodAutoscaler": _Verbs(
             create=lambda ns, body: autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, body, **raw),
-            replace=lambda name, ns, body: autoscaling.replace_namespaced_horizontal_pod_autoscaler(name, ns, body, **raw),
+            replace=lambda name, ns, body: autoscaling.replace_namespaced_horizontal_pod_autoscaler(
+                name, ns, body, **raw
+            ),
             patch=lambda name, ns, p, ct: autoscaling.patch_namespaced_horizontal_pod_autoscaler(
                 name, ns, p, _content_type=ct, **raw
             ),
-            delete=lambda name, ns: autoscaling.delete_namespaced_horizontal_pod_autoscaler(name, ns),
+            delete=autoscaling.delete_namespaced_horizontal_pod_autoscaler,
         ),
         "PodDisruptionBudget": _Verbs(
             create=lambda ns, body: policy.create_namespaced_pod_disruption_budget(ns, body, **raw),
@@ -199,7 +205,7 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
             patch=lambda name, ns, p, ct: policy.patch_namespaced_pod_disruption_budget(
                 name, ns, p, _content_type=ct, **raw
             ),
-            delete=lambda name, ns: policy.delete_namespaced_pod_disruption_budget(name, ns),
+            delete=policy.delete_namespaced_pod_disruption_budget,
         ),
     }
     for kind, plural in ROUTING_PLURALS.items():
@@ -229,7 +235,7 @@ def _routing_verbs(custom: client.CustomObjectsApi, plural: str) -> _Verbs:
 
 def _translate(err: ApiException, what: str) -> Exception:
     """A refused write as a domain error; the API server's message (never a remote body) is kept."""
-    opmetrics.count_api_error(verb="write", resource=what.split(" ")[0], code=err.status or "")
+    opmetrics.count_api_error(verb="write", resource=what.split(" ", maxsplit=1)[0], code=err.status or "")
     code = int(err.status or 0)
     if code == 409:
         return errors.ConflictError(f"{what} changed while being written; deciding again")

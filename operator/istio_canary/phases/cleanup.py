@@ -45,7 +45,9 @@ def hand_over(ctx: Context) -> tuple[act.Action, ...]:
         patch = ownership.hand_over_patch(routing_obj, release_name=ctx.release.name) if routing_obj else None
         if routing_obj is not None and patch is not None:
             meta = routing_obj["metadata"]
-            actions.append(act.PatchObject(kind=routing_kind, name=meta["name"], patch=patch, namespace=meta.get("namespace")))
+            actions.append(
+                act.PatchObject(kind=routing_kind, name=meta["name"], patch=patch, namespace=meta.get("namespace"))
+            )
     canary_name = workloads.canary_deployment_name(ctx.spec)
     survivors = tuple(d for d in ctx.observed.deployments if d["metadata"]["name"] == canary_name)
     for kind, obj in _workload_objects(ctx, deployments=survivors):
@@ -95,7 +97,9 @@ def _workload_objects(
 
 
 def _created_here(ctx: Context, obj: dict[str, Any]) -> bool:
-    return workloads.is_created_by(deployment=obj, release_namespace=ctx.release.namespace, release_name=ctx.release.name)
+    return workloads.is_created_by(
+        deployment=obj, release_namespace=ctx.release.namespace, release_name=ctx.release.name
+    )
 
 
 def _ours_or_absent(ctx: Context, obj: dict[str, Any] | None) -> bool:

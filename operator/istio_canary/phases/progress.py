@@ -227,7 +227,11 @@ def _phase(
         name = canary_name(ctx)
         return phase, Reason.CANARY_NOT_READY, f"waiting for Deployment {name} to have ready pods; it gets no traffic"
     if take_over:
-        return Phase.TAKEN_OVER, Reason.TAKEN_OVER, f"{take_over} receives 100% of traffic; the other version keeps running"
+        return (
+            Phase.TAKEN_OVER,
+            Reason.TAKEN_OVER,
+            f"{take_over} receives 100% of traffic; the other version keeps running",
+        )
     message = _describe(ctx, split)
     if analysis is not None:
         verdict = analysis.last_verdict.value if analysis.last_verdict else "none"

@@ -16,12 +16,13 @@ discussion: docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import sys
 import time
 import uuid
 
-from _audit import operator_writes, read_audit_writes
+from _audit import AuditWrite, operator_writes, read_audit_writes
 from _cluster import BenchCluster
 from _fleet import Fleet
 from _process import OperatorProcess
@@ -29,6 +30,19 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console()
+
+
+def _write_breakdown(writes: list[AuditWrite], *, releases: int) -> Table:
+    """The operator's writes while converging, by verb and resource, per release."""
+    counts = collections.Counter((w.verb, w.resource) for w in writes)
+    table = Table(title="operator writes while converging, by verb and resource")
+    table.add_column("verb")
+    table.add_column("resource")
+    table.add_column("writes", justify="right")
+    table.add_column("per release", justify="right")
+    for (verb, resource), n in counts.most_common():
+        table.add_row(verb, resource, str(n), f"{n / max(releases, 1):.2f}")
+    return table
 
 
 def main() -> int:
@@ -84,7 +98,8 @@ def main() -> int:
         converge_cpu = op.samples[-1].cpu_s if op.samples else float("nan")
         converge_peak = op.peak_hwm_mb()
         writes, audit_offset = read_audit_writes(cluster.audit_log, offset=audit_offset)
-        converge_writes = len(operator_writes(writes, fleet.namespaces))
+        converging_writes = operator_writes(writes, fleet.namespaces)
+        converge_writes = len(converging_writes)
         print(
             f"all {args.releases} Progressing after {converge:.0f} s; steady for {args.steady_seconds:.0f} s",
             file=sys.stderr,
@@ -128,6 +143,7 @@ def main() -> int:
         )
         table.add_row("operator API writes while steady", str(steady_writes))
         console.print(table)
+        console.print(_write_breakdown(converging_writes, releases=args.releases))
         timeline = Table(title="operator RSS over time")
         timeline.add_column("t (s)", justify="right")
         timeline.add_column("RSS (MB)", justify="right")

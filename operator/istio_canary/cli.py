@@ -78,6 +78,10 @@ def _timing_arguments(run: argparse.ArgumentParser) -> None:
         help="the window of the per-version request rate, success rate and latency in status",
     )
     run.add_argument(
+        "--resync-seconds", type=float, default=None, metavar="SECONDS",
+        help="how often a release is looked at again when nothing it watches changed (default: 30)",
+    )
+    run.add_argument(
         "--drain-seconds", type=int, default=10, metavar="SECONDS",
         help="default of spec.drainSeconds: how long a version that lost its traffic is kept before it is removed",
     )
@@ -146,6 +150,7 @@ def _reconciler(args: argparse.Namespace, egress: Egress) -> Reconciler:
         metrics_window_seconds=args.metrics_window,
         drain_seconds=args.drain_seconds,
         egress=egress,
+        **({"resync_seconds": args.resync_seconds} if args.resync_seconds is not None else {}),
     )
     return Reconciler(cluster=cluster, settings=settings, prometheus=prometheus)
 

@@ -224,9 +224,10 @@ async def _reconcile(
 async def _run(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: dict[str, Any], *, deleting: bool, handler: str
 ) -> Outcome:
-    indices = {name: kwargs[name] for name in INDICES}
-    if not memo.caches:
-        memo.caches.update(indices)  # live views: the scheduler's looks read the same caches
+    indices = {name: kwargs.get(name, {}) for name in INDICES}
+    caches = memo.get("caches")
+    if caches is not None and not caches:
+        caches.update(indices)  # live views: the scheduler's looks read the same caches
     try:
         emit = _emitter(body)
         outcome = await _reconcile(memo.reconciler, body, indices, emit=emit, deleting=deleting, handler=handler)

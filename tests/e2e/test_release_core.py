@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from typing import Any
 
 from devcluster import Cluster
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.helpers import (
     apply,
@@ -19,6 +21,7 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.istiod_routes import assert_istiod_routes_say_status
+from tests.e2e.loopback import free_port
 from tests.e2e.releases import ReleaseStarter
 
 
@@ -185,15 +188,31 @@ def test_status_write_is_skipped_when_nothing_changed(
     cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    progressing_release()
+    metrics_port = free_port()
+    # A resync every second, and the operator's own count of them: the timer looks at the
+    # release several times in a few seconds, and every look must find nothing to write.
+    progressing_release(operator_args=("--resync-seconds", "1", "--metrics-port", str(metrics_port)))
     wait_for(lambda: _status_traffic(cluster, ns).get("canary") == 30, what="status settled")
-    before = {k: (get(cluster, k, "reviews", ns) or {})["metadata"]["resourceVersion"]
-              for k in ("canaryrelease", "virtualservice", "destinationrule")}
-    before["deployment"] = (get(cluster, "deployment", "reviews-v2", ns) or {})["metadata"]["resourceVersion"]
-    import time
-
-    time.sleep(35)  # longer than the resync period: the timer reconciles at least once
-    after = {k: (get(cluster, k, "reviews", ns) or {})["metadata"]["resourceVersion"]
-             for k in ("canaryrelease", "virtualservice", "destinationrule")}
-    after["deployment"] = (get(cluster, "deployment", "reviews-v2", ns) or {})["metadata"]["resourceVersion"]
+    before = _resource_versions(cluster, ns)
+    looks = _timer_reconciles(metrics_port)
+    wait_for(lambda: _timer_reconciles(metrics_port) >= looks + 3, timeout=30, what="three more timer reconciles")
+    after = _resource_versions(cluster, ns)
     assert after == before, json.dumps({"before": before, "after": after})
+
+
+def _resource_versions(cluster: Cluster, ns: str) -> dict[str, str]:
+    objects = {k: get(cluster, k, "reviews", ns) for k in ("canaryrelease", "virtualservice", "destinationrule")}
+    objects["deployment"] = get(cluster, "deployment", "reviews-v2", ns)
+    return {kind: (obj or {})["metadata"]["resourceVersion"] for kind, obj in objects.items()}
+
+
+def _timer_reconciles(metrics_port: int) -> float:
+    """How many reconciles the timer ran, by the operator's own /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
+        text = page.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "istio_canary_reconcile_duration_seconds_count" and sample.labels.get("handler") == "timer"
+    )

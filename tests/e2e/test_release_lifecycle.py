@@ -139,12 +139,10 @@ def test_release_after_release_on_one_service(
 
 
 def test_a_new_canary_image_rolls_out_without_traffic_until_its_pods_are_ready(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, example_release())
+    progressing_release()
     wait_for(lambda: _reviews_weights(cluster, ns, False) == [{"v1": 70, "v2": 30}], timeout=90, what="70/30")
     first = wait_for(
         lambda: ((get(cluster, "canaryrelease", "reviews", ns) or {}).get("status") or {}).get("canaryRevision"),

@@ -59,6 +59,12 @@ class InMemoryCluster:
             destination_rule=next(iter(by_kind("DestinationRule")), None),
         )
 
+    def patch_status(self, *, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.writes.append("patch status")
+
+    def post_event(self, *, release: Any, event: act.Event) -> None:
+        self.writes.append(f"event {event.reason}")
+
     def make_ready(self, name: str) -> None:
         dep = self.objects[("Deployment", name)]
         dep["status"] = {"observedGeneration": dep["metadata"].get("generation", 1), "replicas": 1,

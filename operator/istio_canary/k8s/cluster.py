@@ -31,12 +31,15 @@ from istio_canary.models.marks import ISTIO_GROUP, ISTIO_VERSION
 from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Observed
 
-__all__ = ["ISTIO_GROUP", "ISTIO_VERSION", "Cluster", "ConflictError", "Executed", "load_client"]
+__all__ = ["FIELD_MANAGER", "ISTIO_GROUP", "ISTIO_VERSION", "Cluster", "ConflictError", "Executed", "load_client"]
 
 # The client's default for a dict body is a JSON Patch, which wants a list: name the type.
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 ROUTING_PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
+# Every create, patch and replace is recorded under this name in metadata.managedFields, so a
+# GitOps tool can leave the operator's fields alone by manager (docs/gitops.md).
+FIELD_MANAGER = "istio-canary-operator"
 
 ConflictError = errors.ConflictError  # callers of the adapter may catch it by this name
 
@@ -177,7 +180,7 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
     """The calls for every kind the operator writes, each asked for raw JSON (no model objects)."""
     apps, custom = client.AppsV1Api(api), client.CustomObjectsApi(api)
     autoscaling, policy = client.AutoscalingV2Api(api), client.PolicyV1Api(api)
-    raw: dict[str, Any] = {"_preload_content": False}
+    raw: dict[str, Any] = {"_preload_content": False, "field_manager": FIELD_MANAGER}
     verbs = {
         "Deployment": _Verbs(
             create=lambda ns, body: apps.create_namespaced_deployment(ns, body, **raw),
@@ -208,7 +211,7 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
 
 
 def _routing_verbs(custom: client.CustomObjectsApi, plural: str) -> _Verbs:
-    group, version, raw = ISTIO_GROUP, ISTIO_VERSION, {"_preload_content": False}
+    group, version, raw = ISTIO_GROUP, ISTIO_VERSION, {"_preload_content": False, "field_manager": FIELD_MANAGER}
 
     def create(ns: str, body: dict[str, Any]) -> Any:
         return custom.create_namespaced_custom_object(group, version, ns, plural, body, **raw)

@@ -88,7 +88,8 @@ def build_status(
         success_rate=_success_rate(spec, previous=previous, metrics=metrics or {}),
         canary_revision=decision.canary_revision or previous.canary_revision,
         drain=decision.drain,
-        abort_reason=decision.abort_reason,
+        # A transient error on an aborted release keeps who aborted it (an analysis rollback stays one).
+        abort_reason=decision.abort_reason or (previous.abort_reason if decision.phase is Phase.ABORTED else None),
     )
 
 

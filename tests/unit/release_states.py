@@ -72,7 +72,10 @@ STATES: dict[str, State] = {
     )),
     "progressing at the weight the spec asks": State(PROGRESSING),
     "progressing under analysis": State(PROGRESSING, spec=ANALYSIS),
-    "paused": State(Decision(phase=Phase.PAUSED, reason=Reason.PAUSED, message="paused: routing is left as it is")),
+    "paused": State(
+        Decision(phase=Phase.PAUSED, reason=Reason.PAUSED, message="paused: routing is left as it is"),
+        spec={"policy": "Paused"},
+    ),
     "taken over": State(Decision(
         phase=Phase.TAKEN_OVER, reason=Reason.TAKEN_OVER, message="v2 receives 100% of traffic",
     ), spec={"takeOver": "v2"}),

@@ -14,6 +14,7 @@ import (
 	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -36,7 +37,8 @@ func run(in io.Reader, out io.Writer) error {
 		return fmt.Errorf("reading the object: %w", err)
 	}
 	obj := map[string]interface{}{}
-	if err := json.Unmarshal(raw, &obj); err != nil {
+	// Kubernetes' JSON reading: whole numbers become int64, as kstatus expects of generations.
+	if err := utiljson.Unmarshal(raw, &obj); err != nil {
 		return fmt.Errorf("the input is not a JSON object: %w", err)
 	}
 	if _, ok := obj["kind"]; !ok {

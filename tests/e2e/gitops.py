@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import yaml
 from devcluster import Cluster
 
 from tests.unit import argocd_lua
@@ -57,13 +59,31 @@ def owned_paths(fields_v1: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> I
             yield path
 
 
-def argo_sync_manifest(git: Mapping[str, Any], live: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Git's object, with every field the operator owns in ``live`` taken from ``live``."""
+def documented_block(marker: str) -> dict[str, Any]:
+    """The one YAML block of docs/gitops.md that contains ``marker``, parsed."""
+    docs = (argocd_lua.ROOT / "docs" / "gitops.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", docs, flags=re.DOTALL) if marker in b]
+    assert len(blocks) == 1, f"docs/gitops.md has {len(blocks)} YAML blocks with {marker!r}"
+    return dict(yaml.safe_load(blocks[0]))
+
+
+def documented_argo_ignores() -> dict[str, set[str]]:
+    """Kind -> the managers whose fields Argo CD leaves alone, as docs/gitops.md configures it."""
+    app = documented_block("managedFieldsManagers")
+    options = set(app["spec"]["syncPolicy"]["syncOptions"])
+    assert {"ServerSideApply=true", "RespectIgnoreDifferences=true"} <= options, options
+    return {i["kind"]: set(i["managedFieldsManagers"]) for i in app["spec"]["ignoreDifferences"]}
+
+
+def argo_sync_manifest(
+    git: Mapping[str, Any], live: Mapping[str, Any] | None, *, ignored_managers: set[str]
+) -> dict[str, Any]:
+    """Git's object, with every field that ``ignored_managers`` own in ``live`` taken from ``live``."""
     desired = copy.deepcopy(dict(git))
     if live is None:
         return desired
     for entry in live["metadata"].get("managedFields") or []:
-        if entry.get("manager") != OPERATOR_MANAGER:
+        if entry.get("manager") not in ignored_managers:
             continue
         for path in set(owned_paths(entry.get("fieldsV1") or {})):
             _copy_path(live, desired, path)

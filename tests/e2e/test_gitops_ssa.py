@@ -1,5 +1,7 @@
 """A GitOps tool that applies the same VirtualService and DestinationRule does not fight the operator.
 
+The settings are read from docs/gitops.md, so the documented ones are the tested ones.
+
 The tool is played as Argo CD plays it with the settings of docs/gitops.md: server-side apply
 under its own field manager with `--force-conflicts`, and `RespectIgnoreDifferences` with
 `managedFieldsManagers: [istio-canary-operator]` (the fields the operator owns keep their live
@@ -20,6 +22,8 @@ from tests.e2e.gitops import (
     ARGO_MANAGER,
     OPERATOR_MANAGER,
     argo_sync_manifest,
+    documented_argo_ignores,
+    documented_block,
     live_object,
     managers,
     server_side_apply,
@@ -65,9 +69,12 @@ def _git_objects(ns: str) -> list[dict[str, Any]]:
 
 
 def _sync(cluster: Cluster, ns: str, *, respect_ignore_differences: bool = True) -> None:
+    """One Argo CD sync of Git's routing, with the documented settings or without them."""
+    ignores = documented_argo_ignores() if respect_ignore_differences else {}
     for git in _git_objects(ns):
-        live = live_object(cluster, git["kind"].lower(), "reviews", ns) if respect_ignore_differences else None
-        server_side_apply(cluster, ns, argo_sync_manifest(git, live), manager=ARGO_MANAGER)
+        live = live_object(cluster, git["kind"].lower(), "reviews", ns)
+        manifest = argo_sync_manifest(git, live, ignored_managers=ignores.get(git["kind"], set()))
+        server_side_apply(cluster, ns, manifest, manager=ARGO_MANAGER)
 
 
 def _looks(cluster: Cluster, ns: str) -> tuple[list[dict[str, int]], int, int]:
@@ -128,3 +135,58 @@ def test_server_side_applies_with_the_documented_settings_never_flap_the_weights
     assert _looks(cluster, ns)[0] == [{"v1": 100}]
     wait_for(lambda: _looks(cluster, ns)[0] == [{"v1": 50, "v2": 50}], timeout=60, what="the operator's split back")
     assert ("spec", "http") in managers(live_object(cluster, "virtualservice", "reviews", ns) or {})[OPERATOR_MANAGER]
+
+
+FLUX_MANAGER = "kustomize-controller"
+FLUX_SSA = "kustomize.toolkit.fluxcd.io/ssa"
+
+
+def _flux_objects(ns: str) -> list[dict[str, Any]]:
+    """The VirtualService of docs/gitops.md's Flux section, and a DestinationRule marked the same way."""
+    vs = documented_block(FLUX_SSA)
+    vs["metadata"]["namespace"] = ns
+    dr = {
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": ns, "annotations": dict(vs["metadata"]["annotations"])},
+        "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]},
+    }
+    return [dr, vs]
+
+
+def _flux_sync(cluster: Cluster, ns: str) -> int:
+    """One kustomize-controller reconcile: objects marked IfNotPresent are applied only when missing."""
+    applied = 0
+    for git in _flux_objects(ns):
+        if_not_present = git["metadata"].get("annotations", {}).get(FLUX_SSA) == "IfNotPresent"
+        if if_not_present and get(cluster, git["kind"].lower(), "reviews", ns) is not None:
+            continue
+        server_side_apply(cluster, ns, git, manager=FLUX_MANAGER)
+        applied += 1
+    return applied
+
+
+def test_flux_creates_the_documented_routing_once_and_then_leaves_it_to_the_operator(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    assert _flux_sync(cluster, ns) == 2
+    start_operator()
+    apply(cluster, ns, example_release())
+    wait_for(lambda: _looks(cluster, ns)[0] == [{"v1": 70, "v2": 30}], timeout=90, what="the release's 70/30")
+    before = _looks(cluster, ns)
+
+    start = time.monotonic()
+    while time.monotonic() - start < WINDOW_SECONDS / 3:
+        # The operator keeps Flux's annotation on what it adopted, so Flux keeps leaving it alone.
+        assert _flux_sync(cluster, ns) == 0
+        assert _looks(cluster, ns) == before
+        time.sleep(SYNC_SECONDS)
+
+    # An abort puts back the object as Flux created it, annotation included.
+    patch_spec(cluster, ns, "reviews", {"abort": True})
+    wait_for(lambda: (get(cluster, "canaryrelease", "reviews", ns) or {}).get("status", {}).get("phase") == "Aborted",
+             timeout=60, what="Aborted")
+    vs = get(cluster, "virtualservice", "reviews", ns) or {}
+    assert vs["metadata"]["annotations"].get(FLUX_SSA) == "IfNotPresent"
+    assert vs["spec"] == _flux_objects(ns)[1]["spec"]

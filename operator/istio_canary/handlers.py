@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import hashlib
 import json
 import logging
 from typing import Any
 
 import kopf
+import structlog
 
 from istio_canary import actions as act
 from istio_canary import errors, workloads
@@ -23,6 +25,8 @@ from istio_canary.models import CanaryReleaseSpec
 from istio_canary.models.marks import GROUP, ISTIO_GROUP, ISTIO_VERSION, PLURAL, VERSION
 from istio_canary.phases import Observed
 from istio_canary.reconcile import Outcome, Reconciler
+
+log = structlog.get_logger("istio_canary")
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 TICK_SECONDS = 1.0
@@ -61,7 +65,7 @@ def _essence_hash(essence: Any) -> str:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # API writes run in threads (the kubernetes client is synchronous); asyncio's default pool
     # of cpu+4 threads queued a wave of 100 weight changes behind 6 writers.
     asyncio.get_running_loop().set_default_executor(
@@ -74,6 +78,16 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # Events come from our decisions, not kopf's logs.
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
+    # kopf gives each object a shallow copy of this memo: a dict made here is shared by all of them.
+    memo.caches = {}
+    memo.scheduler = asyncio.create_task(_schedule(memo), name="istio-canary scheduler")
+
+
+@kopf.on.cleanup()
+async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+    scheduler = memo.get("scheduler")
+    if scheduler is not None:
+        scheduler.cancel()
 
 
 @kopf.on.login()
@@ -111,6 +125,12 @@ def deployments_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any
     return {namespace: cache.slim(body)}
 
 
+@kopf.index(*RESOURCE)
+def releases_by_key(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    """The releases as last seen: the scheduler's looks read them (kopf hands its handlers their own)."""
+    return {(namespace, name): cache.slim(body)}
+
+
 @kopf.index(ISTIO_GROUP, ISTIO_VERSION, "virtualservices")
 def virtualservices_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> Any:
     return {namespace: cache.slim(body)}
@@ -131,6 +151,17 @@ def disruptionbudgets_by_namespace(*, namespace: str | None, body: kopf.Body, **
     return {namespace: cache.slim(body)}
 
 
+@kopf.index("", "v1", "namespaces")
+def namespace_labels(*, name: str, labels: kopf.Labels, **_: Any) -> Any:
+    """Their labels only: sidecar injection is all a release asks of its namespace."""
+    return {name: dict(labels)}
+
+
+@kopf.index("networking.k8s.io", "v1", "ingresses")
+def ingresses_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> Any:
+    return {namespace: cache.slim(body)}
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={workloads.MANAGED_BY_LABEL: workloads.MANAGED_BY})
 def on_canary_event(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """A canary Deployment changed (became ready, lost pods): its release looks again at once."""
@@ -140,37 +171,70 @@ def on_canary_event(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.wake(namespace=namespace, name=name)
 
 
-async def _run(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: dict[str, Any], *, deleting: bool, handler: str
-) -> Outcome:
-    reconciler: Reconciler = memo.reconciler
+class UnexpectedReconcileError(Exception):
+    """A reconcile failed outside the decision (already reported as an Event): retried later."""
 
+
+# The watch caches a reconcile reads, by index handler name.
+INDICES = (
+    "services_by_name", "deployments_by_namespace", "virtualservices_by_namespace", "destinationrules_by_namespace",
+    "autoscalers_by_namespace", "disruptionbudgets_by_namespace", "namespace_labels", "ingresses_by_namespace",
+    "releases_by_key",
+)
+
+
+def _observer(indices: dict[str, Any]) -> Any:
     def cached(namespace: str, release: str, spec: CanaryReleaseSpec) -> Observed:
         return cache.observe_cached(
             namespace=namespace,
             service=spec.service,
             release=release,
             listed=[(ref.namespace or namespace, ref.name) for ref in spec.routing.virtual_services],
-            services=kwargs["services_by_name"],
-            deployments=kwargs["deployments_by_namespace"],
-            virtual_services=kwargs["virtualservices_by_namespace"],
-            destination_rules=kwargs["destinationrules_by_namespace"],
-            autoscalers=kwargs["autoscalers_by_namespace"],
-            disruption_budgets=kwargs["disruptionbudgets_by_namespace"],
+            versions=(spec.stable.version, spec.canary.version),
+            services=indices["services_by_name"],
+            deployments=indices["deployments_by_namespace"],
+            virtual_services=indices["virtualservices_by_namespace"],
+            destination_rules=indices["destinationrules_by_namespace"],
+            autoscalers=indices["autoscalers_by_namespace"],
+            disruption_budgets=indices["disruptionbudgets_by_namespace"],
+            namespaces=indices["namespace_labels"],
+            ingresses=indices["ingresses_by_namespace"],
         )
 
+    return cached
+
+
+async def _reconcile(
+    reconciler: Reconciler, body: Any, indices: dict[str, Any], *, emit: Any, deleting: bool, handler: str
+) -> Outcome:
+    """One reconcile on the watch caches; an error outside the decision is reported and raised."""
     with opmetrics.DEFAULT.reconcile_timer(handler):
         try:
             # Errors of the release itself come back as a decision with a back-off (reconcile.py);
             # only a conflict, or a bug outside the decision, reaches here.
-            outcome = await reconciler.reconcile(body=body, emit=_emitter(body), deleting=deleting, observe=cached)
-        except errors.ConflictError as err:
-            raise kopf.TemporaryError(str(err), delay=0.5) from err
+            return await reconciler.reconcile(body=body, emit=emit, deleting=deleting, observe=_observer(indices))
+        except errors.ConflictError:
+            raise
         except Exception as err:  # reported once, retried later, never a crash loop
             classified = errors.classify(err)
-            kopf.event(body, type="Warning", reason=classified.reason, message=classified.message)
-            patch.status["message"] = f"{classified.message} (retrying in {UNEXPECTED_RETRY_SECONDS} s)"
-            raise kopf.TemporaryError(classified.message, delay=UNEXPECTED_RETRY_SECONDS) from err
+            emit(act.Event(type="Warning", reason=classified.reason, message=classified.message))
+            raise UnexpectedReconcileError(f"{classified.message} (retrying in {UNEXPECTED_RETRY_SECONDS} s)") from err
+
+
+async def _run(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: dict[str, Any], *, deleting: bool, handler: str
+) -> Outcome:
+    indices = {name: kwargs[name] for name in INDICES}
+    if not memo.caches:
+        memo.caches.update(indices)  # live views: the scheduler's looks read the same caches
+    try:
+        emit = _emitter(body)
+        outcome = await _reconcile(memo.reconciler, body, indices, emit=emit, deleting=deleting, handler=handler)
+    except errors.ConflictError as err:
+        raise kopf.TemporaryError(str(err), delay=0.5) from err
+    except UnexpectedReconcileError as err:
+        patch.status["message"] = str(err)
+        raise kopf.TemporaryError(str(err), delay=UNEXPECTED_RETRY_SECONDS) from err
     if outcome.status_patch:
         patch.status.update(outcome.status_patch)
     return outcome
@@ -183,15 +247,43 @@ async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwarg
     await _run(body, patch, memo, kwargs, deleting=False, handler="change")
 
 
-@kopf.timer(*RESOURCE, interval=TICK_SECONDS)
-async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kopf.Meta, **kwargs: Any) -> None:
+async def _schedule(memo: kopf.Memo) -> None:
+    """The operator's one scheduler: each release is looked at when it is due (see due.py)."""
     reconciler: Reconciler = memo.reconciler
-    if meta.get("deletionTimestamp") or not reconciler.is_due(namespace=meta["namespace"], name=meta["name"]):
+    looking: set[asyncio.Task[None]] = set()
+    while True:
+        await reconciler.due.wait(at_most=TICK_SECONDS)
+        indices = memo.caches
+        if not indices:
+            continue  # no handler has run yet, so the caches are not known yet
+        for key in reconciler.due.take():
+            task = asyncio.create_task(_look(reconciler, indices, key))
+            looking.add(task)
+            task.add_done_callback(looking.discard)
+
+
+async def _look(reconciler: Reconciler, indices: dict[str, Any], key: str) -> None:
+    """One scheduled look at a release: reconcile, then write its status (kopf writes the handlers')."""
+    namespace, _sep, name = key.partition("/")
+    body = next(iter(indices["releases_by_key"].get((namespace, name), ())), None)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        reconciler.due.retry(key, seconds=reconciler.settings.resync_seconds)  # kopf's delete handler has it
         return
+    loop, cluster = asyncio.get_running_loop(), reconciler.cluster
+
+    def emit(event: act.Event) -> None:
+        loop.run_in_executor(None, functools.partial(cluster.post_event, release=body, event=event))
+
     try:
-        await _run(body, patch, memo, kwargs, deleting=False, handler="timer")
-    except (kopf.TemporaryError, kopf.PermanentError):
-        pass  # already reported; the next tick tries again
+        outcome = await _reconcile(reconciler, body, indices, emit=emit, deleting=False, handler="timer")
+        if outcome.status_patch:
+            write = functools.partial(cluster.patch_status, namespace=namespace, name=name, patch=outcome.status_patch)
+            await loop.run_in_executor(None, write)
+    except errors.ConflictError:
+        reconciler.due.retry(key, seconds=0.5)
+    except (UnexpectedReconcileError, errors.ReleaseError) as err:
+        log.warning("scheduled look failed", namespace=namespace, name=name, error=str(err))
+        reconciler.due.retry(key, seconds=UNEXPECTED_RETRY_SECONDS)
 
 
 @kopf.on.delete(*RESOURCE)

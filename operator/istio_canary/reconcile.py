@@ -3,7 +3,7 @@
 The order is always the same: gather what the watch caches hold and what Prometheus says
 (reads only), ``phases.decide`` (pure), carry out its actions in order, then build the status
 (pure) and patch it only when it changed. Releases are reconciled under a per-release lock, so
-the change handler and the timer never interleave their writes.
+the change handler and the scheduler never interleave their writes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from istio_canary import metrics as opmetrics
 from istio_canary import status as status_
 from istio_canary.analysis.egress import Egress
 from istio_canary.analysis.source import MetricsSource
+from istio_canary.due import DueTable
 from istio_canary.k8s import secrets
 from istio_canary.k8s.cluster import Executed
 from istio_canary.models import (
@@ -69,6 +70,10 @@ class ClusterWriter(Protocol):
 
     def execute(self, action: act.Action, *, observed: phases.Observed, namespace: str) -> Executed: ...
 
+    def patch_status(self, *, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+
+    def post_event(self, *, release: Mapping[str, Any], event: act.Event) -> None: ...
+
 
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
@@ -108,7 +113,6 @@ class _Memory:
     """What one operator process remembers about a release between reconciles (never needed for correctness)."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    due: float = 0.0
     metrics_due: float = 0.0
     failures: int = 0
     """Reconciles in a row that ended in an error: the back-off grows with it."""
@@ -120,22 +124,23 @@ class Reconciler:
         self.settings = settings
         self.prometheus = prometheus
         self._memory: dict[str, _Memory] = {}
+        self.due = DueTable()
+        """When each release is looked at next (the operator's scheduler reads it)."""
 
     def _mem(self, key: str) -> _Memory:
         return self._memory.setdefault(key, _Memory())
 
     def forget(self, *, namespace: str, name: str) -> None:
         self._memory.pop(f"{namespace}/{name}", None)
+        self.due.forget(f"{namespace}/{name}")
         opmetrics.DEFAULT.forget_release(namespace=namespace, name=name)
 
     def wake(self, *, namespace: str, name: str) -> None:
         """Something the release depends on changed (its canary became ready, say): look again now."""
-        mem = self._memory.get(f"{namespace}/{name}")
-        if mem is not None:
-            mem.due = 0.0
+        self.due.wake(f"{namespace}/{name}")
 
     def is_due(self, *, namespace: str, name: str) -> bool:
-        return time.monotonic() >= self._mem(f"{namespace}/{name}").due
+        return self.due.is_due(f"{namespace}/{name}")
 
     async def reconcile(
         self,
@@ -154,7 +159,9 @@ class Reconciler:
                 spec = CanaryReleaseSpec.model_validate(body.get("spec") or {})
             except pydantic.ValidationError as err:
                 return self._invalid_spec(mem, body=body, previous=previous, error=err, emit=emit)
-            gathered = await self._gather(mem, body=body, spec=spec, previous=previous, observe=observe, deleting=deleting)
+            gathered = await self._gather(
+                mem, body=body, spec=spec, previous=previous, observe=observe, deleting=deleting
+            )
             applied = _Applied(
                 deployments={d["metadata"]["name"]: d for d in gathered.observed.deployments},
                 virtual_service=gathered.observed.virtual_service,
@@ -200,7 +207,9 @@ class Reconciler:
                 # A URL the outbound policy refuses fails the release before it changes anything;
                 # a release being deleted needs no metrics, and its clean-up must not wait for them.
                 self._check_outbound(spec)
-                check = await self._analysis_check(spec=spec, namespace=release.namespace, previous=previous, now=gathered.now)
+                check = await self._analysis_check(
+                    spec=spec, namespace=release.namespace, previous=previous, now=gathered.now
+                )
             decision = phases.decide(
                 release=release, spec=spec, observed=gathered.observed, previous=previous, now=gathered.now,
                 check=check, drain_seconds=self.settings.drain_seconds,
@@ -257,12 +266,12 @@ class Reconciler:
                 message=decision.message,
             )
         opmetrics.DEFAULT.observe_status(namespace=release.namespace, name=release.name, status=status)
-        mem.due = time.monotonic() + next_look_in(
+        self.due.set(f"{release.namespace}/{release.name}", seconds=next_look_in(
             decision=decision,
             spec=gathered.spec,
             resync_seconds=self.settings.resync_seconds,
             metrics_in=(mem.metrics_due - time.monotonic()) if self.prometheus is not None else None,
-        )
+        ))
         status_patch = status_.status_patch(previous=body.get("status") or {}, status=status)
         return Outcome(decision=decision, status=status, status_patch=status_patch, writes=applied.writes)
 
@@ -310,7 +319,7 @@ class Reconciler:
                 conditions, decision=decision, previous=previous, analysis_running=False, now=now, generation=generation
             ),
         })
-        mem.due = time.monotonic() + (decision.requeue_after or RESYNC_SECONDS)
+        self.due.set(f"{meta['namespace']}/{meta['name']}", seconds=decision.requeue_after or RESYNC_SECONDS)
         status_patch = status_.status_patch(previous=body.get("status") or {}, status=status)
         return Outcome(decision=decision, status=status, status_patch=status_patch, writes=0, spec_invalid=True)
 

@@ -34,7 +34,14 @@ def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _settles(
-    cluster: Cluster, ns: str, *, phase: str, kstatus_says: str, argo_says: str, name: str = "reviews", timeout: float = 60
+    cluster: Cluster,
+    ns: str,
+    *,
+    phase: str,
+    kstatus_says: str,
+    argo_says: str,
+    name: str = "reviews",
+    timeout: float = 60,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Wait until the release is in ``phase`` and kstatus and Argo CD say what is expected of it."""
 
@@ -56,7 +63,8 @@ def _settles(
 def _true(obj: dict[str, Any]) -> dict[str, str]:
     """The summary conditions that are True, with their reasons."""
     conditions = _conditions(obj)
-    return {t: conditions[t]["reason"] for t in ("Ready", "Reconciling", "Stalled") if conditions[t]["status"] == "True"}
+    summary = ("Ready", "Reconciling", "Stalled")
+    return {t: conditions[t]["reason"] for t in summary if conditions[t]["status"] == "True"}
 
 
 def _wait_ready(cluster: Cluster, ns: str, name: str, timeout: str) -> subprocess.Popen[str]:

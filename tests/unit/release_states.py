@@ -84,7 +84,8 @@ STATES: dict[str, State] = {
         message="v2 serves 100% of traffic; reviews-v1 is taken offline after a drain of 10 s",
     ), spec={"takeOver": "v2", "offline": True}),
     "completed": State(Decision(
-        phase=Phase.COMPLETED, reason=Reason.COMPLETED, message="v2 serves 100% of traffic; reviews-v1 is taken offline",
+        phase=Phase.COMPLETED, reason=Reason.COMPLETED,
+        message="v2 serves 100% of traffic; reviews-v1 is taken offline",
     ), spec={"takeOver": "v2", "offline": True}),
     "rolling back as asked": State(Decision(
         phase=Phase.PROGRESSING, reason=Reason.ABORTING, requeue_after=0.5, abort_reason=Reason.ABORTED,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from istio_canary.models import CanaryReleaseStatus, Phase, Reason
+from istio_canary.models import CanaryReleaseStatus, Condition, Phase, Reason
 from istio_canary.phases import Decision
 from istio_canary.status import summary_conditions
 
@@ -85,10 +85,16 @@ def test_ready_moves_its_transition_time_only_when_it_flips() -> None:
     progressing = Decision(phase=Phase.PROGRESSING, reason=Reason.PROGRESSING, message="70/30")
     done = Decision(phase=Phase.COMPLETED, reason=Reason.COMPLETED, message="done")
     previous = CanaryReleaseStatus()
-    first = summary_conditions([], decision=progressing, previous=previous, analysis_running=False, now=NOW, generation=1)
+
+    def look(conditions: list[Condition], decision: Decision, now: datetime, generation: int) -> list[Condition]:
+        return summary_conditions(
+            conditions, decision=decision, previous=previous, analysis_running=False, now=now, generation=generation
+        )
+
+    first = look([], progressing, NOW, 1)
     later = NOW + timedelta(minutes=5)
-    again = summary_conditions(first, decision=progressing, previous=previous, analysis_running=False, now=later, generation=2)
-    flipped = summary_conditions(again, decision=done, previous=previous, analysis_running=False, now=later, generation=3)
+    again = look(first, progressing, later, 2)
+    flipped = look(again, done, later, 3)
     ready = {c.type: c for c in again}["Ready"]
     assert ready.last_transition_time == NOW.isoformat() and ready.observed_generation == 2
     assert {c.type: c for c in flipped}["Ready"].last_transition_time == later.isoformat()

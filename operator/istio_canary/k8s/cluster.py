@@ -16,10 +16,12 @@ The kubernetes client is synchronous; the reconciler calls ``execute`` in a thre
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, assert_never, cast
 
+import structlog
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -27,7 +29,8 @@ from kubernetes.client.rest import ApiException
 from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
-from istio_canary.models.marks import ISTIO_GROUP, ISTIO_VERSION
+from istio_canary.istio import version_services
+from istio_canary.models.marks import GROUP, ISTIO_GROUP, ISTIO_VERSION, KIND, PLURAL, VERSION
 from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Observed
 
@@ -42,6 +45,8 @@ ROUTING_PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "dest
 FIELD_MANAGER = "istio-canary-operator"
 
 ConflictError = errors.ConflictError  # callers of the adapter may catch it by this name
+EVENT_SOURCE = "istio-canary-operator"
+log = structlog.get_logger("istio_canary")
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,42 @@ class Cluster:
         except (OSError, urllib3.exceptions.HTTPError) as err:
             raise errors.ApiUnavailableError(f"the API server did not answer ({_describe(action)}): {err}") from err
 
+    def patch_status(self, *, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge ``patch`` into a CanaryRelease's status (the scheduler's looks; kopf writes the handlers')."""
+        custom = client.CustomObjectsApi(self.api)
+        try:
+            custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": patch}, _content_type=MERGE_PATCH,
+                field_manager=FIELD_MANAGER,
+            )
+        except ApiException as err:
+            if err.status != 404:  # a release deleted meanwhile has no status to write
+                raise _translate(err, f"CanaryRelease {name} status") from err
+        except (OSError, urllib3.exceptions.HTTPError) as err:
+            what = f"CanaryRelease {name} status"
+            raise errors.ApiUnavailableError(f"the API server did not answer ({what}): {err}") from err
+
+    def post_event(self, *, release: Mapping[str, Any], event: act.Event) -> None:
+        """A Kubernetes Event on a CanaryRelease (the scheduler's looks; kopf posts the handlers')."""
+        meta = release.get("metadata") or {}
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta.get("name"),
+                "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+            },
+            "type": event.type, "reason": event.reason, "message": event.message[:1024],
+            "source": {"component": EVENT_SOURCE}, "reportingComponent": EVENT_SOURCE,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        try:
+            client.CoreV1Api(self.api).create_namespaced_event(meta.get("namespace"), body, field_manager=FIELD_MANAGER)
+        except (ApiException, OSError, urllib3.exceptions.HTTPError) as err:
+            # An Event is a report, never a reason to fail a reconcile; the status says the same.
+            log.warning("event not posted", reason=event.reason, error=str(err))
+
     def _execute(self, action: act.Action, *, observed: Observed, namespace: str) -> Executed:
         match action:
             case act.ApplyRouting(kind=kind, body=body, namespace=where):
@@ -96,8 +137,13 @@ class Cluster:
                 return self._apply(kind, body, current=_current(observed, kind, _name(body), where), namespace=where)
             case act.ApplyCompanion(kind=kind, body=body):
                 return self._apply(kind, body, current=_current(observed, kind, _name(body)), namespace=namespace)
+            case act.ApplyService(body=body):
+                current = _current(observed, "Service", _name(body))
+                return self._apply_service(body, current=current, namespace=namespace)
             case act.ApplyDeployment(body=body):
-                return self._apply_deployment(body, current=_current(observed, "Deployment", _name(body)), namespace=namespace)
+                return self._apply_deployment(
+                    body, current=_current(observed, "Deployment", _name(body)), namespace=namespace
+                )
             case act.ReplaceRouting(kind=kind, body=body, namespace=where):
                 where = where or namespace
                 current = _current(observed, kind, _name(body), where)
@@ -147,7 +193,9 @@ class Cluster:
         patch.setdefault("metadata", {})["resourceVersion"] = str(
             desired.get("metadata", {}).get("resourceVersion") or current["metadata"].get("resourceVersion", "")
         )
-        return Executed(stored=_json(self._verbs[kind].patch(_name(desired), namespace, patch, MERGE_PATCH)), wrote=True)
+        return Executed(
+            stored=_json(self._verbs[kind].patch(_name(desired), namespace, patch, MERGE_PATCH)), wrote=True
+        )
 
     def _apply_deployment(self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str) -> Executed:
         if current is None:
@@ -157,6 +205,16 @@ class Cluster:
             return Executed(stored=current, wrote=False)
         # Strategic merge: containers are merged by name, so an image change keeps the rest.
         stored = self._verbs["Deployment"].patch(_name(body), namespace, patch, STRATEGIC_MERGE_PATCH)
+        return Executed(stored=_json(stored), wrote=True)
+
+    def _apply_service(self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str) -> Executed:
+        if current is None:
+            return Executed(stored=_json(self._verbs["Service"].create(namespace, body)), wrote=True)
+        patch = version_services.service_patch(current=current, desired=body)
+        if patch is None:
+            return Executed(stored=current, wrote=False)
+        patch["metadata"] = {"resourceVersion": str(current["metadata"].get("resourceVersion", ""))}
+        stored = self._verbs["Service"].patch(_name(body), namespace, patch, MERGE_PATCH)
         return Executed(stored=_json(stored), wrote=True)
 
     def _delete(self, kind: str, name: str, *, namespace: str) -> Executed:
@@ -178,10 +236,16 @@ class Cluster:
 
 def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
     """The calls for every kind the operator writes, each asked for raw JSON (no model objects)."""
-    apps, custom = client.AppsV1Api(api), client.CustomObjectsApi(api)
+    apps, core, custom = client.AppsV1Api(api), client.CoreV1Api(api), client.CustomObjectsApi(api)
     autoscaling, policy = client.AutoscalingV2Api(api), client.PolicyV1Api(api)
     raw: dict[str, Any] = {"_preload_content": False, "field_manager": FIELD_MANAGER}
     verbs = {
+        "Service": _Verbs(
+            create=lambda ns, body: core.create_namespaced_service(ns, body, **raw),
+            replace=lambda name, ns, body: core.replace_namespaced_service(name, ns, body, **raw),
+            patch=lambda name, ns, p, ct: core.patch_namespaced_service(name, ns, p, _content_type=ct, **raw),
+            delete=core.delete_namespaced_service,
+        ),
         "Deployment": _Verbs(
             create=lambda ns, body: apps.create_namespaced_deployment(ns, body, **raw),
             replace=lambda name, ns, body: apps.replace_namespaced_deployment(name, ns, body, **raw),
@@ -190,11 +254,13 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
         ),
         "HorizontalPodAutoscaler": _Verbs(
             create=lambda ns, body: autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, body, **raw),
-            replace=lambda name, ns, body: autoscaling.replace_namespaced_horizontal_pod_autoscaler(name, ns, body, **raw),
+            replace=lambda name, ns, body: autoscaling.replace_namespaced_horizontal_pod_autoscaler(
+                name, ns, body, **raw
+            ),
             patch=lambda name, ns, p, ct: autoscaling.patch_namespaced_horizontal_pod_autoscaler(
                 name, ns, p, _content_type=ct, **raw
             ),
-            delete=lambda name, ns: autoscaling.delete_namespaced_horizontal_pod_autoscaler(name, ns),
+            delete=autoscaling.delete_namespaced_horizontal_pod_autoscaler,
         ),
         "PodDisruptionBudget": _Verbs(
             create=lambda ns, body: policy.create_namespaced_pod_disruption_budget(ns, body, **raw),
@@ -202,7 +268,7 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
             patch=lambda name, ns, p, ct: policy.patch_namespaced_pod_disruption_budget(
                 name, ns, p, _content_type=ct, **raw
             ),
-            delete=lambda name, ns: policy.delete_namespaced_pod_disruption_budget(name, ns),
+            delete=policy.delete_namespaced_pod_disruption_budget,
         ),
     }
     for kind, plural in ROUTING_PLURALS.items():
@@ -232,7 +298,7 @@ def _routing_verbs(custom: client.CustomObjectsApi, plural: str) -> _Verbs:
 
 def _translate(err: ApiException, what: str) -> Exception:
     """A refused write as a domain error; the API server's message (never a remote body) is kept."""
-    opmetrics.count_api_error(verb="write", resource=what.split(" ")[0], code=err.status or "")
+    opmetrics.count_api_error(verb="write", resource=what.split(" ", maxsplit=1)[0], code=err.status or "")
     code = int(err.status or 0)
     if code == 409:
         return errors.ConflictError(f"{what} changed while being written; deciding again")
@@ -260,6 +326,8 @@ def _current(observed: Observed, kind: str, name: str, namespace: str | None = N
             listed = observed.disruption_budgets
         case "VirtualService":
             listed = (observed.virtual_service, *observed.edge_virtual_services)
+        case "Service":
+            listed = (observed.service, *observed.version_services)
         case _:
             listed = (observed.destination_rule,)
     return next(
@@ -280,6 +348,8 @@ def _describe(action: act.Action) -> str:
             return f"{kind} {_name(body)}"
         case act.ApplyDeployment(body=body):
             return f"Deployment {_name(body)}"
+        case act.ApplyService(body=body):
+            return f"Service {_name(body)}"
         case act.ScaleDeployment(name=name):
             return f"Deployment {name}"
         case act.DeleteObject(kind=kind, name=name) | act.PatchObject(kind=kind, name=name):

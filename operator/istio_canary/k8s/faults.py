@@ -38,3 +38,9 @@ class CrashAfterWrites:
                 if self._left <= 0:
                     os._exit(137)
         return done
+
+    def patch_status(self, *, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._cluster.patch_status(namespace=namespace, name=name, patch=patch)
+
+    def post_event(self, *, release: Any, event: act.Event) -> None:
+        self._cluster.post_event(release=release, event=event)

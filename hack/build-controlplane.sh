@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local control plane into .bin/ from the official Go modules (no binary downloads):
 # Kubernetes, kwok and helm, then Istio's istiod (pilot-discovery) with the CRDs of the same commit
-# and our xDS client istio-xds-routes (hack/xdsdump, a module pinned to the same istio.io/istio).
+# and our xDS client istio-xds-routes (hack/xdsdump, a module pinned to the same istio.io/istio),
+# and istio-kstatus (hack/kstatus: kstatus' verdict on an object, for the GitOps e2e tests).
 # Idempotent: stamp files record the pinned versions; when they match, nothing is rebuilt.
 # Cold: about 15-25 minutes on 2 cores for Kubernetes, 10-15 more for istiod; ~3 GB of modules
 # and ~5 GB of Go build cache.
@@ -21,6 +22,7 @@ STAMP="$BIN/.versions"
 WANT="kubernetes=$K8S_VERSION kwok=$KWOK_VERSION helm=$HELM_VERSION"
 ISTIO_STAMP="$BIN/.istio-version"
 XDS_STAMP="$BIN/.istio-xds-routes"
+KSTATUS_STAMP="$BIN/.istio-kstatus"
 
 export CGO_ENABLED=0
 export GOFLAGS=-mod=mod
@@ -45,6 +47,25 @@ build_xds_routes() {
     -o "../../$BIN/istio-xds-routes" .)
   echo "$want" > "$XDS_STAMP"
   echo "istio-xds-routes: built in $(( $(date +%s) - start )) s"
+}
+
+# istio-kstatus: what kstatus (sigs.k8s.io/cli-utils, the library behind Flux's health checks)
+# computes for an object piped to it as JSON; the e2e tests check each phase of a release with
+# it. Its module pins k8s.io/* at the control plane's v0.34 minor, so it reuses those modules.
+# Rebuilt when its sources change (the stamp holds their hash).
+build_kstatus() {
+  local want start
+  want="$(cat hack/kstatus/go.mod hack/kstatus/go.sum hack/kstatus/*.go | sha256sum | cut -c1-16)"
+  if [[ -x "$BIN/istio-kstatus" && -f "$KSTATUS_STAMP" && "$(cat "$KSTATUS_STAMP")" == "$want" ]]; then
+    echo "istio-kstatus: up to date"
+    return
+  fi
+  echo "istio-kstatus: building hack/kstatus"
+  start=$(date +%s)
+  (cd hack/kstatus && GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w" \
+    -o "../../$BIN/istio-kstatus" .)
+  echo "$want" > "$KSTATUS_STAMP"
+  echo "istio-kstatus: built in $(( $(date +%s) - start )) s"
 }
 
 # Istio's own Bookinfo manifests, read unchanged by the e2e tests of releases over versions
@@ -95,6 +116,7 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
   if [[ -f "$STAMP" ]]; then
     echo "control plane: up to date ($WANT)"
     build_istio
+    build_kstatus
     exit 0
   fi
 fi
@@ -127,3 +149,4 @@ GOBIN="$PWD/$BIN" go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/hel
 echo "$WANT" > "$STAMP"
 echo "control plane: built in $(( $(date +%s) - start )) s"
 build_istio
+build_kstatus

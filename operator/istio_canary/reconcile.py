@@ -307,13 +307,16 @@ class Reconciler:
             emit(event)
         generation = int(meta.get("generation", 0))
         now = datetime.now(UTC)
+        conditions = set_condition(
+            previous.conditions, type_=ConditionType.SPEC_VALID.value, status=False,
+            reason=str(decision.reason), message=decision.message, now=now, generation=generation,
+        )
         status = previous.model_copy(update={
             "phase": decision.phase,
             "message": decision.message,
             "observed_generation": generation,
-            "conditions": set_condition(
-                previous.conditions, type_=ConditionType.SPEC_VALID.value, status=False,
-                reason=str(decision.reason), message=decision.message, now=now, generation=generation,
+            "conditions": status_.summary_conditions(
+                conditions, decision=decision, previous=previous, analysis_running=False, now=now, generation=generation
             ),
         })
         self.due.set(f"{meta['namespace']}/{meta['name']}", seconds=decision.requeue_after or RESYNC_SECONDS)

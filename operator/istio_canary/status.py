@@ -31,7 +31,7 @@ from istio_canary.models import (
 from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Decision
 
-__all__ = ["build_status", "previous_status", "set_condition", "status_patch"]
+__all__ = ["build_status", "previous_status", "set_condition", "status_patch", "summary_conditions"]
 
 
 def set_condition(
@@ -89,7 +89,8 @@ def build_status(
         success_rate=_success_rate(spec, previous=previous, metrics=metrics or {}),
         canary_revision=decision.canary_revision or previous.canary_revision,
         drain=decision.drain,
-        abort_reason=decision.abort_reason,
+        # A transient error on an aborted release keeps who aborted it (an analysis rollback stays one).
+        abort_reason=decision.abort_reason or (previous.abort_reason if decision.phase is Phase.ABORTED else None),
     )
 
 
@@ -152,8 +153,50 @@ def _conditions(
             conditions, ConditionType.MESH_ONLY, not decision.bypass,
             "MeshBypass" if decision.bypass else "NoBypassSeen", decision.bypass,
         )
-    settled = decision.requeue_after is None and not invalid
-    return put(conditions, ConditionType.READY, settled, _reason(decision), decision.message)
+    return summary_conditions(
+        conditions, decision=decision, previous=previous,
+        analysis_running=spec.analysis is not None, now=now, generation=generation,
+    )
+
+
+def summary_conditions(
+    conditions: Sequence[Condition],
+    *,
+    decision: Decision,
+    previous: CanaryReleaseStatus,
+    analysis_running: bool,
+    now: datetime,
+    generation: int,
+) -> list[Condition]:
+    """Ready, Reconciling and Stalled: what `kubectl wait`, Flux (kstatus) and Argo CD read.
+
+    Exactly one tells the state: Stalled (cannot go on as asked), Ready (ended as asked), or
+    Reconciling (the operator is working by itself); with all three False the release holds what
+    the spec asks and waits for a person's next change. Each carries the release's reason and
+    message. ``analysis_running``: the spec has an analysis, which moves the weight by itself.
+    """
+    stalled = _stalled(decision, previous)
+    ended = not stalled and decision.phase.is_final
+    reconciling = not (stalled or ended) and (
+        decision.phase in (Phase.PENDING, Phase.WAITING_FOR_CANARY)
+        or decision.requeue_after is not None
+        or (analysis_running and decision.phase is Phase.PROGRESSING)
+    )
+    reason, message = _reason(decision), decision.message
+    for type_, value in ((ConditionType.READY, ended), (ConditionType.RECONCILING, reconciling),
+                         (ConditionType.STALLED, stalled)):
+        conditions = set_condition(
+            conditions, type_=type_.value, status=value, reason=reason, message=message, now=now, generation=generation
+        )
+    return list(conditions)
+
+
+def _stalled(decision: Decision, previous: CanaryReleaseStatus) -> bool:
+    """Failed, or rolled back by the analysis (while rolling back and once Aborted)."""
+    abort_reason = decision.abort_reason
+    if abort_reason is None and decision.phase is Phase.ABORTED:
+        abort_reason = previous.abort_reason  # a transient error on an aborted release keeps who aborted it
+    return decision.phase is Phase.FAILED or abort_reason is Reason.ANALYSIS_FAILED
 
 
 def _success_rate(

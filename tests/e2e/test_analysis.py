@@ -15,6 +15,7 @@ import yaml
 from devcluster import Cluster, PrometheusServer
 from meshsim.simulator import Simulator
 
+from tests.e2e.gitops import argo_health, kstatus
 from tests.e2e.helpers import (
     EXAMPLES,
     apply,
@@ -107,14 +108,17 @@ def test_a_good_canary_is_promoted_step_by_step_and_stable_is_taken_offline(
 ) -> None:
     ns = namespace
     with PhaseRecorder(cluster, ns) as seen:
-        start(progressing_release, mesh, prometheus.url, release(), until="Progressing")
+        moving = start(progressing_release, mesh, prometheus.url, release(), until="Progressing")
         assert canary_weights(cluster, ns) == [{"v1": 80, "v2": 20}]  # the first step, not spec.traffic.weight
+        # The analysis moves the weight by itself: in progress for kstatus (Flux) and Argo CD.
+        assert (kstatus(cluster, moving)["status"], argo_health(moving)["status"]) == ("InProgress", "Progressing")
         assert_routing_invariants(cluster, ns, "reviews")
         wait_for(lambda: canary_weights(cluster, ns) == [{"v1": 50, "v2": 50}], timeout=90, what="the second step")
         assert_routing_invariants(cluster, ns, "reviews")
         done = wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), timeout=90, what="Completed")
 
     assert "Aborted" not in seen.phases and "Failed" not in seen.phases
+    assert (kstatus(cluster, done)["status"], argo_health(done)["status"]) == ("Current", "Healthy")
     assert get(cluster, "deployment", "reviews-v1", ns) is None
     assert canary_weights(cluster, ns) == [{"v2": 100}]
     analysis = done["status"]["analysis"]
@@ -144,6 +148,10 @@ def test_a_canary_with_twenty_percent_errors_is_rolled_back_before_the_second_st
     assert get(cluster, "deployment", "reviews-v1", ns) is not None
     assert canary_weights(cluster, ns) in ([], [{"v1": 100}])  # the original routing: none, or all to v1
     assert "AnalysisFailed" in event_reasons(cluster, ns)
+    # A rollback by the analysis is a failure for GitOps tools, unlike an abort asked in the spec.
+    stalled = {c["type"]: c for c in aborted["status"]["conditions"]}["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "AnalysisFailed")
+    assert (kstatus(cluster, aborted)["status"], argo_health(aborted)["status"]) == ("Failed", "Degraded")
 
 
 def test_stopping_prometheus_mid_analysis_holds_the_weight_then_rolls_back_and_never_promotes(

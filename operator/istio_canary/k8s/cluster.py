@@ -34,12 +34,15 @@ from istio_canary.models.marks import GROUP, ISTIO_GROUP, ISTIO_VERSION, KIND, P
 from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Observed
 
-__all__ = ["ISTIO_GROUP", "ISTIO_VERSION", "Cluster", "ConflictError", "Executed", "load_client"]
+__all__ = ["FIELD_MANAGER", "ISTIO_GROUP", "ISTIO_VERSION", "Cluster", "ConflictError", "Executed", "load_client"]
 
 # The client's default for a dict body is a JSON Patch, which wants a list: name the type.
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 ROUTING_PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
+# Every create, patch and replace is recorded under this name in metadata.managedFields, so a
+# GitOps tool can leave the operator's fields alone by manager (docs/gitops.md).
+FIELD_MANAGER = "istio-canary-operator"
 
 ConflictError = errors.ConflictError  # callers of the adapter may catch it by this name
 EVENT_SOURCE = "istio-canary-operator"
@@ -96,7 +99,8 @@ class Cluster:
         custom = client.CustomObjectsApi(self.api)
         try:
             custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": patch}, _content_type=MERGE_PATCH
+                GROUP, VERSION, namespace, PLURAL, name, {"status": patch}, _content_type=MERGE_PATCH,
+                field_manager=FIELD_MANAGER,
             )
         except ApiException as err:
             if err.status != 404:  # a release deleted meanwhile has no status to write
@@ -121,7 +125,7 @@ class Cluster:
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }
         try:
-            client.CoreV1Api(self.api).create_namespaced_event(meta.get("namespace"), body)
+            client.CoreV1Api(self.api).create_namespaced_event(meta.get("namespace"), body, field_manager=FIELD_MANAGER)
         except (ApiException, OSError, urllib3.exceptions.HTTPError) as err:
             # An Event is a report, never a reason to fail a reconcile; the status says the same.
             log.warning("event not posted", reason=event.reason, error=str(err))
@@ -234,7 +238,7 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
     """The calls for every kind the operator writes, each asked for raw JSON (no model objects)."""
     apps, core, custom = client.AppsV1Api(api), client.CoreV1Api(api), client.CustomObjectsApi(api)
     autoscaling, policy = client.AutoscalingV2Api(api), client.PolicyV1Api(api)
-    raw: dict[str, Any] = {"_preload_content": False}
+    raw: dict[str, Any] = {"_preload_content": False, "field_manager": FIELD_MANAGER}
     verbs = {
         "Service": _Verbs(
             create=lambda ns, body: core.create_namespaced_service(ns, body, **raw),
@@ -273,7 +277,7 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
 
 
 def _routing_verbs(custom: client.CustomObjectsApi, plural: str) -> _Verbs:
-    group, version, raw = ISTIO_GROUP, ISTIO_VERSION, {"_preload_content": False}
+    group, version, raw = ISTIO_GROUP, ISTIO_VERSION, {"_preload_content": False, "field_manager": FIELD_MANAGER}
 
     def create(ns: str, body: dict[str, Any]) -> Any:
         return custom.create_namespaced_custom_object(group, version, ns, plural, body, **raw)

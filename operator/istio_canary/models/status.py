@@ -91,7 +91,11 @@ class ConditionType(str, enum.Enum):
     """Condition types in ``status.conditions``."""
 
     READY = "Ready"
-    """The routing in the cluster matches the spec."""
+    """The release has ended as asked: True at Completed and at an abort asked in the spec (reason Completed or Aborted); False, with the release's reason, while it moves, waits, is paused, or failed (an analysis rollback included). What `kubectl wait --for=condition=Ready` waits for."""
+    RECONCILING = "Reconciling"
+    """kstatus (abnormal-true): True while the operator works towards the spec by itself (finding workloads, waiting for the canary, draining, analysis steps, retrying an error); False once it holds what the spec asks and waits for the next change."""
+    STALLED = "Stalled"
+    """kstatus (abnormal-true): True when the release cannot go on as the spec asks: phase Failed, or the analysis rolled the canary back."""
     SPEC_VALID = "SpecValid"
     """The spec and the cluster objects it names are usable."""
     CANARY_READY = "CanaryReady"
@@ -203,7 +207,7 @@ class CanaryReleaseStatus(ApiModel):
     routing: list[RoutedObject] = Field(default_factory=list, max_length=64)
     """Every VirtualService the release splits (its own first, then gateway-bound, delegate and listed ones), as stored."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Kubernetes-style conditions, keyed by type: Ready, SpecValid, CanaryReady, MetricsAvailable."""
+    """Kubernetes-style conditions, keyed by type: Ready, Reconciling and Stalled (kstatus), SpecValid, CanaryReady, MetricsAvailable, MeshOnly."""
     analysis: AnalysisStatus | None = None
     """Where automatic progression stands."""
     success_rate: Annotated[float, Field(ge=0, le=100)] | None = None

@@ -152,6 +152,7 @@ class _Cluster:
                 name,
                 patch,
                 _content_type="application/merge-patch+json",
+                field_manager="kubectl-canary",  # the person's verb, apart from Git's and the operator's fields
             )
         )
 

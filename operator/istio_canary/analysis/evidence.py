@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from istio_canary.analysis import latency, sequential
 from istio_canary.models.analysis import Evidence
 
-__all__ = ["GRIDS", "combine", "mixed"]
+__all__ = ["GRIDS", "best", "combine", "mixed"]
 
 GRIDS: dict[str, tuple[tuple[float, float], ...]] = {
     "errors_worse": sequential.WORSE_ODDS_RATIOS,
@@ -57,6 +57,16 @@ def mixed(evidence: Evidence, test: str) -> float:
     if len(ratios) != len(grid):
         return 0.0
     return sequential.log_mix(ratios, grid)
+
+
+def best(evidence: Evidence, test: str) -> float:
+    """The natural log of one test's strongest alternative alone: how far the evidence has come.
+
+    Not a test (picking the best alternative after the fact is what the mixture pays to avoid):
+    the ramp follows it to choose the weight, and only the mixture promotes.
+    """
+    ratios: Sequence[float] = getattr(evidence, test)
+    return max(ratios) if len(ratios) == len(GRIDS[test]) else 0.0
 
 
 def _add(earlier: list[float], step: list[float], size: int) -> list[float]:

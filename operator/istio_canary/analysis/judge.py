@@ -98,6 +98,27 @@ class _Check:
     evidence: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class _Levels:
+    """Where this look's tests decide: ``fail`` for rolling back, ``passing`` (None: a probe,
+    which needs no evidence) for passing the step, ``final`` at the last step."""
+
+    fail: float
+    passing: float | None
+    final: bool
+
+    def passed(self, total: Evidence, test: str) -> bool:
+        """Has the passing test reached its level? The mixture at the last step (it promotes, so
+        it must be a valid test), the strongest alternative on the ramp before it: a canary near
+        the tolerance (both versions at 2% errors) starts the mixture well below zero, which
+        would hold it at a low step for long although its best alternative's evidence already
+        says it is no worse; a worse canary's best alternative falls as its mixture does."""
+        if self.passing is None:
+            return True
+        progress = evidence_.mixed(total, test) if self.final else evidence_.best(total, test)
+        return progress >= self.passing
+
+
 def compare(
     *,
     stable: counts_.Counts,
@@ -136,10 +157,9 @@ def compare(
     fail_level = math.log(2 / spec.max_false_rollback_rate)
     share = pass_share(spec, step)
     pass_level = None if share is None else share * math.log(1 / spec.max_false_promotion_rate)
-    errors = _check_errors(total=total, spec=spec, fail_level=fail_level, pass_level=pass_level)
-    latency_, stable_ms, canary_ms = _check_latency(
-        stable=stable, canary=canary, total=total, spec=spec, fail_level=fail_level, pass_level=pass_level
-    )
+    levels = _Levels(fail=fail_level, passing=pass_level, final=share == 1.0)
+    errors = _check_errors(total=total, spec=spec, levels=levels)
+    latency_, stable_ms, canary_ms = _check_latency(stable=stable, canary=canary, total=total, spec=spec, levels=levels)
     verdict, reason = _verdict(errors, latency_, fewest=min(stable_requests, canary_requests), spec=spec)
     return Judgement(verdict, reason, stable, canary, stable_ms, canary_ms, errors.evidence, latency_.evidence, here)
 
@@ -211,21 +231,20 @@ def _step_evidence(
     )
 
 
-def _check_errors(*, total: Evidence, spec: AnalysisSpec, fail_level: float, pass_level: float | None) -> _Check:
+def _check_errors(*, total: Evidence, spec: AnalysisSpec, levels: _Levels) -> _Check:
     stable_rate = total.stable_errors / total.stable_requests
     canary_rate = total.canary_errors / total.canary_requests
     worse = evidence_.mixed(total, "errors_worse")
     rates = f"errors {canary_rate:.2%} canary vs {stable_rate:.2%} stable"
-    if worse >= fail_level and canary_rate - stable_rate > spec.max_error_rate_increase:
+    if worse >= levels.fail and canary_rate - stable_rate > spec.max_error_rate_increase:
         return _Check(failed=True, passed=False, why=f"{rates}: canary worse", evidence=worse)
-    if pass_level is None or evidence_.mixed(total, "errors_within") >= pass_level:
+    if levels.passed(total, "errors_within"):
         return _Check(failed=False, passed=True, why=f"{rates}: within tolerance", evidence=worse)
     return _Check(failed=False, passed=False, why=f"{rates}: not yet conclusive", evidence=worse)
 
 
 def _check_latency(
-    *, stable: counts_.Counts, canary: counts_.Counts, total: Evidence, spec: AnalysisSpec,
-    fail_level: float, pass_level: float | None,
+    *, stable: counts_.Counts, canary: counts_.Counts, total: Evidence, spec: AnalysisSpec, levels: _Levels
 ) -> tuple[_Check, float | None, float | None]:
     q = spec.latency_quantile
     stable_ms = counts_.quantile(stable.buckets, q)
@@ -237,10 +256,10 @@ def _check_latency(
 
     label = f"p{_percent(q)} {canary_ms:.0f} ms canary vs {stable_ms:.0f} ms stable"
     worse = evidence_.mixed(total, "latency_worse")
-    if worse >= fail_level and canary_ms - stable_ms > spec.max_latency_increase_ms:
+    if worse >= levels.fail and canary_ms - stable_ms > spec.max_latency_increase_ms:
         return _Check(failed=True, passed=False, why=f"{label}: canary slower", evidence=worse), \
             stable_ms, canary_ms
-    passed = pass_level is None or evidence_.mixed(total, "latency_within") >= pass_level
+    passed = levels.passed(total, "latency_within")
     why = f"{label}: {'within tolerance' if passed else 'not yet conclusive'}"
     return _Check(failed=False, passed=passed, why=why, evidence=worse), stable_ms, canary_ms
 

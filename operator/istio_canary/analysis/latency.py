@@ -6,8 +6,9 @@ them up over the steps of a release and mix them only at the end.
 
 * **Slower** (:func:`slower_ratios`), a test of stochastic order. "The canary is no slower"
   means that at every latency ``b`` the canary's share of requests slower than ``b`` is at
-  most stable's. For each tail in :data:`TAILS` (stable's slowest half, tenth, hundredth and
-  thousandth), ``b`` is the bucket bound holding that quantile of stable's, and given that
+  most stable's. For each tail in :data:`TAILS` (the slowest half, tenth, hundredth and
+  thousandth of both versions' requests together), ``b`` is the bucket bound holding that
+  quantile, and given that
   ``n`` requests of both versions were slower than ``b``, the canary's are Binomial(n, pi),
   ``pi`` no larger than the canary's share of requests when it is no slower: the conditional
   test of the judge's errors, on slow requests. Mixing over the tails (each a valid test of
@@ -18,7 +19,8 @@ them up over the steps of a release and mix them only at the end.
   ``tolerance_ms`` slower", half from each of two statements of it:
 
   - *relative*: a canary shifted by the tolerance would have, above the lower bound ``b`` of the
-    bucket holding stable's quantile, the share stable has above ``b - tolerance_ms``: the ratio
+    bucket holding the quantile of both versions' requests, the share stable has above
+    ``b - tolerance_ms``: the ratio
     ``r1`` of those two tails of stable's is the alternative to reject, by the same conditional
     test. Both versions' slow requests are counted above a bucket bound, so a p99 that sits next
     to a bucket bound costs nothing (the one-bound test before it held such canaries forever);
@@ -59,9 +61,10 @@ def slower_ratios(stable: counts_.Buckets, canary: counts_.Buckets) -> tuple[flo
     if stable_total <= 0 or canary_total <= 0:
         return tuple(0.0 for _ in SLOWER_GRID)
     share = canary_total / (canary_total + stable_total)
+    pooled = _pooled(stable, canary)
     ratios: list[float] = []
     for tail in TAILS:
-        bound = counts_.quantile_bucket_bound(stable, 1.0 - tail)
+        bound = counts_.quantile_bucket_bound(pooled, 1.0 - tail)
         stable_slow = canary_slow = 0
         if bound is not None and not math.isinf(bound):
             stable_slow = min(stable_total, round(counts_.count_above(stable, bound)))
@@ -88,7 +91,7 @@ def _relative(
     nothing = tuple(0.0 for _ in sequential.BETTER_ODDS_RATIOS)
     stable_total = round(counts_.histogram_total(stable))
     canary_total = round(counts_.histogram_total(canary))
-    bound = _bound_below_quantile(stable, quantile)
+    bound = _bound_below_quantile(_pooled(stable, canary), quantile)
     if bound is None or stable_total <= 0 or canary_total <= 0:
         return nothing
     stable_slow = min(stable_total, round(counts_.count_above(stable, bound)))
@@ -115,6 +118,20 @@ def _absolute(
     return sequential.log_likelihood_ratios(
         events=slower, trials=canary_total, p0=1.0 - quantile, grid=sequential.BETTER_ODDS_RATIOS
     )
+
+
+def _pooled(stable: counts_.Buckets, canary: counts_.Buckets) -> counts_.Buckets:
+    """Both versions' requests in one histogram: where the tests put their bounds.
+
+    A bound chosen from stable's counts alone would be biased (the bucket holding stable's
+    p99.9 has, by its choice, no stable request above it, so any canary request there would look
+    like evidence). Given the pooled counts, a canary no different from stable still splits
+    each bucket with stable by its share of requests, so a bound chosen from them keeps the
+    conditional tests exact. Histograms with different layouts fall back to stable's.
+    """
+    if [le for le, _c in stable] != [le for le, _c in canary]:
+        return stable
+    return tuple((le, a + b) for (le, a), (_le, b) in zip(stable, canary, strict=True))
 
 
 def _bound_below_quantile(buckets: counts_.Buckets, quantile: float) -> float | None:

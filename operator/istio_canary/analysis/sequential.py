@@ -59,11 +59,12 @@ WORSE_ODDS_RATIOS: tuple[tuple[float, float], ...] = (
 # Alternatives for "the rate is below the bound": the smallest ratio stands for "no events
 # at all", which is what a healthy canary usually shows.
 BETTER_ODDS_RATIOS: tuple[tuple[float, float], ...] = (
-    (0.8, 0.1),
+    (0.9, 0.1),
+    (0.8, 0.15),
     (0.6, 0.1),
-    (0.4, 0.15),
-    (0.2, 0.15),
-    (0.1, 0.2),
+    (0.4, 0.1),
+    (0.2, 0.1),
+    (0.1, 0.15),
     (0.01, 0.3),
 )
 """``(odds ratio, weight)`` pairs below 1; weights sum to 1."""

@@ -24,7 +24,7 @@ the steps already passed (``carried``), and the judge adds this step's.
   needs evidence that the canary's error rate is below stable's observed rate plus
   ``maxErrorRateIncrease``.
 * Latency, from the whole histogram (:mod:`istio_canary.analysis.latency`): a test of
-  stochastic order over stable's median, p90, p99 and p99.9 buckets; a FAIL also needs the
+  stochastic order over the buckets holding both versions' median, p90, p99 and p99.9; a FAIL also needs the
   canary's interpolated quantile to exceed stable's by ``maxLatencyIncreaseMs``. Passing needs
   evidence against "the canary is ``maxLatencyIncreaseMs`` slower".
 
@@ -32,8 +32,8 @@ Levels: a release is rolled back wrongly only if one of its two failing tests er
 test martingale over the whole release, so each runs at ``maxFalseRollbackRate / 2``.
 Promotion needs the passing tests' evidence to reach ``1 / maxFalsePromotionRate`` over the
 release; earlier steps need a part of it, in proportion to the weight reached (the ramp
-grows as the evidence does), and a probe step (``probeWeight``) needs none: only
-``minRequests`` and no failure.
+grows as the evidence does: see :class:`_Levels`), and a probe step (``probeWeight``) needs
+none: only ``minRequests`` and no failure.
 
 Counts that cannot be counts (NaN, infinite, negative) are ``BAD_DATA``: never a pass, never
 a crash.

@@ -10,10 +10,12 @@ for longer than ``unreachableTimeoutSeconds``, or answering ``NoData`` for longe
 ``noDataTimeoutSeconds``) keeps answering "roll back", and a step count past the last step
 keeps answering "promote". Neither depends on the next look at the metrics.
 
-Safety: only ``Pass`` moves a step forward. ``Inconclusive``, ``NoData`` and ``Unreachable``
-hold the weight, so no traffic, no data and a silent Prometheus can never promote. ``NoData``
-and ``Unreachable`` hold only so long: a canary that Prometheus cannot see (pods without the
-``version`` label, no sidecar) is rolled back instead of holding forever.
+Safety: only ``Pass`` moves a step forward, and carries the step's evidence into
+``status.evidence`` for the release-wide tests. ``Inconclusive``, ``NoData``, ``BadData`` and
+``Unreachable`` hold the weight, so no traffic, no data and a silent Prometheus can never
+promote. ``NoData`` (and ``BadData``) and ``Unreachable`` hold only so long: a canary that
+Prometheus cannot see (pods without the ``version`` label, no sidecar) is rolled back instead
+of holding forever.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 COPY requirements.lock pyproject.toml README.md ./
 COPY operator/ operator/
-COPY tools/ tools/
 # --no-deps for the package itself: its dependencies come from requirements.lock, pinned.
 RUN pip wheel --wheel-dir /wheels --no-deps . \
  && pip wheel --wheel-dir /wheels -r requirements.lock

@@ -29,15 +29,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _fleet import (
-    BenchCluster,
-    Fleet,
-    OperatorProcess,
-    WeightWatcher,
-    operator_writes,
-    percentiles,
-    read_audit_writes,
-)
+from _audit import operator_writes, read_audit_writes
+from _cluster import BenchCluster
+from _fleet import Fleet
+from _numbers import percentiles
+from _process import OperatorProcess
+from _watcher import WeightWatcher
 from rich.console import Console
 from rich.table import Table
 
@@ -92,7 +89,7 @@ def all_at_once(
             )
         )
     patched = time.monotonic() - started
-    seen = watcher.wait_all({ref: weight for ref in refs}, after=started, timeout=180)
+    seen = watcher.wait_all(dict.fromkeys(refs, weight), after=started, timeout=180)
     wave = max(seen.values(), default=started) - started
     print(
         f"  {len(refs)} PATCHes sent in {patched:.2f} s; last VirtualService updated {wave:.2f} s after the first",

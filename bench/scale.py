@@ -7,8 +7,8 @@ Run from the repository root, with the operator package installed::
 design.md section 6 asks for 1,000 CanaryReleases under one operator process in under 250 MB
 of memory. On its own kwok cluster (three fake nodes, room for 3,000 pods), the benchmark
 creates the services, stable Deployments and releases, waits until every stable pod is
-ready, then starts one operator (``--all-namespaces``) and samples its RSS and CPU time from
-/proc every 0.5 s: while it converges (every release Progressing, 1,000 canary Deployments
+ready, then starts one operator (``--all-namespaces``) and samples its RSS and CPU time
+(psutil) every 0.5 s: while it converges (every release Progressing, 1,000 canary Deployments
 created and routed) and then for ``--steady-seconds`` with nothing changing. Results and
 discussion: docs/performance.md.
 """
@@ -21,7 +21,10 @@ import sys
 import time
 import uuid
 
-from _fleet import BenchCluster, Fleet, OperatorProcess, operator_writes, read_audit_writes
+from _audit import operator_writes, read_audit_writes
+from _cluster import BenchCluster
+from _fleet import Fleet
+from _process import OperatorProcess
 from rich.console import Console
 from rich.table import Table
 

@@ -20,12 +20,14 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.installed
-want=$(cat requirements.lock requirements-dev.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.lock requirements-dev.lock pyproject.toml tools/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
   echo "setup: installing Python dependencies into .venv"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements.lock -r requirements-dev.lock
   .venv/bin/pip install -q --no-deps -e .
+  # The mesh simulator and the local control plane: development tools, not in the operator's wheel.
+  .venv/bin/pip install -q --no-deps -e tools
   echo "$want" > $stamp
 fi
 

@@ -22,11 +22,12 @@ from types import FrameType
 
 from demo_flow import HERE, DemoError, Target, run_demo
 from devcluster import Cluster, ClusterError, PrometheusServer
+from istio_canary.models.marks import GROUP, ISTIO_GROUP, PLURAL
 from rich.console import Console
 
 DEMO_CLUSTER = "istio-canary-demo"
-ISTIO_CRDS = ("virtualservices.networking.istio.io", "destinationrules.networking.istio.io")
-CANARY_CRD = "canaryreleases.releases.istio-canary.io"
+ISTIO_CRDS = (f"virtualservices.{ISTIO_GROUP}", f"destinationrules.{ISTIO_GROUP}")
+CANARY_CRD = f"{PLURAL}.{GROUP}"
 
 
 def _arguments() -> argparse.ArgumentParser:
@@ -124,6 +125,7 @@ def _current_cluster(console: Console, cleanup: ExitStack, *, namespace: str, as
         target.kubectl("apply", "--server-side", "-f", str(HERE.parents[1] / "crds"))
         target.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", CANARY_CRD)
     target.kubectl("create", "namespace", namespace)
+    target.kubectl("label", "namespace", namespace, "istio-injection=enabled")
     cleanup.callback(target.kubectl, "delete", "namespace", namespace, "--wait=false", check=False)
     return target
 

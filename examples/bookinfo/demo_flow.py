@@ -5,8 +5,8 @@ and a namespace name. It starts the mesh simulator in this process and the opera
 subprocess. With the target's istiod (the local control plane runs one) the simulator routes
 every request by the Envoy routes istiod generates, and the demo prints those routes beside
 the split; without it the simulator reads the VirtualServices itself. It stops both before
-it returns or raises (also on Ctrl-C). Creating the cluster and Prometheus, and removing them, is ``demo.py``'s job, so that a test can run this flow on
-the cluster it already has.
+it returns or raises (also on Ctrl-C). Creating the cluster and Prometheus, and removing
+them, is ``demo.py``'s job, so that a test can run this flow on the cluster it already has.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from devcluster import PrometheusServer
 from istio_canary.models.marks import GROUP, PLURAL, VERSION
 from meshsim.envoy_routes import parse_cluster_name, weighted_clusters
 from meshsim.routers import EnvoyRouter
+from meshsim.server import SimulatorServer
 from meshsim.simulator import Simulator
 from rich.console import Console
 
@@ -162,16 +163,17 @@ def _operator(target: Target, *, namespace: str, prometheus_url: str, log_path: 
 @contextmanager
 def _simulator(target: Target, *, namespace: str, prometheus: PrometheusServer) -> Iterator[Simulator]:
     binary = HERE.parents[1] / ".bin" / "istio-xds-routes"
-    sim = Simulator(target.api_client(), namespaces=[namespace], seed=2024, listen=("127.0.0.1", 0),
+    sim = Simulator(target.api_client(), namespaces=[namespace], seed=2024,
                     istiod=target.istiod, xds_routes_binary=str(binary) if binary.exists() else None)
-    sim.start_in_thread()
+    server = SimulatorServer(sim)
+    server.start_in_thread()
     job = f"meshsim-{namespace}"
-    prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")
+    prometheus.add_scrape_target(job, f"127.0.0.1:{server.port}")
     try:
         yield sim
     finally:
         prometheus.remove_scrape_target(job)
-        sim.stop_in_thread()
+        server.stop_in_thread()
 
 
 def _istiod_weights(sim: Simulator, namespace: str) -> dict[str, int]:
@@ -258,6 +260,7 @@ def run_demo(
     log_path = (log_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"istio-canary-demo-{namespace}.log"
     if target.kubectl("get", "namespace", namespace, check=False) == "":
         target.kubectl("create", "namespace", namespace)
+        target.kubectl("label", "namespace", namespace, "istio-injection=enabled")
     with DemoDisplay(console, steps=STEPS) as display, ExitStack() as running:
         release = _Release(target, namespace, display, result)
         with display.step(f"Deploy Bookinfo into namespace {namespace}"):

@@ -52,6 +52,7 @@ const (
 
 type options struct {
 	xds, namespace, name, ip, clusterID string
+	proxyType, labels                   string
 	once, verbose                       bool
 	timeout, settle                     time.Duration
 }
@@ -63,6 +64,8 @@ func parseOptions() options {
 	flag.StringVar(&o.name, "name", "istio-xds-routes", "pod name in the node ID")
 	flag.StringVar(&o.ip, "ip", "127.0.0.1", "IP in the node ID (an identity only; nothing dials it)")
 	flag.StringVar(&o.clusterID, "cluster-id", "Kubernetes", "CLUSTER_ID metadata")
+	flag.StringVar(&o.proxyType, "proxy-type", "sidecar", "sidecar, or router for an ingress gateway's proxy")
+	flag.StringVar(&o.labels, "labels", "", "the proxy's labels, k=v,k=v (a gateway's select the Gateways it serves); default app=<name>")
 	flag.BoolVar(&o.once, "once", false, "print the first complete snapshot and exit")
 	flag.BoolVar(&o.verbose, "v", false, "log every response to stderr")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Second, "with --once: give up after this long")
@@ -75,6 +78,10 @@ func parseOptions() options {
 	}
 	if o.xds == "" {
 		fmt.Fprintln(os.Stderr, "istio-xds-routes: --xds is required")
+		os.Exit(2)
+	}
+	if o.proxyType != "sidecar" && o.proxyType != "router" {
+		fmt.Fprintln(os.Stderr, "istio-xds-routes: --proxy-type is sidecar or router")
 		os.Exit(2)
 	}
 	return o
@@ -94,12 +101,26 @@ func node(o options) *corev3.Node {
 		"CLUSTER_ID":    o.clusterID,
 		"ISTIO_VERSION": version.Info.Version,
 		"NAME":          o.name,
-		"LABELS":        map[string]any{"app": o.name},
+		"LABELS":        proxyLabels(o),
 	})
 	return &corev3.Node{
-		Id:       fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.cluster.local", o.ip, o.name, o.namespace, o.namespace),
+		Id:       fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", o.proxyType, o.ip, o.name, o.namespace, o.namespace),
 		Metadata: meta,
 	}
+}
+
+// proxyLabels: istiod picks the Gateways a router serves by its labels (a Gateway's selector).
+func proxyLabels(o options) map[string]any {
+	labels := map[string]any{}
+	for _, pair := range strings.Split(o.labels, ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(pair), "="); ok && k != "" {
+			labels[k] = v
+		}
+	}
+	if len(labels) == 0 {
+		labels["app"] = o.name
+	}
+	return labels
 }
 
 func run(o options) error {

@@ -14,6 +14,7 @@ __all__ = [
     "ApplyCompanion",
     "ApplyDeployment",
     "ApplyRouting",
+    "ApplyService",
     "DeleteObject",
     "Event",
     "PatchObject",
@@ -24,8 +25,12 @@ __all__ = [
 RoutingKind = Literal["VirtualService", "DestinationRule"]
 CompanionKind = Literal["HorizontalPodAutoscaler", "PodDisruptionBudget"]
 WorkloadKind = Literal["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
-DeletableKind = Literal["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "VirtualService", "DestinationRule"]
-PatchableKind = Literal["VirtualService", "DestinationRule", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+DeletableKind = Literal[
+    "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "VirtualService", "DestinationRule", "Service"
+]
+PatchableKind = Literal[
+    "VirtualService", "DestinationRule", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +56,13 @@ class ApplyRouting:
     body: dict[str, Any]
     namespace: str | None = None
     """Where the object lives; None: the release's namespace (a gateway's VirtualService may live elsewhere)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyService:
+    """Create a version's own Service (routing mode Services), or patch its selector and ports when they differ."""
+
+    body: dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,4 +120,13 @@ class Event:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-Action = ApplyDeployment | ApplyRouting | ApplyCompanion | ReplaceRouting | DeleteObject | ScaleDeployment | PatchObject
+Action = (
+    ApplyDeployment
+    | ApplyRouting
+    | ApplyCompanion
+    | ApplyService
+    | ReplaceRouting
+    | DeleteObject
+    | ScaleDeployment
+    | PatchObject
+)

@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     _timing_arguments(run)
     run.add_argument("--metrics-port", type=int, default=None, help="serve the operator's own metrics on this port")
     run.add_argument("--liveness", default=None, metavar="URL", help="kopf health endpoint, e.g. http://0.0.0.0:8080/healthz")
-    run.add_argument("--peering", default=None, metavar="NAME", help="kopf peering object (several replicas, one active)")
+    run.add_argument(
+        "--peering", default=None, metavar="NAME", help="kopf peering object (several replicas, one active)"
+    )
     run.add_argument(
         "--priority", type=int, default=None,
         help="kopf peering priority; default: random when peering, so one replica is active and the others stand by",
@@ -68,7 +70,9 @@ def _outbound_arguments(run: argparse.ArgumentParser) -> None:
 
 
 def _timing_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("--metrics-interval", type=float, default=10.0, help="seconds between per-version metric refreshes")
+    run.add_argument(
+        "--metrics-interval", type=float, default=10.0, help="seconds between per-version metric refreshes"
+    )
     run.add_argument(
         "--metrics-window", type=int, default=60, metavar="SECONDS",
         help="the window of the per-version request rate, success rate and latency in status",

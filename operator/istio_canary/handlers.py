@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import logging
@@ -131,6 +132,17 @@ def disruptionbudgets_by_namespace(*, namespace: str | None, body: kopf.Body, **
     return {namespace: cache.slim(body)}
 
 
+@kopf.index("", "v1", "namespaces")
+def namespace_labels(*, name: str, labels: kopf.Labels, **_: Any) -> Any:
+    """Their labels only: sidecar injection is all a release asks of its namespace."""
+    return {name: dict(labels)}
+
+
+@kopf.index("networking.k8s.io", "v1", "ingresses")
+def ingresses_by_namespace(*, namespace: str | None, body: kopf.Body, **_: Any) -> Any:
+    return {namespace: cache.slim(body)}
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={workloads.MANAGED_BY_LABEL: workloads.MANAGED_BY})
 def on_canary_event(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
     """A canary Deployment changed (became ready, lost pods): its release looks again at once."""
@@ -151,12 +163,15 @@ async def _run(
             service=spec.service,
             release=release,
             listed=[(ref.namespace or namespace, ref.name) for ref in spec.routing.virtual_services],
+            versions=(spec.stable.version, spec.canary.version),
             services=kwargs["services_by_name"],
             deployments=kwargs["deployments_by_namespace"],
             virtual_services=kwargs["virtualservices_by_namespace"],
             destination_rules=kwargs["destinationrules_by_namespace"],
             autoscalers=kwargs["autoscalers_by_namespace"],
             disruption_budgets=kwargs["disruptionbudgets_by_namespace"],
+            namespaces=kwargs["namespace_labels"],
+            ingresses=kwargs["ingresses_by_namespace"],
         )
 
     with opmetrics.DEFAULT.reconcile_timer(handler):
@@ -188,10 +203,9 @@ async def on_tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, meta: kop
     reconciler: Reconciler = memo.reconciler
     if meta.get("deletionTimestamp") or not reconciler.is_due(namespace=meta["namespace"], name=meta["name"]):
         return
-    try:
+    # Errors are already reported; the next tick tries again.
+    with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
         await _run(body, patch, memo, kwargs, deleting=False, handler="timer")
-    except (kopf.TemporaryError, kopf.PermanentError):
-        pass  # already reported; the next tick tries again
 
 
 @kopf.on.delete(*RESOURCE)

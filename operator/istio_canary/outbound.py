@@ -52,7 +52,10 @@ MAX_SHOWN = 200  # characters of a URL repeated in a message
 
 # Refused whatever the policy says: no Prometheus lives there, and what does is dangerous.
 ALWAYS_REFUSED: tuple[tuple[IpNetwork, str], ...] = (
-    (ipaddress.ip_network("169.254.0.0/16"), "a link-local address (cloud metadata services answer at 169.254.169.254)"),
+    (
+        ipaddress.ip_network("169.254.0.0/16"),
+        "a link-local address (cloud metadata services answer at 169.254.169.254)",
+    ),
     (ipaddress.ip_network("fe80::/10"), "an IPv6 link-local address"),
     (ipaddress.ip_network("fd00:ec2::254/128"), "the IPv6 address of the AWS metadata service"),
     (ipaddress.ip_network("100.100.100.200/32"), "the address of the Alibaba Cloud metadata service"),
@@ -241,7 +244,9 @@ class OutboundPolicy:
             except ValueError:
                 raise ValueError(f"refused network {_shown(text)} is not a CIDR like 10.0.0.0/8") from None
         return cls(
-            operator_prometheus=parse_url(prometheus_url.rstrip("/"), what="--prometheus-url") if prometheus_url else None,
+            operator_prometheus=parse_url(prometheus_url.rstrip("/"), what="--prometheus-url")
+            if prometheus_url
+            else None,
             allow_release_prometheus_urls=allow_release_prometheus_urls,
             allowed_prefixes=tuple(UrlPrefix.parse(p) for p in allowed_url_prefixes),
             refused_networks=tuple(networks),
@@ -303,7 +308,10 @@ class OutboundPolicy:
         """
         if not addresses:
             raise errors.OutboundRefusedError(f"{host} resolves to no address")
-        refused = (*ALWAYS_REFUSED, *((n, f"in {n}, a network the cluster admin refused") for n in self.refused_networks))
+        refused = (
+            *ALWAYS_REFUSED,
+            *((n, f"in {n}, a network the cluster admin refused") for n in self.refused_networks),
+        )
         for text in addresses:
             try:
                 address = ipaddress.ip_address(text)

@@ -154,7 +154,9 @@ class Reconciler:
                 spec = CanaryReleaseSpec.model_validate(body.get("spec") or {})
             except pydantic.ValidationError as err:
                 return self._invalid_spec(mem, body=body, previous=previous, error=err, emit=emit)
-            gathered = await self._gather(mem, body=body, spec=spec, previous=previous, observe=observe, deleting=deleting)
+            gathered = await self._gather(
+                mem, body=body, spec=spec, previous=previous, observe=observe, deleting=deleting
+            )
             applied = _Applied(
                 deployments={d["metadata"]["name"]: d for d in gathered.observed.deployments},
                 virtual_service=gathered.observed.virtual_service,
@@ -200,7 +202,9 @@ class Reconciler:
                 # A URL the outbound policy refuses fails the release before it changes anything;
                 # a release being deleted needs no metrics, and its clean-up must not wait for them.
                 self._check_outbound(spec)
-                check = await self._analysis_check(spec=spec, namespace=release.namespace, previous=previous, now=gathered.now)
+                check = await self._analysis_check(
+                    spec=spec, namespace=release.namespace, previous=previous, now=gathered.now
+                )
             decision = phases.decide(
                 release=release, spec=spec, observed=gathered.observed, previous=previous, now=gathered.now,
                 check=check, drain_seconds=self.settings.drain_seconds,

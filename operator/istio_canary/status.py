@@ -23,6 +23,7 @@ from istio_canary.models import (
     Reason,
     Role,
     RoutedObject,
+    RoutingMode,
     TrafficStatus,
     VersionMetrics,
     VersionStatus,
@@ -169,10 +170,17 @@ def _reason(decision: Decision) -> str:
 
 
 def _traffic(spec: CanaryReleaseSpec, vs: Mapping[str, Any] | None) -> TrafficStatus | None:
-    if vs is None:
-        return None
-    return restore.read_back_traffic(
-        dict(vs), service=spec.service, stable_version=spec.stable.version, canary_version=spec.canary.version
+    return _read_back(spec, vs, edge=False) if vs is not None else None
+
+
+def _read_back(spec: CanaryReleaseSpec, vs: Mapping[str, Any], *, edge: bool) -> TrafficStatus:
+    read = restore.read_back_edge if edge else restore.read_back_traffic
+    return read(
+        dict(vs),
+        service=spec.service,
+        stable_version=spec.stable.version,
+        canary_version=spec.canary.version,
+        version_services=spec.routing.mode is RoutingMode.SERVICES,
     )
 
 
@@ -184,17 +192,9 @@ def _routing(
     objects: list[Mapping[str, Any]] = [o for o in (primary, *edges) if o is not None]
     for vs in objects:
         meta = vs.get("metadata", {})
-        namespace = str(meta.get("namespace", ""))
-        if vs is primary:
-            traffic = restore.read_back_traffic(
-                dict(vs), service=spec.service, stable_version=spec.stable.version, canary_version=spec.canary.version
-            )
-        else:
-            traffic = restore.read_back_edge(
-                dict(vs), service=spec.service, stable_version=spec.stable.version, canary_version=spec.canary.version
-            )
+        traffic = _read_back(spec, vs, edge=vs is not primary)
         routed.append(RoutedObject(
-            kind="VirtualService", namespace=namespace, name=str(meta.get("name", "")),
+            kind="VirtualService", namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
             stable=traffic.stable, canary=traffic.canary,
         ))
     return routed

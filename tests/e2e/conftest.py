@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from devcluster import Cluster, PrometheusServer
+from meshsim.server import SimulatorServer
 from meshsim.simulator import Simulator
+
+from tests.e2e.processes import OperatorProcess
+from tests.e2e.releases import ReleaseStarter
 
 CLUSTER_NAME = os.environ.get("ICO_TEST_CLUSTER", "istio-canary-test")
 
@@ -56,52 +56,10 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{stem}-{uuid.uuid4().hex[:5]}"
     cluster.kubectl("create", "namespace", name)
+    # As Bookinfo's tutorial does: the namespace's pods get sidecars (else MeshOnly says otherwise).
+    cluster.kubectl("label", "namespace", name, "istio-injection=enabled")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-class OperatorProcess:
-    """``istio-canary-operator run`` in a subprocess, watching one namespace."""
-
-    def __init__(self, cluster: Cluster, namespace: str, extra: list[str], env: dict[str, str] | None = None) -> None:
-        self.cluster, self.namespace, self.extra, self.env = cluster, namespace, extra, env or {}
-        self.log_path = cluster.state_dir / f"operator-{namespace}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> OperatorProcess:
-        exe = Path(sys.executable).parent / "istio-canary-operator"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [str(exe), "run", "--namespace", self.namespace, "--kubeconfig", self.cluster.kubeconfig,
-             "--log-format", "json", *self._defaults(), *self.extra],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-        )
-        return self
-
-    def _defaults(self) -> list[str]:
-        # A short drain keeps the suite fast; tests of the drain itself set spec.drainSeconds.
-        return [] if any(a.startswith("--drain-seconds") for a in self.extra) else ["--drain-seconds", "1"]
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no finalizers, like a crashed pod."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if hasattr(self, "_log"):
-            self._log.close()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @pytest.fixture
@@ -120,8 +78,20 @@ def start_operator(cluster: Cluster, namespace: str) -> Iterator[Callable[..., O
 
 
 @pytest.fixture
-def mesh(cluster: Cluster, namespace: str, prometheus: PrometheusServer) -> Iterator[Simulator]:
-    """The mesh simulator for the test's namespace, scraped by the session's Prometheus.
+def progressing_release(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., OperatorProcess]
+) -> ReleaseStarter:
+    """The usual start of a test: Bookinfo deployed, the operator started, a release applied
+    (the tutorial's canary by weight unless one is given) and Progressing, or in the phase
+    ``until`` names. See :class:`tests.e2e.releases.ReleaseStarter`."""
+    return ReleaseStarter(cluster, namespace, start_operator)
+
+
+@pytest.fixture
+def mesh_server(
+    cluster: Cluster, namespace: str, prometheus: PrometheusServer
+) -> Iterator[SimulatorServer]:
+    """The mesh simulator for the test's namespace, served and scraped by the session's Prometheus.
 
     It routes by the Envoy configuration the cluster's istiod generates for a sidecar of the
     namespace (re-read on every push), not by its own reading of the VirtualServices. Its
@@ -132,13 +102,32 @@ def mesh(cluster: Cluster, namespace: str, prometheus: PrometheusServer) -> Iter
         cluster.api_client(),
         namespaces=[namespace],
         seed=7,
-        listen=("127.0.0.1", 0),
         istiod=cluster.istiod.grpc_address,
         xds_routes_binary=str(cluster.bin_dir / "istio-xds-routes"),
     )
-    sim.start_in_thread()
+    server = SimulatorServer(sim)
+    server.start_in_thread()
     job = f"meshsim-{namespace}"
-    prometheus.add_scrape_target(job, f"127.0.0.1:{sim.port}")
-    yield sim
+    prometheus.add_scrape_target(job, f"127.0.0.1:{server.port}")
+    yield server
     prometheus.remove_scrape_target(job)
-    sim.stop_in_thread()
+    server.stop_in_thread()
+
+
+@pytest.fixture
+def own_prometheus(mesh_server: SimulatorServer) -> Iterator[PrometheusServer]:
+    """A Prometheus of the test's own scraping its mesh, for a test that stops Prometheus:
+    the session's is never stopped, other tests use it."""
+    own = PrometheusServer(scrape_interval="1s")
+    own.start()
+    try:
+        own.add_scrape_target("meshsim", f"127.0.0.1:{mesh_server.port}")
+        yield own
+    finally:
+        own.stop()
+
+
+@pytest.fixture
+def mesh(mesh_server: SimulatorServer) -> Simulator:
+    """The simulator of :func:`mesh_server`, to steer from the test."""
+    return mesh_server.simulator

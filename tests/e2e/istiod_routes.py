@@ -33,6 +33,7 @@ __all__ = [
     "HostRoute",
     "RoutesDisagreeError",
     "assert_istiod_routes_say_status",
+    "gateway_weights",
     "host_routes",
     "istiod_config",
     "tcp_weights",
@@ -50,6 +51,26 @@ def istiod_config(cluster: Cluster, namespace: str) -> EnvoyConfig:
         namespace=namespace,
         binary=str(cluster.bin_dir / xds.BINARY),
     )
+
+
+def gateway_weights(cluster: Cluster, namespace: str, *, host: str, port: int = 80) -> dict[str, int] | None:
+    """What istiod tells an ingress gateway (labels istio=ingressgateway) to do with ``host``'s
+    requests on ``port``: subset -> weight of each route's weighted clusters (None: no such route)."""
+    config = xds.fetch_config(
+        xds_address=cluster.istiod.grpc_address, namespace=namespace,
+        binary=str(cluster.bin_dir / xds.BINARY), gateway_labels={"istio": "ingressgateway"},
+    )
+    route_config = config.route_configs.get(f"http.{port}")
+    vhost = route_config.virtual_host(host) if route_config is not None else None
+    if vhost is None:
+        return None
+    weights: dict[str, int] = {}
+    for entry in vhost.get("routes") or ():
+        for name, weight in envoy_routes.weighted_clusters(entry.get("route") or {}):
+            if weight > 0:
+                subset = envoy_routes.parse_cluster_name(name).subset or ""
+                weights[subset] = weights.get(subset, 0) + weight
+    return weights
 
 
 @dataclasses.dataclass(frozen=True)

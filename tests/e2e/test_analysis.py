@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any, Self
 
 import yaml
@@ -18,13 +19,13 @@ from tests.e2e.helpers import (
     EXAMPLES,
     apply,
     assert_routing_invariants,
-    deploy_bookinfo,
     get,
     patch_spec,
     release_phase,
     route_weights,
     wait_for,
 )
+from tests.e2e.releases import ReleaseStarter
 
 RPS = 60
 
@@ -77,20 +78,37 @@ class PhaseRecorder:
         self._thread.join(5)
 
 
-def start(cluster: Cluster, ns: str, start_operator: Any, mesh: Simulator, prometheus_url: str) -> None:
-    deploy_bookinfo(cluster, ns)
-    mesh.set_load(namespace=ns, service="reviews", rps=RPS)
-    start_operator("--prometheus-url", prometheus_url, "--metrics-interval", "2", "--metrics-window", "15")
+def start(
+    progressing_release: ReleaseStarter,
+    mesh: Simulator,
+    prometheus_url: str,
+    body: dict[str, Any],
+    *,
+    until: str,
+    prepare: Callable[[], object] = lambda: None,
+) -> dict[str, Any]:
+    """Bookinfo under load, the operator asking ``prometheus_url``, and ``body`` in phase ``until``."""
+    ns = progressing_release.namespace
+
+    def under_load() -> None:
+        prepare()
+        mesh.set_load(namespace=ns, service="reviews", rps=RPS)
+
+    started = progressing_release(
+        body,
+        until=until,
+        operator_args=("--prometheus-url", prometheus_url, "--metrics-interval", "2", "--metrics-window", "15"),
+        prepare=under_load,
+    )
+    return started.body
 
 
 def test_a_good_canary_is_promoted_step_by_step_and_stable_is_taken_offline(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, prometheus: PrometheusServer
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator, prometheus: PrometheusServer
 ) -> None:
     ns = namespace
-    start(cluster, ns, start_operator, mesh, prometheus.url)
     with PhaseRecorder(cluster, ns) as seen:
-        apply(cluster, ns, release())
-        wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=60, what="Progressing")
+        start(progressing_release, mesh, prometheus.url, release(), until="Progressing")
         assert canary_weights(cluster, ns) == [{"v1": 80, "v2": 20}]  # the first step, not spec.traffic.weight
         assert_routing_invariants(cluster, ns, "reviews")
         wait_for(lambda: canary_weights(cluster, ns) == [{"v1": 50, "v2": 50}], timeout=90, what="the second step")
@@ -145,14 +163,12 @@ def test_a_probe_comes_first_and_the_evidence_of_passed_steps_survives_an_operat
 
 
 def test_a_canary_with_twenty_percent_errors_is_rolled_back_before_the_second_step(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, prometheus: PrometheusServer
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator, prometheus: PrometheusServer
 ) -> None:
     ns = namespace
     mesh.set_version_behaviour(namespace=ns, service="reviews", version="v2", error_rate=0.2)
-    start(cluster, ns, start_operator, mesh, prometheus.url)
     with PhaseRecorder(cluster, ns) as seen:
-        apply(cluster, ns, release())
-        aborted = wait_for(lambda: release_phase(cluster, ns, "reviews", "Aborted"), timeout=90, what="Aborted")
+        aborted = start(progressing_release, mesh, prometheus.url, release(), until="Aborted")
 
     assert "TakenOver" not in seen.phases and "Completed" not in seen.phases
     assert {w for w in seen.weights if w} <= {20}, "the canary never got past the first step"
@@ -167,33 +183,31 @@ def test_a_canary_with_twenty_percent_errors_is_rolled_back_before_the_second_st
 
 
 def test_stopping_prometheus_mid_analysis_holds_the_weight_then_rolls_back_and_never_promotes(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster,
+    namespace: str,
+    progressing_release: ReleaseStarter,
+    mesh: Simulator,
+    own_prometheus: PrometheusServer,
 ) -> None:
-    ns = namespace
-    own = PrometheusServer(scrape_interval="1s")  # never stop the session's: other tests use it
-    own.start()
-    try:
-        own.add_scrape_target("meshsim", f"127.0.0.1:{mesh.port}")
-        start(cluster, ns, start_operator, mesh, own.url)
-        with PhaseRecorder(cluster, ns) as seen:
-            # A step needs far more requests than it gets here: the analysis is mid-step for as long as we like.
-            apply(cluster, ns, release(minRequests=1_000_000, unreachableTimeoutSeconds=12))
-            wait_for(
-                lambda: (status(cluster, ns).get("analysis") or {}).get("lastVerdict") == "Inconclusive",
-                timeout=90, what="a first inconclusive look",
-            )
-            own.stop()
-            held = wait_for(
-                lambda: (s := status(cluster, ns)).get("analysis", {}).get("lastVerdict") == "Unreachable" and s,
-                timeout=30, what="an Unreachable verdict",
-            )
-            assert held["phase"] == "Progressing"
-            assert canary_weights(cluster, ns) == [{"v1": 80, "v2": 20}]
-            cond = next(c for c in held["conditions"] if c["type"] == "MetricsAvailable")
-            assert cond["status"] == "False" and own.url in cond["message"]
-            aborted = wait_for(lambda: release_phase(cluster, ns, "reviews", "Aborted"), timeout=60, what="Aborted")
-    finally:
+    ns, own = namespace, own_prometheus
+    with PhaseRecorder(cluster, ns) as seen:
+        # A step needs far more requests than it gets here: the analysis is mid-step for as long as we like.
+        body = release(minRequests=1_000_000, unreachableTimeoutSeconds=12)
+        start(progressing_release, mesh, own.url, body, until="Progressing")
+        wait_for(
+            lambda: (status(cluster, ns).get("analysis") or {}).get("lastVerdict") == "Inconclusive",
+            timeout=90, what="a first inconclusive look",
+        )
         own.stop()
+        held = wait_for(
+            lambda: (s := status(cluster, ns)).get("analysis", {}).get("lastVerdict") == "Unreachable" and s,
+            timeout=30, what="an Unreachable verdict",
+        )
+        assert held["phase"] == "Progressing"
+        assert canary_weights(cluster, ns) == [{"v1": 80, "v2": 20}]
+        cond = next(c for c in held["conditions"] if c["type"] == "MetricsAvailable")
+        assert cond["status"] == "False" and own.url in cond["message"]
+        aborted = wait_for(lambda: release_phase(cluster, ns, "reviews", "Aborted"), timeout=60, what="Aborted")
 
     assert "TakenOver" not in seen.phases and "Completed" not in seen.phases
     assert {w for w in seen.weights if w} <= {20}, "the weight held at the first step"
@@ -203,24 +217,29 @@ def test_stopping_prometheus_mid_analysis_holds_the_weight_then_rolls_back_and_n
 
 
 def test_a_canary_whose_pods_never_become_ready_fails_after_the_deadline_with_no_traffic(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, prometheus: PrometheusServer
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator, prometheus: PrometheusServer
 ) -> None:
     ns = namespace
-    start(cluster, ns, start_operator, mesh, prometheus.url)
 
     def pods() -> int:
         items = json.loads(cluster.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]
         return len(items)
 
-    deployments = len(json.loads(cluster.kubectl("get", "deployments", "-n", ns, "-o", "json").stdout)["items"])
-    wait_for(lambda: pods() == deployments, timeout=60, what="one pod per Bookinfo Deployment")
-    # The namespace's pod quota is used up: the canary's ReplicaSet cannot create a pod,
-    # as happens in a real cluster with a full quota.
-    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"}, "spec": {"hard": {"pods": str(deployments)}}}
-    apply(cluster, ns, quota)
-    apply(cluster, ns, release(readyDeadlineSeconds=8))
+    def quota_used_up() -> None:
+        deployments = len(json.loads(cluster.kubectl("get", "deployments", "-n", ns, "-o", "json").stdout)["items"])
+        wait_for(lambda: pods() == deployments, timeout=60, what="one pod per Bookinfo Deployment")
+        # The namespace's pod quota is used up: the canary's ReplicaSet cannot create a pod,
+        # as happens in a real cluster with a full quota.
+        quota = {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "pods"},
+            "spec": {"hard": {"pods": str(deployments)}},
+        }
+        apply(cluster, ns, quota)
 
-    failed = wait_for(lambda: release_phase(cluster, ns, "reviews", "Failed"), timeout=60, what="Failed")
+    body = release(readyDeadlineSeconds=8)
+    failed = start(progressing_release, mesh, prometheus.url, body, until="Failed", prepare=quota_used_up)
     message = failed["status"]["message"]
     assert "no ready pod for 8 s" in message and "readyDeadlineSeconds" in message
     assert canary_weights(cluster, ns) == [{"v1": 100}]

@@ -20,6 +20,8 @@ from tests.e2e.helpers import (
     route_weights,
     wait_for,
 )
+from tests.e2e.istiod_routes import gateway_weights
+from tests.e2e.releases import ReleaseStarter
 
 MARKS = ("releases.istio-canary.io/release", "releases.istio-canary.io/original-spec")
 IMAGE = "kubesphere/examples-bookinfo-productpage-v1:1.13.0"
@@ -36,12 +38,19 @@ def gateway_namespace(cluster: Cluster, namespace: str) -> Iterator[str]:
 def _routing(ns: str, gw: str) -> list[dict[str, Any]]:
     fqdn = f"productpage.{ns}.svc.cluster.local"
     gateway = {
-        "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "bookinfo-gateway", "namespace": gw},
-        "spec": {"selector": {"istio": "ingressgateway"},
-                 "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["bookinfo.example.com"]}]},
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "bookinfo-gateway", "namespace": gw},
+        "spec": {
+            "selector": {"istio": "ingressgateway"},
+            "servers": [
+                {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["bookinfo.example.com"]}
+            ],
+        },
     }
     edge = {
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "bookinfo", "namespace": gw},
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "bookinfo", "namespace": gw},
         "spec": {
             "hosts": ["bookinfo.example.com"], "gateways": ["bookinfo-gateway"],
             "http": [
@@ -52,12 +61,26 @@ def _routing(ns: str, gw: str) -> list[dict[str, Any]]:
         },
     }
     delegate = {
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "productpage-api", "namespace": ns},
-        "spec": {"http": [{"match": [{"uri": {"prefix": "/api/v1/products"}}], "route": [{"destination": {"host": "productpage"}}]}]},
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "productpage-api", "namespace": ns},
+        "spec": {
+            "http": [
+                {
+                    "match": [{"uri": {"prefix": "/api/v1/products"}}],
+                    "route": [{"destination": {"host": "productpage"}}],
+                }
+            ]
+        },
     }
     mesh = {
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "productpage", "namespace": ns},
-        "spec": {"hosts": ["productpage"], "http": [{"route": [{"destination": {"host": "productpage"}}], "retries": {"attempts": 2}}]},
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "productpage", "namespace": ns},
+        "spec": {
+            "hosts": ["productpage"],
+            "http": [{"route": [{"destination": {"host": "productpage"}}], "retries": {"attempts": 2}}],
+        },
     }
     return [gateway, edge, delegate, mesh]
 
@@ -85,13 +108,17 @@ def _release(gw: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def _start(cluster: Cluster, ns: str, gw: str, start_operator: Any) -> dict[str, dict[str, Any]]:
-    deploy_bookinfo(cluster, ns)
-    for obj in _routing(ns, gw):
-        apply(cluster, obj["metadata"]["namespace"], obj)
-    originals = {key: as_applied(obj) for key, obj in _objects(cluster, ns, gw).items()}
-    start_operator("--namespace", gw)
-    apply(cluster, ns, _release(gw))
+def _start(progressing_release: ReleaseStarter, gw: str) -> dict[str, dict[str, Any]]:
+    """The user's three VirtualServices, then the release over them; returns them as applied."""
+    cluster, ns = progressing_release.cluster, progressing_release.namespace
+    originals: dict[str, dict[str, Any]] = {}
+
+    def users_routing() -> None:
+        for obj in _routing(ns, gw):
+            apply(cluster, obj["metadata"]["namespace"], obj)
+        originals.update({key: as_applied(obj) for key, obj in _objects(cluster, ns, gw).items()})
+
+    progressing_release(_release(gw), operator_args=("--namespace", gw), prepare=users_routing, timeout=120)
     wait_for(lambda: all(_split(o) == [{"v1": 70, "v2": 30}] for o in _objects(cluster, ns, gw).values()),
              timeout=120, what="all three VirtualServices at 70/30")
     return originals
@@ -103,14 +130,16 @@ def _status_routing(cluster: Cluster, ns: str) -> list[tuple[str, int, int]]:
 
 
 def test_a_gateway_a_mesh_and_a_delegate_virtual_service_are_all_split_and_restored_exactly_on_abort(
-    cluster: Cluster, namespace: str, gateway_namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, gateway_namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns, gw = namespace, gateway_namespace
-    originals = _start(cluster, ns, gw, start_operator)
+    originals = _start(progressing_release, gw)
     now = _objects(cluster, ns, gw)
     root = now[f"{gw}/bookinfo"]
     assert root is not None
-    assert root["spec"]["http"][0] == originals[f"{gw}/bookinfo"]["spec"]["http"][0], "the root's delegate route changed"
+    assert root["spec"]["http"][0] == originals[f"{gw}/bookinfo"]["spec"]["http"][0], (
+        "the root's delegate route changed"
+    )
     assert root["spec"]["http"][1]["match"] == originals[f"{gw}/bookinfo"]["spec"]["http"][1]["match"]
     assert root["spec"]["hosts"] == ["bookinfo.example.com"] and root["spec"]["gateways"] == ["bookinfo-gateway"]
     wait_for(lambda: sorted(_status_routing(cluster, ns)) == sorted(
@@ -124,12 +153,14 @@ def test_a_gateway_a_mesh_and_a_delegate_virtual_service_are_all_split_and_resto
 
 
 def test_completion_hands_every_split_object_over(
-    cluster: Cluster, namespace: str, gateway_namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, gateway_namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns, gw = namespace, gateway_namespace
-    _start(cluster, ns, gw, start_operator)
+    _start(progressing_release, gw)
     patch_spec(cluster, ns, "productpage", {"takeOver": "v2"})
-    wait_for(lambda: all(_split(o) == [{"v2": 100}] for o in _objects(cluster, ns, gw).values()), what="v2 100% everywhere")
+    wait_for(
+        lambda: all(_split(o) == [{"v2": 100}] for o in _objects(cluster, ns, gw).values()), what="v2 100% everywhere"
+    )
     patch_spec(cluster, ns, "productpage", {"offline": True})
     wait_for(lambda: release_phase(cluster, ns, "productpage", "Completed"), timeout=60, what="Completed")
 
@@ -145,10 +176,10 @@ def test_completion_hands_every_split_object_over(
 
 
 def test_a_second_release_that_wants_a_gateway_virtual_service_another_holds_fails_and_nothing_moves(
-    cluster: Cluster, namespace: str, gateway_namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, gateway_namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns, gw = namespace, gateway_namespace
-    _start(cluster, ns, gw, start_operator)
+    _start(progressing_release, gw)
     before = get(cluster, "virtualservice", "bookinfo", gw)
     details = {
         "apiVersion": "releases.istio-canary.io/v1alpha1", "kind": "CanaryRelease", "metadata": {"name": "details"},
@@ -179,13 +210,19 @@ def test_the_gateway_example_splits_the_requests_entering_through_the_gateway(
     assert gateway is not None and gateway["spec"]["gateways"] == ["bookinfo-gateway"]
     assert len(gateway["spec"]["http"][0]["match"]) == 5, "the gateway route's matches are kept"
     wait_for(lambda: (f"{ns}/bookinfo", 80, 20) in _status_routing(cluster, ns), what="status lists the gateway's")
+    # istiod's own translation for the ingress gateway's proxy: the requests entering through it
+    # are split as the release says (each of the gateway route's five matches carries the split).
+    wait_for(lambda: gateway_weights(cluster, ns, host="bookinfo.example.com") == {"v1": 5 * 80, "v2": 5 * 20},
+             timeout=60, what="istiod's gateway routes at 80/20")
 
     # A NodePort opens a path around Envoy: said in a condition (and a Warning Event).
     cluster.kubectl("patch", "service", "productpage", "-n", ns, "--type=merge", "-p", '{"spec":{"type":"NodePort"}}')
 
     def mesh_only() -> dict[str, Any] | None:
         status = (get(cluster, "canaryrelease", "productpage", ns) or {}).get("status") or {}
-        return next((c for c in status.get("conditions") or [] if c["type"] == "MeshOnly" and c["status"] == "False"), None)
+        return next(
+            (c for c in status.get("conditions") or [] if c["type"] == "MeshOnly" and c["status"] == "False"), None
+        )
 
     condition = wait_for(mesh_only, timeout=60, what="MeshOnly=False after the Service became a NodePort")
     assert "type NodePort" in condition["message"]

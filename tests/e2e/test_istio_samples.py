@@ -139,7 +139,11 @@ def test_istios_route_for_one_user_to_v2_is_kept_through_a_release_of_v3(
     release = _release("reviews-v4", {"version": "v4", "image": image}, traffic={"weight": 30})
     release["spec"]["stable"] = {"version": "v3"}
     apply(cluster, ns, release)
-    wait_for(lambda: _reviews_weights(cluster, ns) == [{"v2": 100}, {"v3": 70, "v4": 30}], timeout=90, what="jason kept, v3/v4 70/30")
+    wait_for(
+        lambda: _reviews_weights(cluster, ns) == [{"v2": 100}, {"v3": 70, "v4": 30}],
+        timeout=90,
+        what="jason kept, v3/v4 70/30",
+    )
     http = get(cluster, "virtualservice", "reviews", ns)["spec"]["http"]  # type: ignore[index]
     assert http[0] == original["spec"]["http"][0], "the user's route for jason changed"
     assert_istiod_routes_say_status(cluster, ns, "reviews-v4")

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from devcluster import Cluster
 
 from tests.e2e.helpers import (
     apply,
-    deploy_bookinfo,
     example_release,
     get,
-    release_phase,
     route_weights,
-    wait_for,
 )
+from tests.e2e.releases import ReleaseStarter
 
 
 def test_istiod_is_up_and_its_webhook_refuses_an_invalid_regex_in_a_hand_written_virtual_service(
@@ -29,7 +26,10 @@ def test_istiod_is_up_and_its_webhook_refuses_an_invalid_regex_in_a_hand_written
         "spec": {
             "hosts": ["reviews"],
             "http": [
-                {"match": [{"headers": {"end-user": {"regex": "(unclosed"}}}], "route": [{"destination": {"host": "reviews"}}]}
+                {
+                    "match": [{"headers": {"end-user": {"regex": "(unclosed"}}}],
+                    "route": [{"destination": {"host": "reviews"}}],
+                }
             ],
         },
     }
@@ -46,16 +46,14 @@ def test_istiod_is_up_and_its_webhook_refuses_an_invalid_regex_in_a_hand_written
 
 
 def test_an_operator_write_that_istiod_refuses_ends_failed_with_the_webhook_s_message_and_moves_no_traffic(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
     # RE2 (as Envoy runs it, and as the operator checks it) knows \C; Istio validates regexes
     # with Go's regexp, which does not. istiod wins: the VirtualService is refused.
     rule = {"headers": {"end-user": {"regex": "a\\C+b"}}}
-    apply(cluster, ns, example_release(traffic={"weight": 30, "match": [rule]}))
-    failed = wait_for(lambda: release_phase(cluster, ns, "reviews", "Failed"), timeout=60, what="Failed")
+    release = example_release(traffic={"weight": 30, "match": [rule]})
+    failed = progressing_release(release, until="Failed").body
     message = failed["status"]["message"]
     assert 'admission webhook "validation.istio.io" denied the request' in message
     assert "invalid escape sequence" in message

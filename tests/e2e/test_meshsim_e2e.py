@@ -14,6 +14,7 @@ import pytest
 from devcluster import Cluster, PrometheusServer
 from meshsim.envoy_routes import EnvoyConfig
 from meshsim.routers import EnvoyRouter
+from meshsim.server import SimulatorServer
 from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import apply, wait_for
@@ -104,7 +105,6 @@ def simulator(cluster: Cluster, namespace: str, *, istiod: bool = True) -> Simul
         cluster.api_client(),
         namespaces=[namespace],
         seed=1,
-        listen=("127.0.0.1", 0),
         tick=0.05,
         istiod=cluster.istiod.grpc_address if istiod else None,
         xds_routes_binary=str(cluster.bin_dir / "istio-xds-routes"),
@@ -112,12 +112,20 @@ def simulator(cluster: Cluster, namespace: str, *, istiod: bool = True) -> Simul
 
 
 @pytest.fixture
-def sim(cluster: Cluster, bookinfo: str) -> Iterator[Simulator]:
-    with simulator(cluster, bookinfo) as simulator_:
+def mesh_server(cluster: Cluster, bookinfo: str) -> Iterator[SimulatorServer]:
+    """The simulator with its HTTP control API and ``/metrics``, both versions ready."""
+    with SimulatorServer(simulator(cluster, bookinfo)) as server:
         wait_for(
-            lambda: ready_versions(simulator_) == {"v1", "v2"}, timeout=30, what="ready versions"
+            lambda: ready_versions(server.simulator) == {"v1", "v2"},
+            timeout=30,
+            what="ready versions",
         )
-        yield simulator_
+        yield server
+
+
+@pytest.fixture
+def sim(mesh_server: SimulatorServer) -> Simulator:
+    return mesh_server.simulator
 
 
 def _istiod_routes(sim: Simulator, namespace: str) -> list[tuple[dict[str, int], dict[str, float]]]:
@@ -155,19 +163,23 @@ def served(sim: Simulator, namespace: str) -> dict[str, int]:
     return dict(sim.stats()["services"].get(f"{namespace}/reviews", {}).get("served", {}))
 
 
-def http_request(sim: Simulator, body: dict[str, Any]) -> dict[str, Any]:
+def http_request(server: SimulatorServer, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(
-        f"{sim.url}/request", data=json.dumps(body).encode(), method="POST"
+        f"{server.url}/request", data=json.dumps(body).encode(), method="POST"
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         return dict(json.load(response))
 
 
 def test_an_80_20_split_serves_about_80_20_and_prometheus_sees_both_versions(
-    cluster: Cluster, bookinfo: str, sim: Simulator, prometheus: PrometheusServer
+    cluster: Cluster,
+    bookinfo: str,
+    sim: Simulator,
+    mesh_server: SimulatorServer,
+    prometheus: PrometheusServer,
 ) -> None:
     route_as(sim, cluster=cluster, namespace=bookinfo, http=SPLIT_80_20)
-    prometheus.add_scrape_target(f"meshsim-{bookinfo}", f"127.0.0.1:{sim.port}")
+    prometheus.add_scrape_target(f"meshsim-{bookinfo}", f"127.0.0.1:{mesh_server.port}")
     sim.reset_stats()
     sim.set_load(namespace=bookinfo, service="reviews", rps=400)
 
@@ -200,7 +212,7 @@ def test_an_80_20_split_serves_about_80_20_and_prometheus_sees_both_versions(
 
 
 def test_header_routes_and_mirrors_follow_the_stored_virtual_service(
-    cluster: Cluster, bookinfo: str, sim: Simulator
+    cluster: Cluster, bookinfo: str, sim: Simulator, mesh_server: SimulatorServer
 ) -> None:
     http: list[dict[str, Any]] = [
         {
@@ -212,8 +224,8 @@ def test_header_routes_and_mirrors_follow_the_stored_virtual_service(
     route_as(sim, cluster=cluster, namespace=bookinfo, http=http)
     request = {"host": "reviews", "namespace": bookinfo, "port": 9080}
     jason = {**request, "headers": {"end-user": "jason"}}
-    assert http_request(sim, jason)["version"] == "v2"
-    assert http_request(sim, request) | {"latencyMs": 0} == {
+    assert http_request(mesh_server, jason)["version"] == "v2"
+    assert http_request(mesh_server, request) | {"latencyMs": 0} == {
         "version": "v1",
         "code": 200,
         "latencyMs": 0,
@@ -238,15 +250,15 @@ def test_without_istiod_the_simulator_reads_the_stored_virtual_service_itself(
 
 
 def test_a_route_to_a_version_scaled_to_zero_answers_503_until_it_is_ready_again(
-    cluster: Cluster, bookinfo: str, sim: Simulator
+    cluster: Cluster, bookinfo: str, sim: Simulator, mesh_server: SimulatorServer
 ) -> None:
     route_as(sim, cluster=cluster, namespace=bookinfo, http=[{"route": [to("v2")]}])
     request = {"host": "reviews", "namespace": bookinfo}
-    assert http_request(sim, request)["version"] == "v2"
+    assert http_request(mesh_server, request)["version"] == "v2"
     cluster.kubectl("scale", "-n", bookinfo, "deployment/reviews-v2", "--replicas=0")
 
     def unavailable() -> dict[str, Any] | None:
-        answer = http_request(sim, request)
+        answer = http_request(mesh_server, request)
         return answer if answer["code"] == 503 else None
 
     answer = wait_for(unavailable, timeout=60, what="503 once v2 has no ready pod")
@@ -259,5 +271,5 @@ def test_a_route_to_a_version_scaled_to_zero_answers_503_until_it_is_ready_again
     sim.set_version_behaviour(namespace=bookinfo, service="reviews", version="v2", error_rate=1.0)
     cluster.kubectl("scale", "-n", bookinfo, "deployment/reviews-v2", "--replicas=1")
     wait_for(
-        lambda: http_request(sim, request)["code"] == 500, timeout=60, what="v2 answering again"
+        lambda: http_request(mesh_server, request)["code"] == 500, timeout=60, what="v2 answering again"
     )

@@ -20,15 +20,14 @@ from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import (
     EXAMPLES,
-    apply,
-    deploy_bookinfo,
     get,
     patch_spec,
-    release_phase,
     route_weights,
     wait_for,
 )
 from tests.e2e.istiod_routes import host_routes
+from tests.e2e.processes import OperatorProcess
+from tests.e2e.releases import ReleaseStarter
 
 WINDOW = 15
 RPS = 60
@@ -74,22 +73,23 @@ def within_sampling_error(share: float, expected: float, n: float) -> bool:
     return abs(share - expected) <= 5 * math.sqrt(expected * (1 - expected) / n)
 
 
-def start_progressing(cluster: Cluster, ns: str, start_operator: Any, prometheus_url: str, mesh: Simulator) -> Any:
-    deploy_bookinfo(cluster, ns)
-    op = start_operator(
-        "--prometheus-url", prometheus_url, "--metrics-interval", "1", "--metrics-window", str(WINDOW)
+def start_progressing(progressing_release: ReleaseStarter, prometheus_url: str, mesh: Simulator) -> OperatorProcess:
+    ns = progressing_release.namespace
+    op = progressing_release(
+        release(30),
+        operator_args=("--prometheus-url", prometheus_url, "--metrics-interval", "1", "--metrics-window", str(WINDOW)),
+    ).operator
+    wait_for(
+        lambda: routed_by_simulator(mesh, ns, {"v1": 70, "v2": 30}), timeout=15, what="the simulator routing 70/30"
     )
-    apply(cluster, ns, release(30))
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=60, what="Progressing")
-    wait_for(lambda: routed_by_simulator(mesh, ns, {"v1": 70, "v2": 30}), timeout=15, what="the simulator routing 70/30")
     return op
 
 
 def test_reported_rates_and_served_counts_agree_with_a_30_70_split(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, prometheus: PrometheusServer
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator, prometheus: PrometheusServer
 ) -> None:
     ns = namespace
-    start_progressing(cluster, ns, start_operator, prometheus.url, mesh)
+    start_progressing(progressing_release, prometheus.url, mesh)
 
     # No traffic yet: status says so plainly instead of showing zeros.
     cond = wait_for(
@@ -122,11 +122,11 @@ def test_reported_rates_and_served_counts_agree_with_a_30_70_split(
 
 
 def test_a_version_with_ten_percent_errors_shows_a_success_rate_near_ninety(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, prometheus: PrometheusServer
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator, prometheus: PrometheusServer
 ) -> None:
     ns = namespace
     mesh.set_version_behaviour(namespace=ns, service="reviews", version="v2", error_rate=0.1)
-    start_progressing(cluster, ns, start_operator, prometheus.url, mesh)
+    start_progressing(progressing_release, prometheus.url, mesh)
     started = time.time()
     mesh.set_load(namespace=ns, service="reviews", rps=RPS)
     reported = wait_for(lambda: metrics_since(cluster, ns, started), timeout=60, what="a full window of metrics")
@@ -143,19 +143,18 @@ def test_a_version_with_ten_percent_errors_shows_a_success_rate_near_ninety(
 
 
 def test_prometheus_going_away_keeps_the_last_values_marked_stale_and_the_operator_running(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster,
+    namespace: str,
+    progressing_release: ReleaseStarter,
+    mesh: Simulator,
+    own_prometheus: PrometheusServer,
 ) -> None:
-    ns = namespace
-    own = PrometheusServer(scrape_interval="1s")  # never stop the session's: other tests use it
-    own.start()
-    try:
-        own.add_scrape_target("meshsim", f"127.0.0.1:{mesh.port}")
-        op = start_progressing(cluster, ns, start_operator, own.url, mesh)
-        started = time.time()
-        mesh.set_load(namespace=ns, service="reviews", rps=RPS)
-        good = wait_for(lambda: metrics_since(cluster, ns, started), timeout=60, what="a full window of metrics")
-    finally:
-        own.stop()
+    ns, own = namespace, own_prometheus
+    op = start_progressing(progressing_release, own.url, mesh)
+    started = time.time()
+    mesh.set_load(namespace=ns, service="reviews", rps=RPS)
+    good = wait_for(lambda: metrics_since(cluster, ns, started), timeout=60, what="a full window of metrics")
+    own.stop()
 
     def unreachable() -> dict[str, Any] | None:
         cond = condition(cluster, ns, "MetricsAvailable")
@@ -171,7 +170,7 @@ def test_prometheus_going_away_keeps_the_last_values_marked_stale_and_the_operat
         assert stale[version]["updatedAt"] == good[version]["updatedAt"]
 
     # The operator keeps running and keeps routing.
-    assert op.proc.poll() is None
+    assert op.proc is not None and op.proc.poll() is None
     patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 50}})
     wait_for(
         lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 50, "v2": 50}],

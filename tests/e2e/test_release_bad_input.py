@@ -18,6 +18,7 @@ from tests.e2e.helpers import (
     versioned_deployment,
     wait_for,
 )
+from tests.e2e.releases import ReleaseStarter
 
 
 def _failed_with(cluster: Cluster, ns: str, text: str) -> dict[str, Any] | None:
@@ -115,14 +116,14 @@ def test_a_canary_deployment_the_operator_did_not_create_is_never_overwritten(
 
 
 def test_edits_the_api_server_refuses_leave_traffic_where_it_was(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, example_release())
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
-    wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 70, "v2": 30}], what="70/30")
+    progressing_release()
+    wait_for(
+        lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 70, "v2": 30}],
+        what="70/30",
+    )
     refusals = {
         "takeOver must be empty or name stable.version or canary.version": {"takeOver": "v9"},
         "offline needs takeOver": {"offline": True},
@@ -130,10 +131,21 @@ def test_edits_the_api_server_refuses_leave_traffic_where_it_was(
     }
     for message, patch in refusals.items():
         proc = cluster.kubectl(
-            "patch", "canaryrelease", "reviews", "-n", ns, "--type=merge", "-p", json.dumps({"spec": patch}), check=False
+            "patch",
+            "canaryrelease",
+            "reviews",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": patch}),
+            check=False,
         )
         assert proc.returncode != 0, patch
         assert message in proc.stderr, proc.stderr
     assert route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 70, "v2": 30}]
     patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 50}})
-    wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 50, "v2": 50}], what="50/50")
+    wait_for(
+        lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 50, "v2": 50}],
+        what="50/50",
+    )

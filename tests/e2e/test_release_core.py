@@ -19,6 +19,7 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.istiod_routes import assert_istiod_routes_say_status
+from tests.e2e.releases import ReleaseStarter
 
 
 def _weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
@@ -32,15 +33,11 @@ def _status_traffic(cluster: Cluster, ns: str) -> dict[str, Any]:
 
 
 def test_canary_by_weight_take_over_and_offline_follow_the_tutorial(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, example_release())
-
     # Step 2: reviews-v2 is a copy of v1 with version=v2 and the new image; 70/30 once it is ready.
-    obj = wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=60, what="Progressing")
+    obj = progressing_release().body
     v2 = get(cluster, "deployment", "reviews-v2", ns)
     assert v2 is not None
     assert v2["spec"]["selector"]["matchLabels"] == {"app": "reviews", "version": "v2"}
@@ -97,10 +94,9 @@ def test_canary_by_weight_take_over_and_offline_follow_the_tutorial(
 
 
 def test_abort_restores_original_routing_and_removes_the_canary(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
     # A VirtualService the user already had: its retries, timeout and an unrelated route must survive.
     original: dict[str, Any] = {
         "apiVersion": "networking.istio.io/v1",
@@ -118,10 +114,7 @@ def test_abort_restores_original_routing_and_removes_the_canary(
             ],
         },
     }
-    apply(cluster, ns, original)
-    start_operator()
-    apply(cluster, ns, example_release())
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
+    progressing_release(prepare=lambda: apply(cluster, ns, original))
     vs = get(cluster, "virtualservice", "reviews-routes", ns)
     assert vs is not None
     assert get(cluster, "virtualservice", "reviews", ns) is None  # adopted, not duplicated
@@ -146,13 +139,10 @@ def test_abort_restores_original_routing_and_removes_the_canary(
 
 
 def test_deleting_a_release_before_it_completes_restores_routing_and_removes_the_canary(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, example_release())
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
+    progressing_release()
     cluster.kubectl("delete", "canaryrelease", "reviews", "-n", ns, "--timeout=60s")
     assert get(cluster, "deployment", "reviews-v2", ns) is None
     assert get(cluster, "virtualservice", "reviews", ns) is None
@@ -180,24 +170,22 @@ def test_operator_killed_after_canary_exists_is_finished_by_a_new_process(
 
 
 def test_offline_with_scale_to_zero_keeps_the_stable_deployment_for_gitops(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, example_release(takeOver="v2", offline=True, offlineAction="ScaleToZero"))
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), timeout=60, what="Completed")
+    progressing_release(
+        example_release(takeOver="v2", offline=True, offlineAction="ScaleToZero"), until="Completed"
+    )
     v1 = get(cluster, "deployment", "reviews-v1", ns)
     assert v1 is not None and v1["spec"]["replicas"] == 0
     assert _weights(cluster, ns) == [{"v2": 100}]
 
 
-def test_status_write_is_skipped_when_nothing_changed(cluster: Cluster, namespace: str, start_operator: Any) -> None:
+def test_status_write_is_skipped_when_nothing_changed(
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
+) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, example_release())
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing")
+    progressing_release()
     wait_for(lambda: _status_traffic(cluster, ns).get("canary") == 30, what="status settled")
     before = {k: (get(cluster, k, "reviews", ns) or {})["metadata"]["resourceVersion"]
               for k in ("canaryrelease", "virtualservice", "destinationrule")}

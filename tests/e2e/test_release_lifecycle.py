@@ -21,6 +21,7 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.istiod_routes import assert_istiod_routes_say_status
+from tests.e2e.releases import ReleaseStarter
 
 MARKS = ("releases.istio-canary.io/release", "app.kubernetes.io/managed-by")
 USER_ROUTES: dict[str, Any] = {
@@ -74,7 +75,9 @@ def _marks(obj: dict[str, Any] | None) -> set[str]:
 def _run_to_completion(cluster: Cluster, ns: str, name: str, stable: str, canary: str, adopted: bool) -> None:
     apply(cluster, ns, _release(name, stable, canary))
     wait_for(lambda: release_phase(cluster, ns, name, "Progressing"), timeout=90, what=f"{name} Progressing")
-    wait_for(lambda: _reviews_weights(cluster, ns, adopted) == [{stable: 70, canary: 30}], what=f"{stable}/{canary} 70/30")
+    wait_for(
+        lambda: _reviews_weights(cluster, ns, adopted) == [{stable: 70, canary: 30}], what=f"{stable}/{canary} 70/30"
+    )
     wait_for(lambda: _status_weights(cluster, ns, name) == (70, 30), what=f"{name} status.traffic 70/30")
     assert_istiod_routes_say_status(cluster, ns, name)  # operator-created or adopted, istiod agrees
     if not adopted:  # the helper reads the VirtualService and DestinationRule named after the Service
@@ -88,7 +91,9 @@ def _run_to_completion(cluster: Cluster, ns: str, name: str, stable: str, canary
     assert _reviews_weights(cluster, ns, adopted) == [{canary: 100}]
     # Handed over: nothing left that makes the next release see someone else's objects.
     wait_for(lambda: not _marks(get(cluster, "deployment", f"reviews-{canary}", ns)), what="survivor handed over")
-    wait_for(lambda: not _marks(get(cluster, "virtualservice", _vs_name(adopted), ns)), what="VirtualService handed over")
+    wait_for(
+        lambda: not _marks(get(cluster, "virtualservice", _vs_name(adopted), ns)), what="VirtualService handed over"
+    )
     wait_for(lambda: not _marks(get(cluster, "destinationrule", "reviews", ns)), what="DestinationRule handed over")
 
 
@@ -128,7 +133,9 @@ def test_release_after_release_on_one_service(
     # v3 -> v5 under the reused name of the very first release.
     _run_to_completion(cluster, ns, "reviews", "v3", "v5", adopted)
     deployments = json.loads(cluster.kubectl("get", "deployments", "-n", ns, "-o", "json").stdout)["items"]
-    assert sorted(d["metadata"]["name"] for d in deployments if d["metadata"]["name"].startswith("reviews")) == ["reviews-v5"]
+    assert sorted(d["metadata"]["name"] for d in deployments if d["metadata"]["name"].startswith("reviews")) == [
+        "reviews-v5"
+    ]
 
 
 def test_a_new_canary_image_rolls_out_without_traffic_until_its_pods_are_ready(
@@ -147,7 +154,9 @@ def test_a_new_canary_image_rolls_out_without_traffic_until_its_pods_are_ready(
     # with the old pod still ready, which is exactly when no traffic may go to the canary.
     stall = {"spec": {"template": {"spec": {"nodeSelector": {"istio-canary-test/nowhere": "true"}}}}}
     cluster.kubectl("patch", "deployment", "reviews-v2", "-n", ns, "--type=merge", "-p", json.dumps(stall))
-    patch_spec(cluster, ns, "reviews", {"canary": {"version": "v2", "image": "kubesphere/examples-bookinfo-reviews-v3:1.13.0"}})
+    patch_spec(
+        cluster, ns, "reviews", {"canary": {"version": "v2", "image": "kubesphere/examples-bookinfo-reviews-v3:1.13.0"}}
+    )
     wait_for(lambda: release_phase(cluster, ns, "reviews", "WaitingForCanary"), what="WaitingForCanary")
     wait_for(lambda: _reviews_weights(cluster, ns, False) == [{"v1": 100}], what="no traffic to the new image")
     v2 = get(cluster, "deployment", "reviews-v2", ns)
@@ -168,13 +177,10 @@ def test_a_new_canary_image_rolls_out_without_traffic_until_its_pods_are_ready(
 
 
 def test_offline_waits_out_the_drain_even_across_an_operator_restart(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, start_operator: Any, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    op = start_operator()
-    apply(cluster, ns, example_release(takeOver="v2", drainSeconds=8))
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "TakenOver"), timeout=90, what="TakenOver")
+    op = progressing_release(example_release(takeOver="v2", drainSeconds=8), until="TakenOver").operator
     patch_spec(cluster, ns, "reviews", {"offline": True})
     status = wait_for(
         lambda: ((get(cluster, "canaryrelease", "reviews", ns) or {}).get("status") or {}).get("drain"),
@@ -195,13 +201,10 @@ def test_offline_waits_out_the_drain_even_across_an_operator_restart(
 
 
 def test_a_second_release_on_a_service_in_release_fails_clearly_and_both_delete_at_once(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, example_release())
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="first release Progressing")
+    progressing_release()
     apply(cluster, ns, _release("reviews-other", "v1", "v3"))
     failed = wait_for(lambda: release_phase(cluster, ns, "reviews-other", "Failed"), what="second release Failed")
     assert "belongs to release 'reviews'" in failed["status"]["message"]
@@ -217,18 +220,15 @@ def test_a_second_release_on_a_service_in_release_fails_clearly_and_both_delete_
 
 
 def test_the_largest_spec_the_crd_admits_is_handled_and_deletes_at_once(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
     value = "a" * 200
     rules = [
         {"headers": {f"x-h{h}": {"exact": value} for h in range(4)}, "uri": {"prefix": "/" + value}}
         for _ in range(16)
     ]
-    apply(cluster, ns, example_release(traffic={"weight": 30, "match": rules}))
-    obj = wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="Progressing")
+    obj = progressing_release(example_release(traffic={"weight": 30, "match": rules})).body
     annotations = obj["metadata"].get("annotations") or {}
     # kopf's bookkeeping is a hash, not a second copy of the spec.
     assert all(len(v) < 200 for k, v in annotations.items() if k.startswith("releases.istio-canary.io/"))
@@ -238,10 +238,9 @@ def test_the_largest_spec_the_crd_admits_is_handled_and_deletes_at_once(
 
 
 def test_an_autoscaled_service_keeps_autoscaling_through_abort_and_offline(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
     stable_hpa: dict[str, Any] = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -250,7 +249,12 @@ def test_an_autoscaled_service_keeps_autoscaling_through_abort_and_offline(
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews-v1"},
             "minReplicas": 1,
             "maxReplicas": 4,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
         },
     }
     stable_pdb = {
@@ -259,12 +263,12 @@ def test_an_autoscaled_service_keeps_autoscaling_through_abort_and_offline(
         "metadata": {"name": "reviews-v1"},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "reviews", "version": "v1"}}},
     }
-    apply(cluster, ns, stable_hpa)
-    apply(cluster, ns, stable_pdb)
-    start_operator()
 
-    apply(cluster, ns, example_release())
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="Progressing")
+    def the_users_autoscaling() -> None:
+        apply(cluster, ns, stable_hpa)
+        apply(cluster, ns, stable_pdb)
+
+    progressing_release(prepare=the_users_autoscaling)
     canary_hpa = wait_for(lambda: get(cluster, "hpa", "reviews-v2", ns), what="the canary's HPA")
     assert canary_hpa["spec"]["scaleTargetRef"]["name"] == "reviews-v2"
     assert (canary_hpa["spec"]["minReplicas"], canary_hpa["spec"]["maxReplicas"]) == (1, 4)

@@ -9,7 +9,6 @@ from devcluster import Cluster
 from tests.e2e.helpers import (
     apply,
     assert_routing_invariants,
-    deploy_bookinfo,
     example_release,
     get,
     patch_spec,
@@ -18,23 +17,23 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.istiod_routes import assert_istiod_routes_say_status, tcp_weights
+from tests.e2e.releases import ReleaseStarter
 
 
 def test_paused_release_creates_the_canary_but_moves_no_traffic_until_resumed(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, example_release(policy="Paused"))
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Paused"), what="Paused")
+    progressing_release(example_release(policy="Paused"), until="Paused")
     wait_for(lambda: (get(cluster, "deployment", "reviews-v2", ns) or {}).get("status", {}).get("readyReplicas"),
              what="canary ready")
     # Routing pins stable before the canary's pods could join the Service, and stays there.
     assert route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 100}]
     patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 50}})
-    wait_for(lambda: (get(cluster, "canaryrelease", "reviews", ns) or {}).get("status", {}).get("observedGeneration") == 2,
-             what="generation 2 observed")
+    wait_for(
+        lambda: (get(cluster, "canaryrelease", "reviews", ns) or {}).get("status", {}).get("observedGeneration") == 2,
+        what="generation 2 observed",
+    )
     assert route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 100}]
     patch_spec(cluster, ns, "reviews", {"policy": "WaitForWorkloadReady"})
     wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 50, "v2": 50}],

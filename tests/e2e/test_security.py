@@ -33,6 +33,7 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.loopback import Answer, LoopbackServer, free_port
+from tests.e2e.releases import ReleaseStarter
 
 pytestmark = pytest.mark.e2e
 
@@ -73,14 +74,12 @@ def events(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
 
 
 def test_a_release_aiming_prometheus_url_at_an_internal_endpoint_fails_before_any_request(
-    cluster: Cluster, namespace: str, start_operator: Any, admin_endpoint: LoopbackServer
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, admin_endpoint: LoopbackServer
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    start_operator()  # the default policy: no per-release URLs
-    apply(cluster, ns, analysed_release(admin_endpoint.url("/internal/admin")))
-
-    failed = wait_for(lambda: release_phase(cluster, ns, "reviews", "Failed"), timeout=60, what="Failed")
+    # The operator's default policy: no per-release URLs.
+    release = analysed_release(admin_endpoint.url("/internal/admin"))
+    failed = progressing_release(release, until="Failed").body
     message = failed["status"]["message"]
     assert "is refused by the operator's outbound policy" in message
     assert "queries only its own Prometheus" in message
@@ -255,7 +254,9 @@ def helm_template(cluster: Cluster, *, release: str, namespace: str, show_only: 
 @pytest.fixture
 def user_roles(cluster: Cluster, namespace: str) -> Iterator[None]:
     """The chart's aggregated ClusterRoles (cluster-scoped: named after the test, deleted after it)."""
-    roles = helm_template(cluster, release=f"sec-{namespace[-5:]}", namespace=namespace, show_only="templates/user-roles.yaml")
+    roles = helm_template(
+        cluster, release=f"sec-{namespace[-5:]}", namespace=namespace, show_only="templates/user-roles.yaml"
+    )
     cluster.kubectl("apply", "-f", "-", input=roles)
     yield
     cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-", input=roles, check=False)
@@ -272,7 +273,9 @@ def test_a_service_account_with_view_cannot_patch_a_release_and_one_with_edit_ca
     ns = namespace
     for account, role in (("viewer", "view"), ("editor", "edit")):
         cluster.kubectl("create", "serviceaccount", account, "-n", ns)
-        cluster.kubectl("create", "rolebinding", account, f"--clusterrole={role}", f"--serviceaccount={ns}:{account}", "-n", ns)
+        cluster.kubectl(
+            "create", "rolebinding", account, f"--clusterrole={role}", f"--serviceaccount={ns}:{account}", "-n", ns
+        )
     apply(cluster, ns, example_release())  # no operator runs: the release is only an object here
 
     def can(account: str, verb: str, resource: str = "canaryreleases.releases.istio-canary.io") -> bool:
@@ -290,7 +293,9 @@ def test_a_service_account_with_view_cannot_patch_a_release_and_one_with_edit_ca
     assert as_account(cluster, ns, "editor", *patch).returncode == 0
     assert (get(cluster, "canaryrelease", "reviews", ns) or {})["spec"]["traffic"]["weight"] == 50
     # Status is the operator's: not even edit writes it.
-    status = as_account(cluster, ns, "editor", *patch[:-2], "--subresource=status", "-p", '{"status": {"phase": "Completed"}}')
+    status = as_account(
+        cluster, ns, "editor", *patch[:-2], "--subresource=status", "-p", '{"status": {"phase": "Completed"}}'
+    )
     assert status.returncode != 0 and "Forbidden" in status.stderr
 
 

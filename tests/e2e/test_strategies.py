@@ -21,9 +21,7 @@ from meshsim.routers import EnvoyRouter
 from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import (
-    apply,
     assert_routing_invariants,
-    deploy_bookinfo,
     example_release,
     get,
     patch_spec,
@@ -35,14 +33,23 @@ from tests.e2e.istiod_routes import (
     assert_istiod_routes_say_status,
     host_routes,
 )
+from tests.e2e.releases import ReleaseStarter
 
 REVIEWS = "reviews.{ns}.svc.cluster.local"
 
-WINDOWS_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
-MACOS_UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"
+WINDOWS_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+)
+MACOS_UA = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15"
+)
 LINUX_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
-ANDROID_UA = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36"
-IPHONE_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+ANDROID_UA = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Mobile Safari/537.36"
+)
+IPHONE_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148"
+)
 
 
 def _weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
@@ -70,13 +77,11 @@ def _envoy_matches(mesh: Simulator, ns: str) -> list[tuple[str, dict[str, Any]]]
 
 
 def _start(
-    cluster: Cluster, ns: str, start_operator: Any, mesh: Simulator, release: dict[str, Any]
+    progressing_release: ReleaseStarter, mesh: Simulator, release: dict[str, Any]
 ) -> dict[str, Any]:
     """Bookinfo, the operator and ``release``; returns the VirtualService once it is in force."""
-    deploy_bookinfo(cluster, ns)
-    start_operator()
-    apply(cluster, ns, release)
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="Progressing")
+    cluster, ns = progressing_release.cluster, progressing_release.namespace
+    progressing_release(release)
     wait_for(
         lambda: (get(cluster, "deployment", "reviews-v2", ns) or {}).get("status", {}).get("readyReplicas"),
         what="reviews-v2 ready",
@@ -105,7 +110,7 @@ def _only(version: str, n: int = 20) -> collections.Counter[str | None]:
 
 
 def test_header_rules_always_reach_the_canary_while_other_requests_follow_the_weight(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
     match = [
@@ -113,7 +118,7 @@ def test_header_rules_always_reach_the_canary_while_other_requests_follow_the_we
         {"headers": {"x-group": {"prefix": "beta"}}},
         {"headers": {"x-build": {"regex": "rc-[0-9]+"}}},
     ]
-    vs = _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
+    vs = _start(progressing_release, mesh, example_release(traffic={"weight": 0, "match": match}))
     assert [r["name"] for r in vs["spec"]["http"]] == [
         "istio-canary-reviews-9080-match-0",
         "istio-canary-reviews-9080-match-1",
@@ -141,14 +146,14 @@ def test_header_rules_always_reach_the_canary_while_other_requests_follow_the_we
 
 
 def test_conditions_inside_a_rule_are_anded_and_rules_are_ored(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
     match = [
         {"headers": {"end-user": {"exact": "jason"}}, "uri": {"prefix": "/api/v2"}},
         {"headers": {"x-canary": {"exact": "always"}}},
     ]
-    _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
+    _start(progressing_release, mesh, example_release(traffic={"weight": 0, "match": match}))
 
     assert _served(mesh, ns, headers={"end-user": "jason"}, path="/api/v2/reviews") == _only("v2")
     assert _served(mesh, ns, headers={"end-user": "jason"}, path="/api/v1/reviews") == _only("v1")
@@ -158,11 +163,11 @@ def test_conditions_inside_a_rule_are_anded_and_rules_are_ored(
 
 
 def test_cookie_rule_finds_the_cookie_among_several_and_not_a_similar_name(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
     match = [{"cookie": {"name": "canary", "value": {"exact": "yes"}}}]
-    vs = _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
+    vs = _start(progressing_release, mesh, example_release(traffic={"weight": 0, "match": match}))
     # One regex over the Cookie header, passed to Envoy as written in the VirtualService.
     cookie = vs["spec"]["http"][0]["match"][0]["headers"]["cookie"]["regex"]
     assert _envoy_matches(mesh, ns)[0][1]["headers"] == [
@@ -177,7 +182,7 @@ def test_cookie_rule_finds_the_cookie_among_several_and_not_a_similar_name(
 
 
 def test_uri_rules_send_exact_prefix_and_regex_paths_to_the_canary(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
     match = [
@@ -185,7 +190,7 @@ def test_uri_rules_send_exact_prefix_and_regex_paths_to_the_canary(
         {"uri": {"prefix": "/api/v2/"}},
         {"uri": {"regex": "/reviews/[0-9]+"}},
     ]
-    _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
+    _start(progressing_release, mesh, example_release(traffic={"weight": 0, "match": match}))
     # Envoy's path matchers: exact is "path" (query string ignored), prefix sees the whole :path.
     paths = [{k: v for k, v in m.items() if k in ("path", "prefix", "safeRegex")} for _, m in _envoy_matches(mesh, ns)]
     assert paths[:3] == [{"path": "/reviews/beta"}, {"prefix": "/api/v2/"}, {"safeRegex": {"regex": "/reviews/[0-9]+"}}]
@@ -198,11 +203,11 @@ def test_uri_rules_send_exact_prefix_and_regex_paths_to_the_canary(
 
 
 def test_os_rule_reads_the_user_agent_and_linux_excludes_android(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
     match = [{"os": ["Windows", "Linux"]}]
-    vs = _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 0, "match": match}))
+    vs = _start(progressing_release, mesh, example_release(traffic={"weight": 0, "match": match}))
     linux = [m for m in vs["spec"]["http"][0]["match"] if "withoutHeaders" in m]
     assert linux and linux[0]["withoutHeaders"] == {"user-agent": {"regex": ".*Android.*"}}
     # istiod's translation of that exclusion: an inverted regex that treats a missing User-Agent
@@ -235,11 +240,11 @@ def test_os_rule_reads_the_user_agent_and_linux_excludes_android(
 
 
 def test_match_and_weight_combine_matching_to_canary_the_rest_split_by_weight(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
     match = [{"headers": {"end-user": {"exact": "jason"}}}]
-    _start(cluster, ns, start_operator, mesh, example_release(traffic={"weight": 30, "match": match}))
+    _start(progressing_release, mesh, example_release(traffic={"weight": 30, "match": match}))
     assert _weights(cluster, ns) == [{"v2": 100}, {"v1": 70, "v2": 30}]
 
     assert _served(mesh, ns, headers={"end-user": "jason"}, n=200) == _only("v2", 200)
@@ -251,10 +256,10 @@ def test_match_and_weight_combine_matching_to_canary_the_rest_split_by_weight(
 
 
 def test_canary_match_example_routes_as_its_header_says(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
-    _start(cluster, ns, start_operator, mesh, example_release("canary-match.yaml"))
+    _start(progressing_release, mesh, example_release("canary-match.yaml"))
     assert _weights(cluster, ns)[-1] == {"v1": 90, "v2": 10}
 
     assert _served(mesh, ns, headers={"end-user": "jason"}) == _only("v2")
@@ -270,10 +275,10 @@ def test_canary_match_example_routes_as_its_header_says(
 
 
 def test_blue_green_switches_all_traffic_at_once_back_and_offline_removes_the_old_version(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
-    vs = _start(cluster, ns, start_operator, mesh, example_release("blue-green.yaml"))
+    vs = _start(progressing_release, mesh, example_release("blue-green.yaml"))
     assert route_weights(vs) == [{"v1": 100}]
     assert _served(mesh, ns, n=100) == _only("v1", 100)  # the canary runs, with no traffic
 
@@ -311,10 +316,10 @@ def test_blue_green_switches_all_traffic_at_once_back_and_offline_removes_the_ol
 # -- mirroring --------------------------------------------------------------------------------
 
 def test_mirror_copies_requests_to_the_canary_while_stable_answers_every_one(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
-    vs = _start(cluster, ns, start_operator, mesh, example_release("mirror.yaml", traffic={"mirrorPercent": 40}))
+    vs = _start(progressing_release, mesh, example_release("mirror.yaml", traffic={"mirrorPercent": 40}))
     weighted = vs["spec"]["http"][-1]
     assert weighted["mirror"] == {"host": "reviews", "subset": "v2"}
     assert weighted["mirrorPercentage"] == {"value": 40.0}
@@ -379,10 +384,10 @@ class _Sampler:
 
 
 def test_switching_strategy_live_from_mirror_to_canary_to_blue_green_never_drops_a_request(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
     ns = namespace
-    _start(cluster, ns, start_operator, mesh, example_release("mirror.yaml"))
+    _start(progressing_release, mesh, example_release("mirror.yaml"))
     with _Sampler(mesh, ns) as sampler:
         patch_spec(cluster, ns, "reviews", {"strategy": "Canary", "traffic": {"weight": 50}})
         wait_for(lambda: _weights(cluster, ns) == [{"v1": 50, "v2": 50}], what="Canary 50/50")

@@ -15,7 +15,6 @@ from devcluster import Cluster
 from tests.e2e.helpers import (
     apply,
     assert_routing_invariants,
-    deploy_bookinfo,
     example_release,
     get,
     patch_spec,
@@ -24,6 +23,7 @@ from tests.e2e.helpers import (
     versioned_deployment,
     wait_for,
 )
+from tests.e2e.releases import ReleaseStarter
 
 
 def _routing(cluster: Cluster, ns: str, name: str = "reviews") -> dict[str, Any]:
@@ -46,21 +46,19 @@ def _warnings(cluster: Cluster, ns: str, name: str = "reviews") -> list[str]:
     return [str(e.get("message", "")) for e in events]
 
 
-def _progressing_at_30(cluster: Cluster, ns: str, start_operator: Any) -> dict[str, Any]:
-    deploy_bookinfo(cluster, ns)
-    operator = start_operator()
-    apply(cluster, ns, example_release())
-    wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), timeout=90, what="Progressing")
+def _progressing_at_30(progressing_release: ReleaseStarter) -> dict[str, Any]:
+    cluster, ns = progressing_release.cluster, progressing_release.namespace
+    operator = progressing_release().operator
     wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v1": 70, "v2": 30}],
              what="70/30")  # fmt: skip
     return {"operator": operator, "routing": _routing(cluster, ns)}
 
 
 def test_regex_that_re2_rejects_fails_the_release_with_the_field_path_and_moves_no_traffic(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    before = _progressing_at_30(cluster, ns, start_operator)
+    before = _progressing_at_30(progressing_release)
     # Lookahead is valid in Python and PCRE but not in RE2, which Envoy runs.
     bad = [{"headers": {"end-user": {"regex": "(?=jason)\\w+"}}}]
     patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 60, "match": bad}})
@@ -79,17 +77,20 @@ def test_regex_that_re2_rejects_fails_the_release_with_the_field_path_and_moves_
     good = [{"headers": {"end-user": {"regex": "jason|bob"}}}]
     patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 60, "match": good}})
     wait_for(lambda: release_phase(cluster, ns, "reviews", "Progressing"), what="Progressing again")
-    wait_for(lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {}) == [{"v2": 100}, {"v1": 40, "v2": 60}],
-             what="rule and 40/60")  # fmt: skip
+    wait_for(
+        lambda: route_weights(get(cluster, "virtualservice", "reviews", ns) or {})
+        == [{"v2": 100}, {"v1": 40, "v2": 60}],
+        what="rule and 40/60",
+    )
     wait_for(lambda: _spec_valid(cluster, ns).get("status") == "True", what="SpecValid=True")
     assert_routing_invariants(cluster, ns, "reviews")
 
 
 def test_empty_rule_and_mirror_percent_out_of_range_are_refused_at_apply(
-    cluster: Cluster, namespace: str, start_operator: Any
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter
 ) -> None:
     ns = namespace
-    before = _progressing_at_30(cluster, ns, start_operator)
+    before = _progressing_at_30(progressing_release)
 
     refused: dict[str, dict[str, Any]] = {
         "spec.traffic.match[0]: Invalid value: \"object\": a match rule needs at least one condition": {

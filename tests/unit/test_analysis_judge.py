@@ -33,7 +33,9 @@ def sampled(rng: random.Random, *, requests: int, error_rate: float) -> Counts:
     return counts(requests, errors)
 
 
-def test_a_canary_with_20_percent_errors_against_stable_at_a_tenth_of_a_percent_fails_within_a_handful_of_errors() -> None:
+def test_a_canary_with_20_percent_errors_against_stable_at_a_tenth_of_a_percent_fails_within_a_handful_of_errors() -> (
+    None
+):
     rng = random.Random(7)
     stable_requests = stable_errors = canary_errors = 0
     for canary_requests in range(1, 201):  # one canary request (and nine stable ones) at a time

@@ -190,6 +190,7 @@ def test_cluster_wide_by_default_with_one_cluster_role_and_no_roles() -> None:
         "patch",
         "delete",
     }
+    assert grants(role, group="", resource="services") >= {"create", "patch", "delete"}
     assert grants(role, group="kopf.dev", resource="clusterkopfpeerings") == {
         "get",
         "list",

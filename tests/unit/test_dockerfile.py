@@ -19,8 +19,8 @@ def instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
     pairs = []
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             word, _, rest = line.partition(" ")
             pairs.append((word.upper(), rest.strip()))

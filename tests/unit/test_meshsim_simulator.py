@@ -68,7 +68,7 @@ def bookinfo(*, v2_ready: int = 1) -> MeshSnapshot:
 
 @pytest.fixture
 def sim() -> Simulator:
-    simulator = Simulator(snapshot_source=bookinfo, seed=3, listen=("127.0.0.1", 0))
+    simulator = Simulator(snapshot_source=bookinfo, seed=3)
     simulator.refresh()
     return simulator
 
@@ -278,14 +278,14 @@ class TestControlApi:
 
 
 def test_a_simulator_in_a_thread_serves_its_control_api_and_generates_load() -> None:
-    sim = Simulator(snapshot_source=bookinfo, seed=1, listen=("127.0.0.1", 0), tick=0.05)
-    with sim:
+    sim = Simulator(snapshot_source=bookinfo, seed=1, tick=0.05)
+    with server.SimulatorServer(sim, listen=("127.0.0.1", 0)) as http:
         sim.set_load(namespace="bookinfo", service="reviews", rps=200)
         body = json.dumps({"host": "reviews", "namespace": "bookinfo"}).encode()
-        request = urllib.request.Request(f"{sim.url}/request", data=body, method="POST")
+        request = urllib.request.Request(f"{http.url}/request", data=body, method="POST")
         with urllib.request.urlopen(request, timeout=5) as response:
             assert json.load(response)["version"] == "v1"
         time.sleep(0.5)
-        with urllib.request.urlopen(f"{sim.url}/stats", timeout=5) as response:
+        with urllib.request.urlopen(f"{http.url}/stats", timeout=5) as response:
             served = json.load(response)["services"]["bookinfo/reviews"]["served"]
         assert served["v1"] > 20

@@ -19,10 +19,18 @@ SERVICE = {
 
 
 def _deployment(name: str, version: str, *, ready: int = 1, ours: bool = False) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": "bookinfo", "generation": 1, "labels": {"app": "reviews", "version": version}}
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": "bookinfo",
+        "generation": 1,
+        "labels": {"app": "reviews", "version": version},
+    }
     if ours:
         meta["labels"]["app.kubernetes.io/managed-by"] = "istio-canary-operator"
-        meta["annotations"] = {"releases.istio-canary.io/release": "bookinfo/reviews", "releases.istio-canary.io/release-uid": "u-1"}
+        meta["annotations"] = {
+            "releases.istio-canary.io/release": "bookinfo/reviews",
+            "releases.istio-canary.io/release-uid": "u-1",
+        }
     return {
         "metadata": meta,
         "spec": {
@@ -51,7 +59,9 @@ def _spec(**extra: Any) -> CanaryReleaseSpec:
 def _decide(spec: CanaryReleaseSpec, observed: Observed, phase: Phase = Phase.PENDING, **kw: Any) -> Decision:
     # No drain here: these tests are about what is written, tests/unit/test_phases_lifecycle.py about when.
     kw.setdefault("drain_seconds", 0)
-    return decide(release=RELEASE, spec=spec, observed=observed, previous=CanaryReleaseStatus(phase=phase), now=NOW, **kw)
+    return decide(
+        release=RELEASE, spec=spec, observed=observed, previous=CanaryReleaseStatus(phase=phase), now=NOW, **kw
+    )
 
 
 def _vs(decision: Decision) -> dict[str, Any]:
@@ -72,7 +82,9 @@ def test_new_release_pins_stable_before_creating_the_canary() -> None:
 
 
 def test_ready_canary_gets_the_requested_weight() -> None:
-    observed = Observed(service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True)))
+    observed = Observed(
+        service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True))
+    )
     decision = _decide(_spec(), observed)
     assert decision.phase is Phase.PROGRESSING
     assert _weights(_vs(decision)) == {"v1": 70, "v2": 30}
@@ -80,7 +92,8 @@ def test_ready_canary_gets_the_requested_weight() -> None:
 
 def test_unready_canary_never_gets_traffic_even_with_policy_immediately() -> None:
     observed = Observed(
-        service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ready=0, ours=True))
+        service=SERVICE,
+        deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ready=0, ours=True)),
     )
     decision = _decide(_spec(policy="Immediately"), observed)
     assert decision.phase is Phase.PROGRESSING
@@ -88,7 +101,9 @@ def test_unready_canary_never_gets_traffic_even_with_policy_immediately() -> Non
 
 
 def test_take_over_sends_all_traffic_to_the_canary_and_keeps_stable() -> None:
-    observed = Observed(service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True)))
+    observed = Observed(
+        service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True))
+    )
     decision = _decide(_spec(takeOver="v2"), observed, Phase.PROGRESSING)
     assert decision.phase is Phase.TAKEN_OVER
     assert _weights(_vs(decision)) == {"v2": 100}
@@ -96,7 +111,9 @@ def test_take_over_sends_all_traffic_to_the_canary_and_keeps_stable() -> None:
 
 
 def test_offline_routes_away_before_dropping_the_subset_and_deletes_stable() -> None:
-    observed = Observed(service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True)))
+    observed = Observed(
+        service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True))
+    )
     decision = _decide(_spec(takeOver="v2", offline=True), observed, Phase.TAKEN_OVER)
     kinds = [type(a).__name__ + getattr(a, "kind", "") for a in decision.actions]
     assert kinds == ["ApplyRoutingVirtualService", "ApplyRoutingDestinationRule", "DeleteObjectDeployment"]
@@ -166,7 +183,9 @@ def test_match_rule_on_a_tcp_only_service_fails_before_any_write() -> None:
 
 
 def test_mirror_sends_every_response_from_stable_and_copies_to_a_ready_canary() -> None:
-    observed = Observed(service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True)))
+    observed = Observed(
+        service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True))
+    )
     decision = _decide(_spec(strategy="Mirror", traffic={"mirrorPercent": 25}), observed)
     route = _vs(decision)["spec"]["http"][-1]
     assert _weights(_vs(decision)) == {"v1": 100}
@@ -174,6 +193,8 @@ def test_mirror_sends_every_response_from_stable_and_copies_to_a_ready_canary() 
 
 
 def test_blue_green_gives_the_canary_nothing_until_take_over() -> None:
-    observed = Observed(service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True)))
+    observed = Observed(
+        service=SERVICE, deployments=(_deployment("reviews-v1", "v1"), _deployment("reviews-v2", "v2", ours=True))
+    )
     assert _weights(_vs(_decide(_spec(strategy="BlueGreen"), observed))) == {"v1": 100}
     assert _weights(_vs(_decide(_spec(strategy="BlueGreen", takeOver="v2"), observed))) == {"v2": 100}

@@ -28,7 +28,12 @@ SERVICE = {
 
 def deployment(version: str, *, ready: int = 1, ours: bool = False) -> dict[str, Any]:
     labels = {"app": "reviews", "version": version}
-    meta: dict[str, Any] = {"name": f"reviews-{version}", "namespace": "bookinfo", "generation": 1, "labels": dict(labels)}
+    meta: dict[str, Any] = {
+        "name": f"reviews-{version}",
+        "namespace": "bookinfo",
+        "generation": 1,
+        "labels": dict(labels),
+    }
     if ours:
         meta["labels"]["app.kubernetes.io/managed-by"] = "istio-canary-operator"
         meta["annotations"] = {
@@ -62,8 +67,12 @@ def spec(**analysis: Any) -> CanaryReleaseSpec:
     )
 
 
-def under_analysis(step: int = 0, weight: int = 20, phase: Phase = Phase.PROGRESSING, **fields: Any) -> CanaryReleaseStatus:
-    status = AnalysisStatus(step=step, weight=weight, step_started_at=(NOW - timedelta(seconds=30)).isoformat(), **fields)
+def under_analysis(
+    step: int = 0, weight: int = 20, phase: Phase = Phase.PROGRESSING, **fields: Any
+) -> CanaryReleaseStatus:
+    status = AnalysisStatus(
+        step=step, weight=weight, step_started_at=(NOW - timedelta(seconds=30)).isoformat(), **fields
+    )
     return CanaryReleaseStatus(phase=phase, observed_generation=1, analysis=status)
 
 
@@ -136,12 +145,16 @@ def test_a_pass_at_the_last_step_with_promotion_offline_takes_stable_offline() -
 
 def test_after_an_offline_promotion_the_missing_stable_completes_the_release_instead_of_failing_it() -> None:
     promoted = under_analysis(step=2, weight=100)
-    decision = run(promoted, observed=Observed(service=SERVICE, deployments=(deployment("v2", ours=True),)), promotion="Offline")
+    decision = run(
+        promoted, observed=Observed(service=SERVICE, deployments=(deployment("v2", ours=True),)), promotion="Offline"
+    )
     assert decision.phase is Phase.COMPLETED
 
 
 def test_a_fail_rolls_back_at_once_with_the_reason_in_the_message() -> None:
-    decision = run(under_analysis(), check=look(Verdict.FAIL, reason="errors 20.00% canary vs 0.00% stable: canary worse"))
+    decision = run(
+        under_analysis(), check=look(Verdict.FAIL, reason="errors 20.00% canary vs 0.00% stable: canary worse")
+    )
     assert canary_weight(decision) == 0
     assert act.DeleteObject(kind="Deployment", name="reviews-v2") in decision.actions
     assert "errors 20.00% canary vs 0.00% stable" in decision.message

@@ -20,12 +20,21 @@ FQDN = "reviews.bookinfo.svc.cluster.local"
 GATEWAY: dict[str, Any] = {
     "hosts": ["reviews.example.com"],
     "gateways": ["istio-system/public"],
-    "http": [{"match": [{"uri": {"prefix": "/reviews"}}], "route": [{"destination": {"host": FQDN, "port": {"number": 9080}}}]}],
+    "http": [
+        {
+            "match": [{"uri": {"prefix": "/reviews"}}],
+            "route": [{"destination": {"host": FQDN, "port": {"number": 9080}}}],
+        }
+    ],
 }
 
 
 def gateway_vs(*, marked: bool = False) -> dict[str, Any]:
-    obj = adopted("VirtualService", GATEWAY, name="public") if marked else user_object("VirtualService", GATEWAY, name="public")
+    obj = (
+        adopted("VirtualService", GATEWAY, name="public")
+        if marked
+        else user_object("VirtualService", GATEWAY, name="public")
+    )
     obj["metadata"]["namespace"] = "istio-system"
     return obj
 
@@ -57,7 +66,9 @@ def test_a_gateway_virtual_service_in_another_namespace_is_split_there() -> None
 
 def test_abort_restores_the_gateway_virtual_service_where_it_lives() -> None:
     the_spec = spec(routing=listed(), abort=True)
-    decision = run(the_spec, observed(gateway_vs(marked=True), ours=False), CanaryReleaseStatus(phase=Phase.PROGRESSING))
+    decision = run(
+        the_spec, observed(gateway_vs(marked=True), ours=False), CanaryReleaseStatus(phase=Phase.PROGRESSING)
+    )
     (restore,) = edge_writes(decision)
     assert isinstance(restore, act.ReplaceRouting) and restore.body["spec"] == GATEWAY
 
@@ -86,9 +97,17 @@ def test_a_gateway_virtual_service_another_release_holds_is_refused_before_any_w
 
 
 def test_the_cache_finds_virtual_services_that_route_to_the_host_the_marked_ones_and_the_listed_ones() -> None:
-    mesh = user_object("VirtualService", {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]})
-    delegate = user_object("VirtualService", {"http": [{"route": [{"destination": {"host": "reviews"}}]}]}, name="delegate")
-    other = user_object("VirtualService", {"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings"}}]}]}, name="ratings")
+    mesh = user_object(
+        "VirtualService", {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}
+    )
+    delegate = user_object(
+        "VirtualService", {"http": [{"route": [{"destination": {"host": "reviews"}}]}]}, name="delegate"
+    )
+    other = user_object(
+        "VirtualService",
+        {"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings"}}]}]},
+        name="ratings",
+    )
     marked = copy.deepcopy(other)
     marked["metadata"].update(name="was-ours", labels={ownership.RELEASE_LABEL: "reviews"})
     found = cache.edge_routing(
@@ -116,7 +135,9 @@ def test_a_nodeport_service_is_reported_as_a_path_around_the_mesh_once_and_in_a_
     assert (condition.status, condition.reason) == ("False", "MeshBypass")
     again = run(spec(), seen, status.model_copy(update={"phase": Phase.PROGRESSING}))
     assert not [e for e in again.events if e.reason == "MeshBypass"], "said once, not at every look"
-    plain = run(spec(), Observed(service=SERVICE, deployments=seen.deployments), CanaryReleaseStatus(phase=Phase.PROGRESSING))
+    plain = run(
+        spec(), Observed(service=SERVICE, deployments=seen.deployments), CanaryReleaseStatus(phase=Phase.PROGRESSING)
+    )
     assert plain.bypass == ""
 
 
@@ -124,7 +145,10 @@ def test_the_cache_reads_a_host_as_the_builders_do_any_cluster_domain_included()
     def vs(name: str, host: str) -> dict[str, Any]:
         return user_object("VirtualService", {"hosts": [host]}, name=name)
 
-    items = [vs("other-namespace", "reviews.other.svc.cluster.local"), vs("custom-domain", "reviews.bookinfo.svc.corp.example")]
+    items = [
+        vs("other-namespace", "reviews.other.svc.cluster.local"),
+        vs("custom-domain", "reviews.bookinfo.svc.corp.example"),
+    ]
     picked = cache.pick_routing(items, kind="VirtualService", namespace="bookinfo", service="reviews")
     assert picked is not None and picked["metadata"]["name"] == "custom-domain"
     assert cache.pick_routing(items[:1], kind="VirtualService", namespace="bookinfo", service="reviews") is None

@@ -24,7 +24,12 @@ OURS = {"releases.istio-canary.io/release": "reviews", "app.kubernetes.io/manage
 
 def deployment(version: str, *, image: str = "", ready: int = 1, ours: bool = False, **status: Any) -> dict[str, Any]:
     labels = {"app": "reviews", "version": version}
-    meta: dict[str, Any] = {"name": f"reviews-{version}", "namespace": "bookinfo", "generation": 1, "labels": dict(labels)}
+    meta: dict[str, Any] = {
+        "name": f"reviews-{version}",
+        "namespace": "bookinfo",
+        "generation": 1,
+        "labels": dict(labels),
+    }
     if ours:
         meta["labels"]["app.kubernetes.io/managed-by"] = "istio-canary-operator"
         meta["annotations"] = {
@@ -116,7 +121,9 @@ def test_the_release_that_completes_takes_its_marks_off_the_routing_and_the_surv
 
 
 def test_an_adopted_object_loses_the_recorded_original_at_hand_over_so_no_later_abort_goes_back_before_it() -> None:
-    adopted = routing("VirtualService", labels={"releases.istio-canary.io/release": "reviews"}, original={"hosts": ["x"]})
+    adopted = routing(
+        "VirtualService", labels={"releases.istio-canary.io/release": "reviews"}, original={"hosts": ["x"]}
+    )
     patch = ownership.hand_over_patch(adopted, release_name="reviews")
     assert patch == {"metadata": {
         "labels": {"releases.istio-canary.io/release": None},
@@ -144,7 +151,9 @@ def test_a_completed_release_hands_over_again_if_a_restart_lost_the_first_attemp
         assert decision.phase is Phase.COMPLETED and decision.done
         assert kinds(decision) == ["PatchObject:VirtualService", "PatchObject:Deployment"]
         assert not any(isinstance(a, act.DeleteObject) for a in decision.actions)  # removes nothing
-    clean = Observed(service=SERVICE, deployments=(deployment("v2"),), virtual_service=routing("VirtualService", labels={}))
+    clean = Observed(
+        service=SERVICE, deployments=(deployment("v2"),), virtual_service=routing("VirtualService", labels={})
+    )
     assert run(spec(takeOver="v2", offline=True), clean, completed).actions == ()
 
 
@@ -195,7 +204,9 @@ def test_offline_moves_the_traffic_first_and_deletes_the_old_version_only_after_
 
 def test_spec_drain_seconds_overrides_the_operator_default() -> None:
     observed = Observed(service=SERVICE, deployments=(deployment("v1"), deployment("v2", ours=True)))
-    decision = run(spec(takeOver="v2", offline=True, drainSeconds=0), observed, CanaryReleaseStatus(phase=Phase.TAKEN_OVER))
+    decision = run(
+        spec(takeOver="v2", offline=True, drainSeconds=0), observed, CanaryReleaseStatus(phase=Phase.TAKEN_OVER)
+    )
     assert act.DeleteObject(kind="Deployment", name="reviews-v1") in decision.actions
 
 
@@ -292,7 +303,9 @@ def test_a_transient_error_keeps_the_phase_says_it_retries_and_warns_once() -> N
 # -- autoscaled services --------------------------------------------------------------------
 
 
-def hpa(name: str, target: str, *, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def hpa(
+    name: str, target: str, *, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": "bookinfo", "labels": labels or {}}
     if annotations:
         meta["annotations"] = annotations
@@ -301,8 +314,14 @@ def hpa(name: str, target: str, *, labels: dict[str, str] | None = None, annotat
         "metadata": meta,
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "minReplicas": 2, "maxReplicas": 5,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+            "minReplicas": 2,
+            "maxReplicas": 5,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
         },
     }
 
@@ -320,7 +339,10 @@ def test_the_canary_gets_copies_of_the_stable_hpa_and_of_a_pdb_that_selects_the_
         service=SERVICE,
         deployments=(deployment("v1"),),
         autoscalers=(hpa("reviews-v1", "reviews-v1"), hpa("ratings", "ratings-v1")),
-        disruption_budgets=(pdb("reviews-v1-pdb", {"app": "reviews", "version": "v1"}), pdb("reviews", {"app": "reviews"})),
+        disruption_budgets=(
+            pdb("reviews-v1-pdb", {"app": "reviews", "version": "v1"}),
+            pdb("reviews", {"app": "reviews"}),
+        ),
     )
     decision = run(spec(), observed, CanaryReleaseStatus())
     copies = {a.kind: a.body for a in decision.actions if isinstance(a, act.ApplyCompanion)}
@@ -334,13 +356,19 @@ def test_the_canary_gets_copies_of_the_stable_hpa_and_of_a_pdb_that_selects_the_
     assert canary_pdb["metadata"]["name"] == "reviews-v1-pdb-v2"
     assert canary_pdb["spec"]["selector"]["matchLabels"] == {"app": "reviews", "version": "v2"}
     # The Deployment comes first, its companions after it.
-    assert kinds(decision)[-3:] == ["ApplyDeployment:", "ApplyCompanion:HorizontalPodAutoscaler", "ApplyCompanion:PodDisruptionBudget"]
+    assert kinds(decision)[-3:] == [
+        "ApplyDeployment:",
+        "ApplyCompanion:HorizontalPodAutoscaler",
+        "ApplyCompanion:PodDisruptionBudget",
+    ]
 
 
 def test_an_autoscaled_canary_is_scaled_by_its_hpa_not_reset_by_the_operator() -> None:
     scaled = deployment("v2", ours=True)
     scaled["spec"]["replicas"] = 4
-    observed = Observed(service=SERVICE, deployments=(deployment("v1"), scaled), autoscalers=(hpa("reviews-v1", "reviews-v1"),))
+    observed = Observed(
+        service=SERVICE, deployments=(deployment("v1"), scaled), autoscalers=(hpa("reviews-v1", "reviews-v1"),)
+    )
     decision = run(spec(), observed, CanaryReleaseStatus(phase=Phase.PROGRESSING))
     body = next(a.body for a in decision.actions if isinstance(a, act.ApplyDeployment))
     assert "replicas" not in body["spec"]
@@ -358,7 +386,9 @@ def test_a_user_object_with_the_copy_s_name_is_never_overwritten() -> None:
 
 def test_abort_removes_the_copies_and_offline_hands_them_over_with_the_canary() -> None:
     mark = {"releases.istio-canary.io/release": "bookinfo/reviews", "releases.istio-canary.io/release-uid": "u-1"}
-    ours = hpa("reviews-v2", "reviews-v2", labels={"app.kubernetes.io/managed-by": "istio-canary-operator"}, annotations=mark)
+    ours = hpa(
+        "reviews-v2", "reviews-v2", labels={"app.kubernetes.io/managed-by": "istio-canary-operator"}, annotations=mark
+    )
     users = hpa("reviews-v1", "reviews-v1")
     gone = Observed(service=SERVICE, deployments=(deployment("v1"),), autoscalers=(users, ours))
     aborted = run(spec(abort=True), gone, CanaryReleaseStatus(phase=Phase.PROGRESSING))

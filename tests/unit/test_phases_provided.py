@@ -22,7 +22,10 @@ ALL_SUBSETS: dict[str, Any] = {
 JASON_TO_V2: dict[str, Any] = {
     "hosts": ["reviews"],
     "http": [
-        {"match": [{"headers": {"end-user": {"exact": "jason"}}}], "route": [{"destination": {"host": "reviews", "subset": "v2"}}]},
+        {
+            "match": [{"headers": {"end-user": {"exact": "jason"}}}],
+            "route": [{"destination": {"host": "reviews", "subset": "v2"}}],
+        },
         {"route": [{"destination": {"host": "reviews", "subset": "v1"}}]},
     ],
 }
@@ -78,7 +81,9 @@ def test_a_catch_all_route_to_a_third_version_is_refused_and_nothing_is_written(
         {"destination": {"host": "reviews", "subset": "v3"}, "weight": 50},
     ]}]}
     observed = Observed(
-        service=SERVICE, deployments=three_versions().deployments, virtual_service=user_object("VirtualService", half_v2)
+        service=SERVICE,
+        deployments=three_versions().deployments,
+        virtual_service=user_object("VirtualService", half_v2),
     )
     decision = run(provided(), observed, CanaryReleaseStatus(phase=Phase.PENDING))
     assert decision.phase is Phase.FAILED and decision.actions == ()
@@ -137,7 +142,11 @@ def test_abort_restores_the_routing_and_leaves_the_provided_deployment_where_it_
 
 
 def test_deleting_the_release_leaves_the_provided_deployment() -> None:
-    observed = Observed(service=SERVICE, deployments=three_versions().deployments, virtual_service=adopted("VirtualService", JASON_TO_V2))
+    observed = Observed(
+        service=SERVICE,
+        deployments=three_versions().deployments,
+        virtual_service=adopted("VirtualService", JASON_TO_V2),
+    )
     decision = run(provided(), observed, CanaryReleaseStatus(phase=Phase.PROGRESSING), deleting=True)
     assert decision.done and deployment_writes(decision) == []
 
@@ -146,7 +155,9 @@ def test_deleting_the_release_leaves_the_provided_deployment() -> None:
     ("Delete", act.DeleteObject(kind="Deployment", name="reviews-v1")),
     ("ScaleToZero", act.ScaleDeployment(name="reviews-v1", replicas=0)),
 ])
-def test_offline_to_the_provided_canary_acts_on_stable_and_never_on_the_canary(action: str, expected: act.Action) -> None:
+def test_offline_to_the_provided_canary_acts_on_stable_and_never_on_the_canary(
+    action: str, expected: act.Action
+) -> None:
     the_spec = provided(takeOver="v3", offline=True, offlineAction=action, drainSeconds=0)
     decision = run(the_spec, three_versions(), CanaryReleaseStatus(phase=Phase.TAKEN_OVER))
     assert deployment_writes(decision) == [expected]

@@ -159,5 +159,7 @@ def test_status_marks_a_provided_canary_and_lists_every_virtual_service_the_rele
     assert "reviews-v2 (yours)" in out and "reviews-v1 (yours)" not in out
     public = next(line for line in out.splitlines() if "istio-system/public" in line)
     assert "70%" in public and "30%" in public
-    alone = release(phase="Progressing", routing=[{"kind": "VirtualService", "namespace": "bookinfo", "name": "reviews"}])
+    alone = release(
+        phase="Progressing", routing=[{"kind": "VirtualService", "namespace": "bookinfo", "name": "reviews"}]
+    )
     assert "Routing" not in text(render_status(alone, [], now=NOW))

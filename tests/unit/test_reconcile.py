@@ -82,7 +82,11 @@ class InMemoryCluster:
             return Executed(stored=current, wrote=False)
         # Like the real adapter: a replace carries the resourceVersion of the object as observed.
         seen = _observed(observed, kind, name)
-        if current is not None and seen is not None and seen["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]:
+        if (
+            current is not None
+            and seen is not None
+            and seen["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
+        ):
             raise errors.ConflictError(f"{kind} {name} changed")
         self._version += 1
         stored = copy.deepcopy(body)

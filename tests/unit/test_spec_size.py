@@ -81,7 +81,7 @@ def largest_spec(character: str = "a") -> dict[str, Any]:
             "prometheusUrl": "https://prometheus.example/" + "p" * (2048 - 27),
             "prometheusAuth": {"secretRef": {"name": "s" * 253}},
         },
-        "routing": {"virtualServices": [{"name": "v" * 253, "namespace": "n" * 63}] * 8},
+        "routing": {"virtualServices": [{"name": "v" * 253, "namespace": "n" * 63}] * 8, "mode": "Subsets"},
     }
 
 

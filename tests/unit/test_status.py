@@ -18,7 +18,12 @@ from istio_canary.status import build_status, set_condition
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SPEC = CanaryReleaseSpec.model_validate(
-    {"service": "reviews", "stable": {"version": "v1"}, "canary": {"version": "v2", "image": "r:2"}, "traffic": {"weight": 30}}
+    {
+        "service": "reviews",
+        "stable": {"version": "v1"},
+        "canary": {"version": "v2", "image": "r:2"},
+        "traffic": {"weight": 30},
+    }
 )
 
 
@@ -52,7 +57,9 @@ def _build(**kw: Any) -> CanaryReleaseStatus:
     args: dict[str, Any] = {
         "spec": SPEC,
         "previous": CanaryReleaseStatus(),
-        "decision": Decision(phase=Phase.PROGRESSING, reason="Progressing", message="70/30", stable_deployment="reviews-v1"),
+        "decision": Decision(
+            phase=Phase.PROGRESSING, reason="Progressing", message="70/30", stable_deployment="reviews-v1"
+        ),
         "deployments": [_deployment("reviews-v1", "v1", 2), _deployment("reviews-v2", "v2", 1)],
         "virtual_service": _vs(70, 30),
         "metrics": None,
@@ -80,8 +87,12 @@ def test_each_version_shows_its_deployment_and_ready_replicas() -> None:
 
 def test_ready_condition_keeps_its_transition_time_while_the_status_holds() -> None:
     first = set_condition([], type_="Ready", status=True, reason="A", message="", now=NOW, generation=1)
-    later = set_condition(first, type_="Ready", status=True, reason="B", message="", now=NOW + timedelta(hours=1), generation=2)
-    flipped = set_condition(later, type_="Ready", status=False, reason="C", message="", now=NOW + timedelta(hours=2), generation=2)
+    later = set_condition(
+        first, type_="Ready", status=True, reason="B", message="", now=NOW + timedelta(hours=1), generation=2
+    )
+    flipped = set_condition(
+        later, type_="Ready", status=False, reason="C", message="", now=NOW + timedelta(hours=2), generation=2
+    )
     assert later[0].last_transition_time == NOW.isoformat()
     assert later[0].reason == "B"
     assert flipped[0].last_transition_time == (NOW + timedelta(hours=2)).isoformat()

@@ -63,7 +63,9 @@ class Cluster:
     @property
     def istiod(self) -> Istiod:
         """Istio's istiod for this cluster (started by ``up``, stopped by ``down``)."""
-        return Istiod(bin_dir=self.bin_dir, state_dir=self.state_dir / f"istiod-{self.name}", kubeconfig=self.kubeconfig)
+        return Istiod(
+            bin_dir=self.bin_dir, state_dir=self.state_dir / f"istiod-{self.name}", kubeconfig=self.kubeconfig
+        )
 
     # -- building -----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ latency (``meshsim.traffic``), and exports ``istio_requests_total`` and
 
 In a test::
 
-    sim = Simulator(api_client, namespaces=["bookinfo"], seed=1, listen=("127.0.0.1", 0),
+    sim = Simulator(api_client, namespaces=["bookinfo"], seed=1,
                     istiod=cluster.istiod.grpc_address)
     with sim:                                   # runs in a thread; or: await sim.start()
         sim.set_load(namespace="bookinfo", service="reviews", rps=20)
@@ -20,5 +20,6 @@ In a test::
         sim.stats()                             # served / mirrored counts per version
 
 From a shell: ``istio-canary-meshsim --kubeconfig K --namespace bookinfo --rps reviews=20``;
-the HTTP control API is described in ``meshsim.server``.
+the HTTP control API and ``/metrics`` are served by ``meshsim.server.SimulatorServer``
+(``with SimulatorServer(sim, listen=("127.0.0.1", 0)) as served: served.url``).
 """

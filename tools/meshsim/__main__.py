@@ -24,6 +24,7 @@ import sys
 from collections.abc import Sequence
 
 from meshsim import traffic
+from meshsim.server import SimulatorServer
 from meshsim.simulator import Simulator
 
 __all__ = ["main", "parse_behaviour", "parse_listen", "parse_service"]
@@ -121,7 +122,6 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
         api_client,
         namespaces=args.namespace,
         seed=args.seed,
-        listen=args.listen,
         poll_interval=args.poll_interval,
         istiod=args.istiod,
         xds_routes_binary=args.xds_routes_binary,
@@ -142,21 +142,26 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
     for item in args.behaviour:
         target, version, behaviour = parse_behaviour(item)
         namespace, service = parse_service(target, default_namespace=default_namespace)
-        sim.put_behaviour(
-            namespace=namespace, service=service, version=version, behaviour=behaviour
+        sim.set_version_behaviour(
+            namespace=namespace,
+            service=service,
+            version=version,
+            error_rate=behaviour.error_rate,
+            latency_p50_ms=behaviour.latency_p50_ms,
+            latency_p99_ms=behaviour.latency_p99_ms,
         )
     return sim
 
 
-async def _run(sim: Simulator) -> None:
+async def _run(served: SimulatorServer) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    await sim.start()
-    log.info("meshsim serving on %s (metrics at %s/metrics)", sim.url, sim.url)
+    await served.start()
+    log.info("meshsim serving on %s (metrics at %s/metrics)", served.url, served.url)
     await stopping.wait()
-    await sim.stop()
+    await served.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, traffic.SpecError, argparse.ArgumentTypeError) as error:
         print(f"istio-canary-meshsim: {error}", file=sys.stderr)
         return 2
-    asyncio.run(_run(sim))
+    asyncio.run(_run(SimulatorServer(sim, listen=args.listen)))
     return 0
 
 

@@ -1,5 +1,7 @@
 """The simulator's HTTP face: Prometheus scrapes ``/metrics``; tests and people steer the rest.
 
+:class:`SimulatorServer` runs a simulator and serves it; the simulator knows nothing of HTTP.
+
     GET  /metrics                                   Istio's metrics (Prometheus text format)
     GET  /stats                                     counts per service: served, mirrored, codes
     POST /stats/reset                               zero those counts
@@ -21,17 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import prometheus_client
 from aiohttp import web
 
 from meshsim import traffic
+from meshsim.running import InThread
+from meshsim.simulator import Simulator
 
-if TYPE_CHECKING:
-    from meshsim.simulator import Simulator
-
-__all__ = ["build_app", "serve"]
+__all__ = ["SimulatorServer", "build_app", "serve"]
 
 SIMULATOR: web.AppKey[Simulator] = web.AppKey("simulator")
 
@@ -113,7 +114,12 @@ async def put_version(request: web.Request) -> web.Response:
         behaviour = traffic.VersionBehaviour.from_json(body, base=sim.behaviour(**key))
     except traffic.SpecError as error:
         raise _bad_request(str(error)) from error
-    sim.put_behaviour(**key, behaviour=behaviour)
+    sim.set_version_behaviour(
+        **key,
+        error_rate=behaviour.error_rate,
+        latency_p50_ms=behaviour.latency_p50_ms,
+        latency_p99_ms=behaviour.latency_p99_ms,
+    )
     return web.json_response(behaviour.to_json())
 
 
@@ -128,15 +134,20 @@ async def put_load(request: web.Request) -> web.Response:
         load = traffic.LoadSpec.from_json(body)
     except traffic.SpecError as error:
         raise _bad_request(str(error)) from error
-    _sim(request).put_load(namespace=info["namespace"], service=info["service"], load=load)
+    _sim(request).set_load(
+        namespace=info["namespace"],
+        service=info["service"],
+        rps=load.rps,
+        port=load.port,
+        path=load.path,
+        mix=load.mix,
+    )
     return web.json_response(load.to_json())
 
 
 async def delete_load(request: web.Request) -> web.Response:
     info = request.match_info
-    _sim(request).put_load(
-        namespace=info["namespace"], service=info["service"], load=traffic.LoadSpec(rps=0)
-    )
+    _sim(request).set_load(namespace=info["namespace"], service=info["service"], rps=0)
     return web.json_response({})
 
 
@@ -174,3 +185,47 @@ async def serve(sim: Simulator, *, host: str, port: int) -> tuple[web.AppRunner,
     await site.start()
     bound = runner.addresses[0][1]
     return runner, int(bound)
+
+
+class SimulatorServer(InThread):
+    """A simulator and its HTTP face, started and stopped together.
+
+    ``listen`` is ``(host, port)``; port 0 picks a free port, see :attr:`port` once started.
+    """
+
+    thread_name = "meshsim"
+
+    def __init__(self, simulator: Simulator, *, listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+        self.simulator = simulator
+        self._listen = listen
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the control API and ``/metrics`` listen on."""
+        if self._port is None:
+            raise RuntimeError("the simulator's server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._listen[0]}:{self.port}"
+
+    async def start(self) -> None:
+        """Start the simulator, then serve it; a server that cannot listen stops the simulator."""
+        await self.simulator.start()
+        try:
+            self._runner, self._port = await serve(
+                self.simulator, host=self._listen[0], port=self._listen[1]
+            )
+        except BaseException:
+            await self.simulator.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop serving first, so nobody steers a simulator that is stopping."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.simulator.stop()

@@ -44,8 +44,8 @@ class Simulator(InThread):
     fixed one). ``istiod`` is istiod's plaintext xDS address: requests are then routed by the
     Envoy configuration istiod generates for a sidecar of each namespace, re-read on every
     push (``meshsim.routers.IstiodRouter``); without it the simulator reads the
-    VirtualServices itself. ``router`` replaces both (tests). ``listen`` is ``(host, port)``
-    for the control API and ``/metrics``; port 0 picks a free port, see :attr:`port`.
+    VirtualServices itself. ``router`` replaces both (tests). It knows nothing of HTTP: its
+    control API and ``/metrics`` are served by :class:`meshsim.server.SimulatorServer`.
     """
 
     thread_name = "meshsim"
@@ -56,7 +56,6 @@ class Simulator(InThread):
         *,
         namespaces: Sequence[str] = (),
         seed: int | None = None,
-        listen: tuple[str, int] | None = None,
         poll_interval: float = 0.5,
         tick: float = 0.1,
         version_label: str = "version",
@@ -79,7 +78,6 @@ class Simulator(InThread):
                 api_client, namespaces=namespaces, istio_objects=self.router.reads_istio_objects
             ).read
         self._source = snapshot_source
-        self._listen = listen
         self._poll_interval = poll_interval
         self._tick = tick
         self._version_label = version_label
@@ -91,8 +89,6 @@ class Simulator(InThread):
         self._stats: dict[str, stats_.ServiceStats] = collections.defaultdict(stats_.ServiceStats)
         self.metrics = metrics.IstioMetrics()
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner: Any = None
-        self._port: int | None = None
 
     # --- state the user sets -------------------------------------------------------------
 
@@ -108,13 +104,6 @@ class Simulator(InThread):
     ) -> None:
         """How ``version`` of ``service`` answers from now on (errors are HTTP 500)."""
         behaviour = traffic.VersionBehaviour(error_rate, latency_p50_ms, latency_p99_ms)
-        self.put_behaviour(
-            namespace=namespace, service=service, version=version, behaviour=behaviour
-        )
-
-    def put_behaviour(
-        self, *, namespace: str, service: str, version: str, behaviour: traffic.VersionBehaviour
-    ) -> None:
         with self._lock:
             self._behaviours[namespace, service, version] = behaviour
 
@@ -146,9 +135,6 @@ class Simulator(InThread):
             for t in mix
         )
         load = traffic.LoadSpec(rps=rps, port=port, path=path, mix=templates)
-        self.put_load(namespace=namespace, service=service, load=load)
-
-    def put_load(self, *, namespace: str, service: str, load: traffic.LoadSpec) -> None:
         with self._lock:
             if load.rps > 0:
                 self._loads[namespace, service] = load
@@ -317,19 +303,8 @@ class Simulator(InThread):
 
     # --- running -------------------------------------------------------------------------
 
-    @property
-    def port(self) -> int | None:
-        """The port the control API listens on, once started."""
-        return self._port
-
-    @property
-    def url(self) -> str | None:
-        if self._listen is None or self._port is None:
-            return None
-        return f"http://{self._listen[0]}:{self._port}"
-
     async def start(self) -> None:
-        """Read the cluster once, then poll, generate load and serve HTTP in this event loop.
+        """Read the cluster once, then poll and generate load in this event loop.
 
         Routing by istiod waits for istiod's first push to every namespace before it returns.
         """
@@ -339,12 +314,6 @@ class Simulator(InThread):
         except BaseException:
             await asyncio.to_thread(self.router.stop)
             raise
-        if self._listen is not None:
-            from meshsim import server
-
-            self._runner, self._port = await server.serve(
-                self, host=self._listen[0], port=self._listen[1]
-            )
         self._tasks = [
             asyncio.create_task(self._poll_forever(), name="meshsim-poll"),
             asyncio.create_task(self._generate_forever(), name="meshsim-load"),
@@ -355,9 +324,6 @@ class Simulator(InThread):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
         await asyncio.to_thread(self.router.stop)
 
     async def _poll_forever(self) -> None:

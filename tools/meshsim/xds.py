@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from meshsim.envoy_routes import EnvoyConfig, parse_config
@@ -54,11 +54,24 @@ def _command(binary: str, *, xds_address: str, namespace: str) -> list[str]:
 
 
 def fetch_config(
-    *, xds_address: str, namespace: str, binary: str | None = None, timeout: float = 30.0
+    *,
+    xds_address: str,
+    namespace: str,
+    binary: str | None = None,
+    timeout: float = 30.0,
+    gateway_labels: Mapping[str, str] | None = None,
 ) -> EnvoyConfig:
-    """What istiod pushes to a sidecar of ``namespace`` right now (one complete snapshot)."""
+    """What istiod pushes to a sidecar of ``namespace`` right now (one complete snapshot).
+
+    With ``gateway_labels``: what it pushes to an ingress gateway's proxy with those labels
+    (the Gateways whose selector they match), whose route configurations are named
+    ``http.<port>``.
+    """
     command = [*_command(find_binary(binary), xds_address=xds_address, namespace=namespace), "--once"]
     command += ["--timeout", f"{timeout:.0f}s"]
+    if gateway_labels is not None:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(gateway_labels.items()))
+        command += ["--proxy-type", "router", "--labels", labels]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 5, check=False)
     except subprocess.TimeoutExpired as error:

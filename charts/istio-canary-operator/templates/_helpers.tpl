@@ -58,9 +58,16 @@ app.kubernetes.io/component: operator
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, update, delete]
-# Services are only read, to find the stable Deployment and the ports to route.
+# Services are read to find the stable Deployment and the ports to route. With routing.mode
+# Services, a release creates and deletes one Service per version and patches the released
+# Service's selector (restored exactly at the end).
 - apiGroups: [""]
   resources: [services]
+  verbs: [get, list, watch, create, patch, delete]
+# Ingresses are only read: one that sends to a released Service bypasses Envoy's routes
+# (reported in the MeshOnly condition).
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
   verbs: [get, list, watch]
 # Traffic is split with these; adopted ones are patched and restored, owned ones deleted.
 - apiGroups: [networking.istio.io]

@@ -19,6 +19,7 @@ server sent ever reaches status, Events, logs or metrics.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import http.client
 import itertools
@@ -154,10 +155,9 @@ class _Watch:
     def expire(self) -> None:
         self.expired = True
         for sock in list(self.sockets):
-            try:
+            # OSError: already closed, the request ended in the meantime.
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in recv
-            except OSError:
-                pass  # already closed: the request ended in the meantime
 
 
 class _Watchdog:

@@ -59,7 +59,12 @@ class Advance:
 
 
 def start(
-    *, spec: CanaryReleaseSpec, previous: AnalysisStatus | None, previous_phase: Phase, canary_routable: bool, now: datetime
+    *,
+    spec: CanaryReleaseSpec,
+    previous: AnalysisStatus | None,
+    previous_phase: Phase,
+    canary_routable: bool,
+    now: datetime,
 ) -> AnalysisStatus | None:
     """The analysis status to continue from; None when the release has no analysis.
 

@@ -168,7 +168,9 @@ class PrometheusMetrics:
             # "from None": the cause's text may quote the server, and tracebacks print it.
             raise errors.MetricsUnavailableError(f"Prometheus at {self.url} {detail}") from None
         if not isinstance(result, list):
-            raise errors.MetricsUnavailableError(f"Prometheus at {self.url} answered something that is not a query result")
+            raise errors.MetricsUnavailableError(
+                f"Prometheus at {self.url} answered something that is not a query result"
+            )
         samples: list[Sample] = []
         for series in result:
             try:

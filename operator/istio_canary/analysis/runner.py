@@ -65,7 +65,10 @@ def check(
     own = False
     if analysis.prometheus_url:
         source, own = _release_prometheus(
-            analysis.prometheus_url, analysis.prometheus_auth, egress=egress or Egress(), read_credentials=read_credentials
+            analysis.prometheus_url,
+            analysis.prometheus_auth,
+            egress=egress or Egress(),
+            read_credentials=read_credentials,
         )
 
     def result(verdict: Verdict, reason: str) -> CheckResult:

@@ -25,7 +25,12 @@ from istio_canary.errors import RoutingError
 from istio_canary.istio.match import match_requests
 from istio_canary.istio.ownership import starting_point
 from istio_canary.istio.plan import RoutePlan
-from istio_canary.istio.routes import MIRROR_FIELDS, routes_only_to, subsets_of
+from istio_canary.istio.routes import (
+    MIRROR_FIELDS,
+    routes_only_to,
+    subsets_of,
+    version_service_name,
+)
 from istio_canary.models.marks import ISTIO_API_VERSION
 
 __all__ = ["routes_to_host", "split_in_place"]
@@ -50,7 +55,9 @@ def split_in_place(*, plan: RoutePlan, existing: Mapping[str, Any], release_name
     """
     meta = existing.get("metadata", {})
     namespace = str(meta.get("namespace") or plan.namespace)
-    start = starting_point(existing=existing, name=str(meta.get("name")), namespace=namespace, release_name=release_name)
+    start = starting_point(
+        existing=existing, name=str(meta.get("name")), namespace=namespace, release_name=release_name
+    )
     spec = copy.deepcopy(start.spec if start.spec is not None else dict(existing.get("spec") or {}))
     requests_per_rule = [match_requests(rule, path=f"traffic.match[{i}]") for i, rule in enumerate(plan.match)]
     ours = _ours(plan, same_namespace=namespace == plan.namespace)
@@ -77,7 +84,8 @@ def _ours(plan: RoutePlan, *, same_namespace: bool) -> Callable[[Mapping[str, An
     versions: set[str | None] = {plan.stable_version, plan.canary_version, None}
 
     def ours(route: Mapping[str, Any]) -> bool:
-        if not routes_only_to(route, service=plan.service, namespace=plan.namespace) or subsets_of(route) - versions:
+        routed = routes_only_to(route, service=plan.service, namespace=plan.namespace, versions=plan.version_hosts_of)
+        if not routed or subsets_of(route) - versions:
             return False
         hosts = {(entry.get("destination") or {}).get("host") for entry in route.get("route") or []}
         return same_namespace or plan.service not in hosts
@@ -85,10 +93,20 @@ def _ours(plan: RoutePlan, *, same_namespace: bool) -> Callable[[Mapping[str, An
     return ours
 
 
-def _destination(template: Mapping[str, Any], version: str) -> dict[str, Any]:
-    """The user's destination (host and port as written) for one version's subset."""
+def _destination(plan: RoutePlan, template: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """The user's destination (host and port as written) for one version's subset.
+
+    In routing mode Services, the version's own Service, qualified as the user qualified the host
+    (``productpage.bookinfo.svc.cluster.local`` -> ``productpage-v2.bookinfo.svc.cluster.local``).
+    """
     destination = {k: copy.deepcopy(v) for k, v in template.items() if k in ("host", "port")}
-    destination["subset"] = version
+    if not plan.version_services:
+        destination["subset"] = version
+        return destination
+    host = str(template.get("host", ""))
+    names = (*(version_service_name(plan.service, v) for v in plan.version_hosts_of), plan.service)
+    suffix = next((host[len(name):] for name in names if host == name or host.startswith(name + ".")), "")
+    destination["host"] = version_service_name(plan.service, version) + suffix
     return destination
 
 
@@ -100,7 +118,7 @@ def _split(plan: RoutePlan, route: Mapping[str, Any], *, original: Mapping[str, 
     """
     template = (route["route"][0].get("destination") or {})
     entries = [
-        {"destination": _destination(template, version), "weight": plan.weight_of(version)}
+        {"destination": _destination(plan, template, version), "weight": plan.weight_of(version)}
         for version in (plan.stable_version, plan.canary_version)
         if plan.weight_of(version) > 0
     ]
@@ -113,7 +131,7 @@ def _split(plan: RoutePlan, route: Mapping[str, Any], *, original: Mapping[str, 
     for key in MIRROR_FIELDS:
         split.pop(key, None)
     if plan.mirror_percent is not None:
-        split["mirror"] = _destination(template, plan.canary_version)
+        split["mirror"] = _destination(plan, template, plan.canary_version)
         split["mirrorPercentage"] = {"value": float(plan.mirror_percent)}
     else:
         split |= {key: copy.deepcopy(original[key]) for key in MIRROR_FIELDS if key in original}
@@ -135,7 +153,7 @@ def _matched_copies(
             matched.pop(key, None)
         matched["name"] = f"{name}-match-{index}"
         matched["match"] = [_both(mine, theirs, path=f"traffic.match[{index}]") for mine in own for theirs in requests]
-        matched["route"] = [{"destination": _destination(template, plan.canary_version)}]
+        matched["route"] = [{"destination": _destination(plan, template, plan.canary_version)}]
         copies.append(matched)
     return copies
 

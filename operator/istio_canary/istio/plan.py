@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from istio_canary.istio.routes import version_service_name
 from istio_canary.models import MatchRule
 
 __all__ = ["PortKind", "RoutePlan", "ServicePort", "service_ports"]
@@ -75,17 +76,15 @@ def service_ports(service: Mapping[str, Any]) -> list[ServicePort]:
 
     ``app_protocol`` is also accepted, as the Kubernetes client's ``to_dict()`` spells it.
     """
-    ports: list[ServicePort] = []
-    for entry in service.get("spec", {}).get("ports") or []:
-        ports.append(
-            ServicePort(
-                name=entry.get("name") or "",
-                port=int(entry["port"]),
-                protocol=entry.get("protocol") or "TCP",
-                app_protocol=entry.get("appProtocol") or entry.get("app_protocol"),
-            )
+    return [
+        ServicePort(
+            name=entry.get("name") or "",
+            port=int(entry["port"]),
+            protocol=entry.get("protocol") or "TCP",
+            app_protocol=entry.get("appProtocol") or entry.get("app_protocol"),
         )
-    return ports
+        for entry in service.get("spec", {}).get("ports") or []
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +109,20 @@ class RoutePlan:
     """Requests matching any rule go 100% to the canary; the rest are split by weight."""
     mirror_percent: float | None = None
     """Copy this percent of the weighted route's requests to the canary; None: no mirroring."""
+    version_services: bool = False
+    """Route to each version's own Service (routing mode Services) rather than to a subset."""
+
+    @property
+    def version_hosts_of(self) -> tuple[str, ...]:
+        """The versions whose own Services the routes may name (none when routing by subsets)."""
+        return (self.stable_version, self.canary_version) if self.version_services else ()
+
+    def destination(self, version: str, *, host: str | None = None) -> dict[str, Any]:
+        """Where requests for ``version`` go: ``host`` (default: the Service) and its subset, or
+        the version's own Service."""
+        if self.version_services:
+            return {"host": version_service_name(self.service, version)}
+        return {"host": host or self.service, "subset": version}
 
     def __post_init__(self) -> None:
         # These are invariants of the state machine's output, not user input: a violation

@@ -7,7 +7,7 @@ so ``status.traffic`` reports what Envoy is told rather than what the operator m
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from istio_canary.errors import ForeignObjectError
@@ -17,7 +17,7 @@ from istio_canary.istio.ownership import (
     created_by_operator,
     recorded_original,
 )
-from istio_canary.istio.routes import is_catch_all, is_service_host, routes_only_to
+from istio_canary.istio.routes import is_catch_all, routes_only_to, version_of
 from istio_canary.models import TrafficStatus
 
 __all__ = ["read_back_edge", "read_back_traffic", "restore_original", "restored_object"]
@@ -71,6 +71,7 @@ def read_back_traffic(
     stable_version: str,
     canary_version: str,
     namespace: str | None = None,
+    version_services: bool = False,
 ) -> TrafficStatus:
     """What the stored VirtualService does with the Service's traffic.
 
@@ -81,57 +82,62 @@ def read_back_traffic(
     route with request conditions, ahead of that catch-all, sends everything to the canary.
     """
     spec = vs.get("spec") or {}
+    # Routing mode Services: the routes name each version's own Service instead of a subset.
+    versions = (stable_version, canary_version) if version_services else ()
 
     def for_service(route: Mapping[str, Any]) -> bool:
-        return routes_only_to(route, service=service, namespace=namespace)
+        return routes_only_to(route, service=service, namespace=namespace, versions=versions)
+
+    def version(destination: Mapping[str, Any]) -> str | None:
+        return version_of(destination, service=service, namespace=namespace, versions=versions)
 
     http = [route for route in spec.get("http") or [] if for_service(route)]
     tcp = [route for route in spec.get("tcp") or [] if for_service(route)]
     catch_all_index = next((i for i, route in enumerate(http) if is_catch_all(route)), len(http))
-    weighted = (
-        http[catch_all_index]
-        if catch_all_index < len(http)
-        else next((route for route in tcp if is_catch_all(route)), None)
-    )
-
-    weights = _weights(weighted) if weighted is not None else {}
+    weighted = http[catch_all_index] if catch_all_index < len(http) else next(filter(is_catch_all, tcp), None)
+    weights = _weights(weighted, version) if weighted is not None else {}
     matched = any(
-        {entry.get("destination", {}).get("subset") for entry in route["route"]} == {canary_version}
+        {version(entry.get("destination") or {}) for entry in route["route"]} == {canary_version}
         for route in http[:catch_all_index]
     )
     return TrafficStatus(
         stable=weights.get(stable_version, 0),
         canary=weights.get(canary_version, 0),
         matched_to_canary=matched,
-        mirror_percent=(
-            _mirror_percent(weighted, service=service, namespace=namespace, subset=canary_version)
-            if weighted is not None
-            else None
+        mirror_percent=None if weighted is None else _mirror_percent(
+            weighted, is_canary=lambda d: version(d) == canary_version and for_service({"route": [{"destination": d}]})
         ),
     )
 
 
-def read_back_edge(vs: Mapping[str, Any], *, service: str, stable_version: str, canary_version: str) -> TrafficStatus:
+def read_back_edge(
+    vs: Mapping[str, Any], *, service: str, stable_version: str, canary_version: str, version_services: bool = False
+) -> TrafficStatus:
     """The split of a VirtualService the release splits in place (a gateway's, a delegate).
 
     Its first route to the Service that the user wrote (not one of the release's match copies,
     whose names start with ``istio-canary-``), whatever its match.
     """
     spec = vs.get("spec") or {}
+    versions = (stable_version, canary_version) if version_services else ()
+
+    def version(destination: Mapping[str, Any]) -> str | None:
+        return version_of(destination, service=service, namespace=None, versions=versions)
+
     for route in [*(spec.get("http") or []), *(spec.get("tcp") or [])]:
         if str(route.get("name", "")).startswith("istio-canary-"):
             continue
-        if routes_only_to(route, service=service, namespace=None):
-            weights = _weights(route)
+        if routes_only_to(route, service=service, namespace=None, versions=versions):
+            weights = _weights(route, version)
             return TrafficStatus(stable=weights.get(stable_version, 0), canary=weights.get(canary_version, 0))
     return TrafficStatus()
 
 
-def _weights(route: Mapping[str, Any]) -> dict[str, int]:
+def _weights(route: Mapping[str, Any], version: Callable[[Mapping[str, Any]], str | None]) -> dict[str, int]:
     entries = route.get("route") or []
     weights: dict[str, int] = {}
     for entry in entries:
-        subset = (entry.get("destination") or {}).get("subset")
+        subset = version(entry.get("destination") or {})
         # A single destination takes everything, whatever its weight says (Istio's rule).
         weight = 100 if len(entries) == 1 else int(entry.get("weight") or 0)
         if subset is not None:
@@ -139,14 +145,7 @@ def _weights(route: Mapping[str, Any]) -> dict[str, int]:
     return weights
 
 
-def _mirror_percent(
-    route: Mapping[str, Any], *, service: str, namespace: str | None, subset: str
-) -> float | None:
-    def is_canary(destination: Mapping[str, Any]) -> bool:
-        return destination.get("subset") == subset and is_service_host(
-            str(destination.get("host", "")), service=service, namespace=namespace
-        )
-
+def _mirror_percent(route: Mapping[str, Any], *, is_canary: Callable[[Mapping[str, Any]], bool]) -> float | None:
     # Istio mirrors 100% when no percentage is given.
     if "mirror" in route and is_canary(route["mirror"] or {}):
         return float((route.get("mirrorPercentage") or {}).get("value", 100.0))

@@ -52,6 +52,7 @@ from istio_canary.istio.routes import (
     is_service_host,
     routes_only_to,
     subsets_of,
+    version_service_name,
 )
 
 __all__ = ["build_virtual_service", "check_expressible", "route_name_prefix"]
@@ -118,9 +119,9 @@ def _ours(plan: RoutePlan, *, release_name: str) -> Callable[[Mapping[str, Any]]
             return True
         # A route to a third version of the Service (Istio's samples route reviews v1, v2 and v3)
         # is the user's: kept, or refused when it would take every request.
-        return routes_only_to(route, service=plan.service, namespace=plan.namespace) and not (
-            subsets_of(route) - versions
-        )
+        return routes_only_to(
+            route, service=plan.service, namespace=plan.namespace, versions=plan.version_hosts_of
+        ) and not (subsets_of(route) - versions)
 
     return ours
 
@@ -141,7 +142,7 @@ def _refuse_shadowing(
     for index, route in enumerate(routes):
         if ours(route) or not is_catch_all(route):
             continue
-        if not routes_only_to(route, service=plan.service, namespace=plan.namespace):
+        if not routes_only_to(route, service=plan.service, namespace=plan.namespace, versions=plan.version_hosts_of):
             continue
         others = sorted(str(subset) for subset in subsets_of(route) - versions)
         raise RoutingError(
@@ -212,7 +213,7 @@ def _check_ports(plan: RoutePlan, routed: Sequence[ServicePort]) -> None:
 
 
 def _destination(plan: RoutePlan, version: str, *, number: int | None) -> dict[str, Any]:
-    destination: dict[str, Any] = {"host": plan.service, "subset": version}
+    destination = plan.destination(version)
     if number is not None:
         destination["port"] = {"number": number}
     return destination
@@ -315,9 +316,8 @@ def _mirrors_to_service(route: Mapping[str, Any], plan: RoutePlan) -> bool:
         str((entry.get("destination") or {}).get("host", ""))
         for entry in route.get("mirrors") or []
     ]
-    return any(
-        is_service_host(host, service=plan.service, namespace=plan.namespace) for host in hosts
-    )
+    owned = (plan.service, *(version_service_name(plan.service, v) for v in plan.version_hosts_of))
+    return any(is_service_host(host, service=name, namespace=plan.namespace) for host in hosts for name in owned)
 
 
 def _splice(

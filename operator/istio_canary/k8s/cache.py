@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from istio_canary.istio import edge
-from istio_canary.istio.routes import is_service_host
+from istio_canary.istio.routes import is_service_host, version_service_name
 from istio_canary.models.marks import RELEASE_LABEL
 from istio_canary.phases import Observed
 
@@ -26,7 +26,7 @@ _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """A watched object without managedFields and last-applied copies (often most of its bytes)."""
-    obj = {k: v for k, v in body.items()}
+    obj = dict(body)
     meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _DROPPED_ANNOTATIONS}
     if annotations:
@@ -90,15 +90,23 @@ def observe_cached(
     disruption_budgets: Mapping[Any, Iterable[Mapping[str, Any]]] | None = None,
     release: str = "",
     listed: Iterable[tuple[str, str]] = (),
+    versions: Iterable[str] = (),
+    namespaces: Mapping[Any, Iterable[Mapping[str, str]]] | None = None,
+    ingresses: Mapping[Any, Iterable[Mapping[str, Any]]] | None = None,
 ) -> Observed:
     """``Observed`` from the caches: services keyed by (namespace, name), the rest by namespace.
 
-    ``listed`` names (namespace, name) VirtualServices elsewhere that the release splits too.
+    ``listed`` names (namespace, name) VirtualServices elsewhere that the release splits too;
+    ``versions`` the versions whose own Services (routing mode Services) are looked up.
     """
     found = next(iter(services.get((namespace, service), ())), None)
-    primary = pick_routing(virtual_services.get(namespace, ()), kind="VirtualService", namespace=namespace, service=service)
+    own = (next(iter(services.get((namespace, version_service_name(service, v)), ())), None) for v in versions)
+    primary = pick_routing(
+        virtual_services.get(namespace, ()), kind="VirtualService", namespace=namespace, service=service
+    )
     return Observed(
         service=dict(found) if found is not None else None,
+        version_services=tuple(dict(o) for o in own if o is not None),
         deployments=tuple(dict(d) for d in deployments.get(namespace, ())),
         virtual_service=primary,
         edge_virtual_services=edge_routing(
@@ -110,4 +118,12 @@ def observe_cached(
         ),
         autoscalers=tuple(dict(o) for o in (autoscalers or {}).get(namespace, ())),
         disruption_budgets=tuple(dict(o) for o in (disruption_budgets or {}).get(namespace, ())),
+        namespace_labels=_labels_of(namespaces, namespace),
+        ingresses=tuple(dict(o) for o in (ingresses or {}).get(namespace, ())),
     )
+
+
+def _labels_of(namespaces: Mapping[Any, Iterable[Mapping[str, str]]] | None, name: str) -> dict[str, str] | None:
+    """The namespace's labels from the cache (None: not cached, e.g. no permission to watch namespaces)."""
+    found = next(iter((namespaces or {}).get(name, ())), None)
+    return dict(found) if found is not None else None

@@ -27,6 +27,7 @@ from kubernetes.client.rest import ApiException
 from istio_canary import actions as act
 from istio_canary import errors, workloads
 from istio_canary import metrics as opmetrics
+from istio_canary.istio import version_services
 from istio_canary.models.marks import ISTIO_GROUP, ISTIO_VERSION
 from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Observed
@@ -93,8 +94,13 @@ class Cluster:
                 return self._apply(kind, body, current=_current(observed, kind, _name(body), where), namespace=where)
             case act.ApplyCompanion(kind=kind, body=body):
                 return self._apply(kind, body, current=_current(observed, kind, _name(body)), namespace=namespace)
+            case act.ApplyService(body=body):
+                current = _current(observed, "Service", _name(body))
+                return self._apply_service(body, current=current, namespace=namespace)
             case act.ApplyDeployment(body=body):
-                return self._apply_deployment(body, current=_current(observed, "Deployment", _name(body)), namespace=namespace)
+                return self._apply_deployment(
+                    body, current=_current(observed, "Deployment", _name(body)), namespace=namespace
+                )
             case act.ReplaceRouting(kind=kind, body=body, namespace=where):
                 where = where or namespace
                 current = _current(observed, kind, _name(body), where)
@@ -144,7 +150,9 @@ class Cluster:
         patch.setdefault("metadata", {})["resourceVersion"] = str(
             desired.get("metadata", {}).get("resourceVersion") or current["metadata"].get("resourceVersion", "")
         )
-        return Executed(stored=_json(self._verbs[kind].patch(_name(desired), namespace, patch, MERGE_PATCH)), wrote=True)
+        return Executed(
+            stored=_json(self._verbs[kind].patch(_name(desired), namespace, patch, MERGE_PATCH)), wrote=True
+        )
 
     def _apply_deployment(self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str) -> Executed:
         if current is None:
@@ -154,6 +162,16 @@ class Cluster:
             return Executed(stored=current, wrote=False)
         # Strategic merge: containers are merged by name, so an image change keeps the rest.
         stored = self._verbs["Deployment"].patch(_name(body), namespace, patch, STRATEGIC_MERGE_PATCH)
+        return Executed(stored=_json(stored), wrote=True)
+
+    def _apply_service(self, body: dict[str, Any], *, current: dict[str, Any] | None, namespace: str) -> Executed:
+        if current is None:
+            return Executed(stored=_json(self._verbs["Service"].create(namespace, body)), wrote=True)
+        patch = version_services.service_patch(current=current, desired=body)
+        if patch is None:
+            return Executed(stored=current, wrote=False)
+        patch["metadata"] = {"resourceVersion": str(current["metadata"].get("resourceVersion", ""))}
+        stored = self._verbs["Service"].patch(_name(body), namespace, patch, MERGE_PATCH)
         return Executed(stored=_json(stored), wrote=True)
 
     def _delete(self, kind: str, name: str, *, namespace: str) -> Executed:
@@ -175,10 +193,16 @@ class Cluster:
 
 def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
     """The calls for every kind the operator writes, each asked for raw JSON (no model objects)."""
-    apps, custom = client.AppsV1Api(api), client.CustomObjectsApi(api)
+    apps, core, custom = client.AppsV1Api(api), client.CoreV1Api(api), client.CustomObjectsApi(api)
     autoscaling, policy = client.AutoscalingV2Api(api), client.PolicyV1Api(api)
     raw: dict[str, Any] = {"_preload_content": False}
     verbs = {
+        "Service": _Verbs(
+            create=lambda ns, body: core.create_namespaced_service(ns, body, **raw),
+            replace=lambda name, ns, body: core.replace_namespaced_service(name, ns, body, **raw),
+            patch=lambda name, ns, p, ct: core.patch_namespaced_service(name, ns, p, _content_type=ct, **raw),
+            delete=core.delete_namespaced_service,
+        ),
         "Deployment": _Verbs(
             create=lambda ns, body: apps.create_namespaced_deployment(ns, body, **raw),
             replace=lambda name, ns, body: apps.replace_namespaced_deployment(name, ns, body, **raw),
@@ -187,11 +211,13 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
         ),
         "HorizontalPodAutoscaler": _Verbs(
             create=lambda ns, body: autoscaling.create_namespaced_horizontal_pod_autoscaler(ns, body, **raw),
-            replace=lambda name, ns, body: autoscaling.replace_namespaced_horizontal_pod_autoscaler(name, ns, body, **raw),
+            replace=lambda name, ns, body: autoscaling.replace_namespaced_horizontal_pod_autoscaler(
+                name, ns, body, **raw
+            ),
             patch=lambda name, ns, p, ct: autoscaling.patch_namespaced_horizontal_pod_autoscaler(
                 name, ns, p, _content_type=ct, **raw
             ),
-            delete=lambda name, ns: autoscaling.delete_namespaced_horizontal_pod_autoscaler(name, ns),
+            delete=autoscaling.delete_namespaced_horizontal_pod_autoscaler,
         ),
         "PodDisruptionBudget": _Verbs(
             create=lambda ns, body: policy.create_namespaced_pod_disruption_budget(ns, body, **raw),
@@ -199,7 +225,7 @@ def _kinds(api: client.ApiClient) -> dict[str, _Verbs]:
             patch=lambda name, ns, p, ct: policy.patch_namespaced_pod_disruption_budget(
                 name, ns, p, _content_type=ct, **raw
             ),
-            delete=lambda name, ns: policy.delete_namespaced_pod_disruption_budget(name, ns),
+            delete=policy.delete_namespaced_pod_disruption_budget,
         ),
     }
     for kind, plural in ROUTING_PLURALS.items():
@@ -229,7 +255,7 @@ def _routing_verbs(custom: client.CustomObjectsApi, plural: str) -> _Verbs:
 
 def _translate(err: ApiException, what: str) -> Exception:
     """A refused write as a domain error; the API server's message (never a remote body) is kept."""
-    opmetrics.count_api_error(verb="write", resource=what.split(" ")[0], code=err.status or "")
+    opmetrics.count_api_error(verb="write", resource=what.split(" ", maxsplit=1)[0], code=err.status or "")
     code = int(err.status or 0)
     if code == 409:
         return errors.ConflictError(f"{what} changed while being written; deciding again")
@@ -257,6 +283,8 @@ def _current(observed: Observed, kind: str, name: str, namespace: str | None = N
             listed = observed.disruption_budgets
         case "VirtualService":
             listed = (observed.virtual_service, *observed.edge_virtual_services)
+        case "Service":
+            listed = (observed.service, *observed.version_services)
         case _:
             listed = (observed.destination_rule,)
     return next(
@@ -277,6 +305,8 @@ def _describe(action: act.Action) -> str:
             return f"{kind} {_name(body)}"
         case act.ApplyDeployment(body=body):
             return f"Deployment {_name(body)}"
+        case act.ApplyService(body=body):
+            return f"Service {_name(body)}"
         case act.ScaleDeployment(name=name):
             return f"Deployment {name}"
         case act.DeleteObject(kind=kind, name=name) | act.PatchObject(kind=kind, name=name):

@@ -47,7 +47,9 @@ def read_credentials(api: client.ApiClient, *, namespace: str, name: str) -> out
     except (OSError, urllib3.exceptions.HTTPError, ValueError):
         raise errors.ApiUnavailableError(f"the API server did not return {where}") from None
     data = body.get("data") or {}
-    values = {key: _decoded(data[key], key=key, where=where) for key in ("token", "username", "password") if key in data}
+    values = {
+        key: _decoded(data[key], key=key, where=where) for key in ("token", "username", "password") if key in data
+    }
     if values.get("token"):
         return outbound.Credentials(token=values["token"])
     if values.get("username") and "password" in values:

@@ -10,6 +10,7 @@ __all__ = [
     "KIND",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
+    "ORIGINAL_SELECTOR_ANNOTATION",
     "ORIGINAL_SPEC_ANNOTATION",
     "PLURAL",
     "RELEASE_ANNOTATION",
@@ -40,6 +41,8 @@ RELEASE_ANNOTATION = f"{GROUP}/release"
 RELEASE_UID_ANNOTATION = f"{GROUP}/release-uid"
 # The spec of a routing object before the release adopted it, as JSON.
 ORIGINAL_SPEC_ANNOTATION = f"{GROUP}/original-spec"
+# The selector of the released Service before routing.mode Services pinned it, as JSON.
+ORIGINAL_SELECTOR_ANNOTATION = f"{GROUP}/original-selector"
 
 # Metadata the API server sets: a desired object leaves them out (a replace adds resourceVersion back).
 SERVER_METADATA = (

@@ -15,10 +15,12 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
-from istio_canary.models._base import ApiModel
+from istio_canary.models._base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, DnsLabel
 from istio_canary.models.analysis import AnalysisSpec
+from istio_canary.models.routing import ObjectRef, RoutingMode, RoutingSpec
 
 __all__ = [
+    "DNS_LABEL",
     "CanaryReleaseSpec",
     "CanarySpec",
     "CookieMatch",
@@ -27,6 +29,7 @@ __all__ = [
     "OfflineAction",
     "OperatingSystem",
     "Policy",
+    "RoutingMode",
     "RoutingSpec",
     "StableSpec",
     "Strategy",
@@ -34,13 +37,8 @@ __all__ = [
     "TrafficSpec",
 ]
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Lowercase HTTP token characters (RFC 9110): Istio requires lowercase header names.
 HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
-
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 
 # Size limits. Every string and collection of the spec is bounded: the API server's CEL cost
 # estimator sizes a rule by the maxLength/maxItems of what it reads, and every copy of the spec
@@ -286,6 +284,8 @@ class CanarySpec(ApiModel):
         return self
 
 
+_NO_ANALYSIS_BY_SERVICES = "routing.mode Services does not take spec.analysis yet: use routing.mode Subsets"
+_MODE = "(has({0}.routing) && has({0}.routing.mode) ? {0}.routing.mode : 'Subsets')"
 _SPEC_RULES: list[JsonValue] = [
     {
         "rule": "self.stable.version != self.canary.version",
@@ -301,6 +301,8 @@ _SPEC_RULES: list[JsonValue] = [
         "message": "offline needs takeOver: name the version that keeps the traffic first",
     },
     {"rule": "self.service == oldSelf.service", "message": "service is immutable"},
+    {"rule": f"{_MODE.format('self')} == {_MODE.format('oldSelf')}", "message": "routing.mode is immutable"},
+    {"rule": f"{_MODE.format('self')} == 'Subsets' || !has(self.analysis)", "message": _NO_ANALYSIS_BY_SERVICES},
     {
         "rule": "(!has(self.canary.image) && (!has(self.canary.images) || size(self.canary.images) == 0)) == "
         "(!has(oldSelf.canary.image) && (!has(oldSelf.canary.images) || size(oldSelf.canary.images) == 0))",
@@ -319,25 +321,6 @@ _SPEC_RULES: list[JsonValue] = [
         "message": "offline cannot be undone: the other version is already removed",
     },
 ]
-
-
-class ObjectRef(ApiModel):
-    """An object by name, in the release's namespace unless another is given."""
-
-    name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
-    """The object's name."""
-    namespace: DnsLabel | None = None
-    """The object's namespace; default: the release's."""
-
-
-MAX_LISTED_VIRTUAL_SERVICES = 8
-
-
-class RoutingSpec(ApiModel):
-    """Which routing objects the release splits, beyond those it finds by itself."""
-
-    virtual_services: list[ObjectRef] = Field(default_factory=list, max_length=MAX_LISTED_VIRTUAL_SERVICES)
-    """VirtualServices that route to the Service from elsewhere (a gateway's in istio-system, a delegate in another namespace). Those in the release's namespace that route to the Service are split without being listed."""
 
 
 class CanaryReleaseSpec(ApiModel):
@@ -381,6 +364,8 @@ class CanaryReleaseSpec(ApiModel):
             )
         if self.offline and not self.take_over:
             raise ValueError("offline needs takeOver: name the version that keeps the traffic first")
+        if self.routing.mode is RoutingMode.SERVICES and self.analysis is not None:
+            raise ValueError(_NO_ANALYSIS_BY_SERVICES)
         return self
 
     @model_validator(mode="after")

@@ -99,7 +99,7 @@ class ConditionType(str, enum.Enum):
     METRICS_AVAILABLE = "MetricsAvailable"
     """Prometheus answered with data for both versions."""
     MESH_ONLY = "MeshOnly"
-    """No path to the Service that bypasses Envoy is visible (False: a NodePort or LoadBalancer Service, or external IPs, reach both versions' pods by the selector)."""
+    """No path to the Service that bypasses Envoy is visible (False: a NodePort or LoadBalancer Service, external IPs, an Ingress to the Service, or a namespace without sidecar injection reach both versions' pods by the selector)."""
 
 
 class Condition(ApiModel):

@@ -9,6 +9,7 @@ from istio_canary import actions as act
 from istio_canary import workloads
 from istio_canary.istio import ownership
 from istio_canary.models import DrainStatus
+from istio_canary.phases import routing as routing_mode
 from istio_canary.phases.model import Context
 
 __all__ = ["companions", "drain", "hand_over", "remove_companions"]
@@ -35,7 +36,8 @@ def hand_over(ctx: Context) -> tuple[act.Action, ...]:
     The next release then finds plain objects: it adopts the routing (so its abort comes back
     here, not to before this release) and clones the survivor as its stable.
     """
-    actions: list[act.Action] = []
+    # Routing mode Services was undone on the way to Completed; again here after a restart in between.
+    actions: list[act.Action] = list(routing_mode.release_version_services(ctx))
     routing: tuple[tuple[act.RoutingKind, dict[str, Any] | None], ...] = (
         ("DestinationRule", ctx.observed.destination_rule),
         ("VirtualService", ctx.observed.virtual_service),
@@ -45,7 +47,9 @@ def hand_over(ctx: Context) -> tuple[act.Action, ...]:
         patch = ownership.hand_over_patch(routing_obj, release_name=ctx.release.name) if routing_obj else None
         if routing_obj is not None and patch is not None:
             meta = routing_obj["metadata"]
-            actions.append(act.PatchObject(kind=routing_kind, name=meta["name"], patch=patch, namespace=meta.get("namespace")))
+            actions.append(
+                act.PatchObject(kind=routing_kind, name=meta["name"], patch=patch, namespace=meta.get("namespace"))
+            )
     canary_name = workloads.canary_deployment_name(ctx.spec)
     survivors = tuple(d for d in ctx.observed.deployments if d["metadata"]["name"] == canary_name)
     for kind, obj in _workload_objects(ctx, deployments=survivors):
@@ -95,7 +99,9 @@ def _workload_objects(
 
 
 def _created_here(ctx: Context, obj: dict[str, Any]) -> bool:
-    return workloads.is_created_by(deployment=obj, release_namespace=ctx.release.namespace, release_name=ctx.release.name)
+    return workloads.is_created_by(
+        deployment=obj, release_namespace=ctx.release.namespace, release_name=ctx.release.name
+    )
 
 
 def _ours_or_absent(ctx: Context, obj: dict[str, Any] | None) -> bool:

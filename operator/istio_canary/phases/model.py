@@ -49,6 +49,8 @@ class Observed:
     """What the cluster holds in the release's namespace, as read just before deciding."""
 
     service: dict[str, Any] | None
+    version_services: tuple[dict[str, Any], ...] = ()
+    """The stable and canary versions' own Services (``<service>-<version>``) that exist (routing mode Services)."""
     deployments: tuple[dict[str, Any], ...] = ()
     virtual_service: dict[str, Any] | None = None
     destination_rule: dict[str, Any] | None = None
@@ -58,6 +60,10 @@ class Observed:
     """HorizontalPodAutoscalers in the namespace."""
     disruption_budgets: tuple[dict[str, Any], ...] = ()
     """PodDisruptionBudgets in the namespace."""
+    namespace_labels: dict[str, str] | None = None
+    """The labels of the release's namespace (None: not seen)."""
+    ingresses: tuple[dict[str, Any], ...] = ()
+    """Ingresses in the namespace."""
 
 
 @dataclass(frozen=True, kw_only=True)

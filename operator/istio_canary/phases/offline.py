@@ -15,15 +15,19 @@ __all__ = ["go_offline"]
 def go_offline(ctx: Context, *, survivor: str) -> Decision:
     """Route everything to ``survivor``, drop the other subset, and remove the other version."""
     survivor_is_canary = survivor == ctx.spec.canary.version
+    leaving, removal, gone = _leaving(ctx, survivor_is_canary=survivor_is_canary)
     plan = routing.plan(
         ctx,
         stable_weight=0 if survivor_is_canary else 100,
         canary_weight=100 if survivor_is_canary else 0,
         subsets=(survivor,),
+        # Once the other version is gone, routing mode Services hands back plain subset routing.
+        version_services=False if gone else None,
     )
     # Stop pointing at the leaving subset before the DestinationRule drops it.
     routes = tuple(reversed(routing.routing_actions(ctx, plan)))
-    leaving, removal, gone = _leaving(ctx, survivor_is_canary=survivor_is_canary)
+    if gone:
+        routes += routing.release_version_services(ctx)
     message = f"{survivor} serves 100% of traffic; {leaving} is taken offline"
     drain, left = (None, 0.0) if gone else cleanup.drain(ctx, deployment=leaving)
     if left > 0:

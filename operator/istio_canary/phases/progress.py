@@ -27,6 +27,7 @@ from istio_canary.models import (
 )
 from istio_canary.models.analysis import CheckResult
 from istio_canary.phases import cleanup, offline, routing, teardown
+from istio_canary.phases.bypass import bypass_paths
 from istio_canary.phases.model import WAIT_SECONDS, Context, Decision
 from istio_canary.phases.resolve import (
     canary_name,
@@ -37,6 +38,9 @@ from istio_canary.phases.resolve import (
 )
 
 __all__ = ["progress"]
+
+# How soon the routes follow new version Services: time for their endpoints to reach the mesh.
+PENDING_SECONDS = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,9 +71,7 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
     split, warning = _clamp(ctx, wanted, canary_ready=ready)
     events.extend(warning)
     plan = _plan(ctx, split)
-    routes = routing.routing_actions(ctx, plan)
-    if ctx.spec.policy is Policy.PAUSED and routing.routing_written(ctx):
-        routes = ()  # Paused: leave the routing exactly as it is.
+    routes, pending = _routes(ctx, plan)
     # A provided canary is someone else's: the release only routes to it.
     made = () if ctx.spec.canary.provided else (act.ApplyDeployment(body=canary_body),)
     actions: tuple[act.Action, ...] = (*routes, *made, *(act.ApplyCompanion(kind=c["kind"], body=c) for c in copies))
@@ -79,9 +81,7 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
     phase, reason, message = _phase(ctx, split=split, canary_ready=ready, take_over=take_over, analysis=analysis)
     if ctx.previous.phase is not phase:
         events.append(act.Event(type="Normal", reason=reason.value, message=message))
-    bypass = routing.bypass_paths(ctx.observed.service)
-    if bypass and not _condition_since(ctx.previous, "MeshOnly", "False"):
-        events.append(act.Event(type="Warning", reason="MeshBypass", message=bypass))
+    bypass = _bypass(ctx, plan, events)
     waiting = phase is Phase.WAITING_FOR_CANARY or (phase is Phase.PROGRESSING and not ready)
     return Decision(
         phase=phase,
@@ -89,7 +89,7 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
         message=message,
         actions=actions,
         events=tuple(events),
-        requeue_after=WAIT_SECONDS if waiting else None,
+        requeue_after=PENDING_SECONDS if pending else (WAIT_SECONDS if waiting else None),
         analysis=analysis,
         canary_ready=ready,
         plan=plan,
@@ -98,6 +98,26 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
         canary_revision=revision(ctx) if ready else None,
         bypass=bypass,
     )
+
+
+def _routes(ctx: Context, plan: RoutePlan) -> tuple[tuple[act.Action, ...], bool]:
+    """The routing writes, and whether they are only new version Services (routing mode Services:
+    those go first, alone, and the routes follow at the next look)."""
+    if ctx.spec.policy is Policy.PAUSED and routing.routing_written(ctx):
+        return (), False  # Paused: leave the routing exactly as it is.
+    pending = routing.version_services_pending(ctx, plan)
+    return pending or routing.routing_actions(ctx, plan), bool(pending)
+
+
+def _bypass(ctx: Context, plan: RoutePlan, events: list[act.Event]) -> str:
+    """How clients may bypass Envoy (a Warning the first time); none when the selector is pinned."""
+    seen = ctx.observed
+    bypass = "" if plan.version_services else bypass_paths(
+        seen.service, namespace_labels=seen.namespace_labels, ingresses=seen.ingresses
+    )
+    if bypass and not _condition_since(ctx.previous, "MeshOnly", "False"):
+        events.append(act.Event(type="Warning", reason="MeshBypass", message=bypass))
+    return bypass
 
 
 def _never_ready(
@@ -227,7 +247,11 @@ def _phase(
         name = canary_name(ctx)
         return phase, Reason.CANARY_NOT_READY, f"waiting for Deployment {name} to have ready pods; it gets no traffic"
     if take_over:
-        return Phase.TAKEN_OVER, Reason.TAKEN_OVER, f"{take_over} receives 100% of traffic; the other version keeps running"
+        return (
+            Phase.TAKEN_OVER,
+            Reason.TAKEN_OVER,
+            f"{take_over} receives 100% of traffic; the other version keeps running",
+        )
     message = _describe(ctx, split)
     if analysis is not None:
         verdict = analysis.last_verdict.value if analysis.last_verdict else "none"

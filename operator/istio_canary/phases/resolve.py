@@ -144,7 +144,9 @@ def canary_routable(ctx: Context, *, canary_body: dict[str, Any]) -> bool:
         return False
     if image_changed(ctx) and ctx.spec.policy is not Policy.IMMEDIATELY:
         # A provided canary is stored as its owner wrote it; one the release makes, once patched.
-        stored_current = ctx.spec.canary.provided or workloads.deployment_patch(current=ctx.canary, desired=canary_body) is None
+        stored_current = (
+            ctx.spec.canary.provided or workloads.deployment_patch(current=ctx.canary, desired=canary_body) is None
+        )
         return stored_current and workloads.rolled_out(ctx.canary)
     if ctx.spec.policy is Policy.WAIT_FOR_WORKLOAD_READY and ctx.previous.phase not in (
         Phase.PROGRESSING,

@@ -5,12 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from istio_canary import actions as act
-from istio_canary.istio import destination_rule, edge, ownership, virtual_service
+from istio_canary.istio import destination_rule, edge, ownership, version_services, virtual_service
 from istio_canary.istio import plan as routeplan
 from istio_canary.istio.plan import RoutePlan
+from istio_canary.models import RoutingMode
 from istio_canary.phases.model import Context
 
-__all__ = ["bypass_paths", "plan", "routing_actions", "routing_name", "routing_written"]
+__all__ = [
+    "plan",
+    "release_version_services",
+    "routing_actions",
+    "routing_name",
+    "routing_written",
+    "version_services_pending",
+]
 
 
 def plan(
@@ -21,8 +29,12 @@ def plan(
     match: tuple[Any, ...] = (),
     mirror: float | None = None,
     subsets: tuple[str, ...] | None = None,
+    version_services: bool | None = None,
 ) -> RoutePlan:
+    """The plan for this split; ``version_services`` None: as ``spec.routing.mode`` says."""
     spec = ctx.spec
+    if version_services is None:
+        version_services = spec.routing.mode is RoutingMode.SERVICES
     return RoutePlan(
         service=spec.service,
         namespace=ctx.release.namespace,
@@ -34,6 +46,7 @@ def plan(
         canary_weight=canary_weight,
         match=match,
         mirror_percent=mirror,
+        version_services=version_services,
     )
 
 
@@ -58,7 +71,63 @@ def routing_actions(ctx: Context, route_plan: RoutePlan) -> tuple[act.Action, ..
         )
         for obj in ctx.observed.edge_virtual_services
     )
-    return (act.ApplyRouting(kind="DestinationRule", body=dr), act.ApplyRouting(kind="VirtualService", body=vs), *edges)
+    objects = (
+        act.ApplyRouting(kind="DestinationRule", body=dr), act.ApplyRouting(kind="VirtualService", body=vs), *edges
+    )
+    if not route_plan.version_services:
+        return objects
+    # Routing mode Services: the versions' own Services before the routes that name them, and
+    # the released Service pinned to the version that has all the traffic once they do.
+    return (*_version_services(ctx, route_plan), *objects, *_pin(ctx, route_plan))
+
+
+def version_services_pending(ctx: Context, route_plan: RoutePlan) -> tuple[act.Action, ...]:
+    """The versions' own Services still to create before any route may name them (routing mode Services).
+
+    A Service made in the same write as the routes to it would have no endpoints in Envoy yet:
+    requests for it would fail until the mesh caught up. So they are created first, alone.
+    """
+    if not route_plan.version_services:
+        return ()
+    have = {o["metadata"]["name"] for o in ctx.observed.version_services}
+    return tuple(a for a in _version_services(ctx, route_plan) if a.body["metadata"]["name"] not in have)
+
+
+def release_version_services(ctx: Context) -> tuple[act.Action, ...]:
+    """Undo routing mode Services once no route names them: the selector the user wrote comes
+    back, then the versions' own Services go."""
+    unpin = version_services.unpin_patch(ctx.observed.service) if ctx.observed.service is not None else None
+    restore = (act.PatchObject(kind="Service", name=ctx.spec.service, patch=unpin),) if unpin is not None else ()
+    gone = tuple(
+        act.DeleteObject(kind="Service", name=obj["metadata"]["name"])
+        for obj in ctx.observed.version_services
+        if version_services.is_ours(obj, release_name=ctx.release.name)
+    )
+    return (*restore, *gone)
+
+
+def _version_services(ctx: Context, route_plan: RoutePlan) -> tuple[act.ApplyService, ...]:
+    assert ctx.observed.service is not None
+    existing = {o["metadata"]["name"]: o for o in ctx.observed.version_services}
+    bodies = (
+        version_services.build_version_service(
+            service=ctx.observed.service,
+            version=version,
+            version_label=ctx.spec.version_label,
+            release_name=ctx.release.name,
+            existing=existing.get(version_services.version_service_name(ctx.spec.service, version)),
+        )
+        for version in route_plan.subsets
+    )
+    return tuple(act.ApplyService(body=body) for body in bodies)
+
+
+def _pin(ctx: Context, route_plan: RoutePlan) -> tuple[act.Action, ...]:
+    assert ctx.observed.service is not None
+    # Stable keeps clients outside the mesh until the canary has every request.
+    version = route_plan.canary_version if route_plan.canary_weight == 100 else route_plan.stable_version
+    patch = version_services.pin_patch(ctx.observed.service, version_label=ctx.spec.version_label, version=version)
+    return (act.PatchObject(kind="Service", name=ctx.spec.service, patch=patch),) if patch is not None else ()
 
 
 def routing_written(ctx: Context) -> bool:
@@ -70,25 +139,3 @@ def routing_written(ctx: Context) -> bool:
 
 def routing_name(obj: dict[str, Any] | None, default: str) -> str:
     return str(obj["metadata"]["name"]) if obj is not None else default
-
-
-def bypass_paths(service: dict[str, Any] | None) -> str:
-    """How clients can reach the Service's pods without Envoy's routes ("" when none is seen).
-
-    Such traffic is balanced by the Service's selector over both versions' pods, whatever the
-    weights: a NodePort or LoadBalancer Service is reached from outside the mesh, and so are
-    external IPs. (A namespace without sidecar injection, or another ingress controller, is not
-    visible from the Service alone.)
-    """
-    spec = (service or {}).get("spec") or {}
-    paths = []
-    if spec.get("type") in ("NodePort", "LoadBalancer"):
-        paths.append(f"the Service is of type {spec['type']}")
-    if spec.get("externalIPs"):
-        paths.append("the Service has externalIPs")
-    if not paths:
-        return ""
-    return (
-        f"{' and '.join(paths)}: clients that reach it from outside the mesh are balanced over both "
-        "versions' pods by the selector, whatever the weights"
-    )

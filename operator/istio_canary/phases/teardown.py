@@ -40,7 +40,10 @@ def _remove_canary(ctx: Context, *, reason: Reason, cause: str, canary_name: str
     message = f"{lead}: 100% to {stable}, removing {canary_name}"
     # Only a canary that may have had traffic needs a drain.
     drain, left = cleanup.drain(ctx, deployment=canary_name) if pin else (None, 0.0)
-    removal: tuple[act.Action, ...] = (act.DeleteObject(kind="Deployment", name=canary_name), *cleanup.remove_companions(ctx))
+    removal: tuple[act.Action, ...] = (
+        act.DeleteObject(kind="Deployment", name=canary_name),
+        *cleanup.remove_companions(ctx),
+    )
     if left > 0:
         removal = ()
         message += f" after a drain of {ctx.drain_seconds} s"
@@ -62,6 +65,8 @@ def _restore(ctx: Context, *, reason: Reason, cause: str, canary_name: str) -> D
         *_restore_routing(ctx, "VirtualService", ctx.observed.virtual_service),
         *(a for obj in ctx.observed.edge_virtual_services for a in _restore_routing(ctx, "VirtualService", obj)),
         *_restore_routing(ctx, "DestinationRule", ctx.observed.destination_rule),
+        # Routing mode Services: once no route names them, the user's selector and no version Services.
+        *routing.release_version_services(ctx),
     )
     if reason is Reason.DELETING:
         return Decision(

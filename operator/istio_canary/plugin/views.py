@@ -87,10 +87,11 @@ def _versions_table(status: Body) -> Table:
     for entry in status.get("versions", []):
         metrics = entry.get("metrics") or {}
         success = metrics.get("successRate")
+        provided = entry.get("role") == "canary" and entry.get("managed") is False
         table.add_row(
             entry.get("version", "?"),
             entry.get("role", "?"),
-            entry.get("deployment", "-") + (" (yours)" if entry.get("role") == "canary" and entry.get("managed") is False else ""),
+            entry.get("deployment", "-") + (" (yours)" if provided else ""),
             f"{entry.get('readyReplicas', 0)}/{entry.get('replicas', 0)}",
             weight_bar(int(entry.get("weight", 0))),
             _number(metrics.get("requestRate"), ".2f"),
@@ -113,7 +114,11 @@ def _routing_table(status: Body) -> Table | None:
     for column in ("VIRTUALSERVICE", "STABLE", "CANARY"):
         table.add_column(column)
     for entry in routed:
-        table.add_row(f"{entry.get('namespace', '?')}/{entry.get('name', '?')}", f"{entry.get('stable', 0)}%", f"{entry.get('canary', 0)}%")
+        table.add_row(
+            f"{entry.get('namespace', '?')}/{entry.get('name', '?')}",
+            f"{entry.get('stable', 0)}%",
+            f"{entry.get('canary', 0)}%",
+        )
     return table
 
 

@@ -155,7 +155,10 @@ def _names(deployments: Sequence[Mapping[str, Any]]) -> str:
 
 
 def canary_deployment_name(spec: CanaryReleaseSpec) -> str:
-    """``canary.deployment`` when named, else ``<service>-<canary.version>``, as Bookinfo names its versions (``reviews-v2``)."""
+    """``canary.deployment`` when named, else ``<service>-<canary.version>``.
+
+    That is how Bookinfo names its versions (``reviews-v2``).
+    """
     return spec.canary.deployment or f"{spec.service}-{spec.canary.version}"
 
 

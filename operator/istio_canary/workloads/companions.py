@@ -35,7 +35,7 @@ _NOT_INHERITED_ANNOTATIONS = (
 
 
 def companion_name(*, stable_object: str, stable_deployment: str, canary_deployment: str, canary_version: str) -> str:
-    """``reviews-v1`` -> ``reviews-v2`` when the stable object is named after its Deployment, else ``<name>-<version>``."""
+    """``reviews-v1`` -> ``reviews-v2`` when named after the stable Deployment, else ``<name>-<version>``."""
     if stable_object == stable_deployment:
         return canary_deployment
     return f"{stable_object}-{canary_version}"[:253]

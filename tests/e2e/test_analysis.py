@@ -25,6 +25,7 @@ from tests.e2e.helpers import (
     route_weights,
     wait_for,
 )
+from tests.e2e.processes import OperatorProcess
 from tests.e2e.releases import ReleaseStarter
 
 RPS = 60
@@ -128,15 +129,20 @@ def test_a_good_canary_is_promoted_step_by_step_and_stable_is_taken_offline(
 
 
 def test_a_probe_comes_first_and_the_evidence_of_passed_steps_survives_an_operator_restart(
-    cluster: Cluster, namespace: str, start_operator: Any, mesh: Simulator, prometheus: PrometheusServer
+    cluster: Cluster,
+    namespace: str,
+    progressing_release: ReleaseStarter,
+    start_operator: Callable[..., OperatorProcess],
+    mesh: Simulator,
+    prometheus: PrometheusServer,
 ) -> None:
     ns = namespace
-    deploy_bookinfo(cluster, ns)
-    mesh.set_load(namespace=ns, service="reviews", rps=RPS)
     flags = ("--prometheus-url", prometheus.url, "--metrics-interval", "2", "--metrics-window", "15")
-    first = start_operator(*flags)
     with PhaseRecorder(cluster, ns) as seen:
-        apply(cluster, ns, release(probeWeight=5, scrapeIntervalSeconds=1))
+        first = progressing_release(
+            release(probeWeight=5, scrapeIntervalSeconds=1), operator_args=flags,
+            prepare=lambda: mesh.set_load(namespace=ns, service="reviews", rps=RPS),
+        ).operator
         probed = wait_for(lambda: (a := status(cluster, ns).get("analysis") or {}).get("step", 0) >= 1 and a,
                           timeout=90, what="the probe passed")
         patch_spec(cluster, ns, "reviews", {"policy": "Paused"})

@@ -1,4 +1,4 @@
-"""Counts that cannot be counts (NaN, infinite, negative, fractional leftovers of increase()) never crash the judge and never pass."""
+"""Counts that cannot be counts (NaN, infinite, negative, fractional increase() leftovers) never crash or pass."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One test over the whole release: evidence carried across steps and restarts, the whole histogram, the ramp and the probe."""
+"""One test over the whole release: evidence carried across steps and restarts, the whole histogram, the ramp."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ def test_a_pass_carries_the_step_evidence_into_status_and_history_keeps_none_of_
 
 def test_errors_spread_over_two_steps_fail_the_canary_where_each_step_alone_would_not() -> None:
     spec = AnalysisSpec(steps=[20, 50], max_error_rate_increase=0.005)
-    stable_one, canary_one = lognormal(4000, median_ms=20, sigma=0.5, errors=2), lognormal(1000, median_ms=20, sigma=0.5, errors=5)
-    stable_two, canary_two = lognormal(2000, median_ms=20, sigma=0.5, errors=1), lognormal(2000, median_ms=20, sigma=0.5, errors=12)
+    stable_one = lognormal(4000, median_ms=20, sigma=0.5, errors=2)
+    canary_one = lognormal(1000, median_ms=20, sigma=0.5, errors=5)
+    stable_two = lognormal(2000, median_ms=20, sigma=0.5, errors=1)
+    canary_two = lognormal(2000, median_ms=20, sigma=0.5, errors=12)
     first = judge.compare(stable=stable_one, canary=canary_one, spec=spec, step=0)
     alone = judge.compare(stable=stable_two, canary=canary_two, spec=spec, step=1)
     assert first.verdict is not Verdict.FAIL and alone.verdict is not Verdict.FAIL

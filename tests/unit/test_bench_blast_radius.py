@@ -67,7 +67,8 @@ def test_the_flagger_model_rolls_back_at_the_tick_after_the_threshold_and_counts
 def test_the_argo_model_aborts_past_its_failure_limit_and_promotes_after_its_fixed_steps(bench: ModuleType) -> None:
     policies = sys.modules["_policies"]
     strict = policies.ArgoAnalysis(name="a0", failure_limit=0, look_s=60)
-    assert strict.observe(t=60, stable=window(bench, requests=100), canary=window(bench, requests=50, errors=1)) == "fail"
+    failing = window(bench, requests=50, errors=1)
+    assert strict.observe(t=60, stable=window(bench, requests=100), canary=failing) == "fail"
     lenient = policies.ArgoAnalysis(name="a3", failure_limit=3, look_s=60)
     decisions = [lenient.observe(t=60 * i, stable=window(bench, requests=100), canary=window(bench, requests=50,
                                                                                            errors=1))

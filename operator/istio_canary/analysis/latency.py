@@ -97,7 +97,10 @@ def _relative(
     stable_slow = min(stable_total, round(counts_.count_above(stable, bound)))
     if stable_slow <= 0:
         return nothing
-    shifted = counts_.histogram_total(stable) if bound <= tolerance_ms else counts_.count_above(stable, bound - tolerance_ms)
+    if bound <= tolerance_ms:
+        shifted = counts_.histogram_total(stable)
+    else:
+        shifted = counts_.count_above(stable, bound - tolerance_ms)
     ratio = max(1.0, shifted / counts_.count_above(stable, bound))
     share = canary_total / (canary_total + stable_total)
     worse = ratio * share / (1.0 - share + ratio * share)

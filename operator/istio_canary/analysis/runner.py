@@ -53,12 +53,7 @@ def check(
     analysis = spec.analysis
     if analysis is None:
         return None
-    if status.history:
-        last = datetime.fromisoformat(status.history[-1].time)
-        if now - last < timedelta(seconds=analysis.interval_seconds):
-            return None
-    started = datetime.fromisoformat(status.step_started_at) if status.step_started_at else now
-    window = query_window(analysis, seconds=(now - started).total_seconds())
+    window = _due_window(analysis, status=status, now=now)
     if window is None:
         return None
     source: MetricsSource | None = prometheus
@@ -91,6 +86,16 @@ def check(
         step=status.step,
     )
     return judgement.check_result(time=now.isoformat(), step=status.step, weight=status.weight)
+
+
+def _due_window(spec: AnalysisSpec, *, status: AnalysisStatus, now: datetime) -> int | None:
+    """The window to query now, or None when it is not yet time to look again."""
+    if status.history:
+        last = datetime.fromisoformat(status.history[-1].time)
+        if now - last < timedelta(seconds=spec.interval_seconds):
+            return None
+    started = datetime.fromisoformat(status.step_started_at) if status.step_started_at else now
+    return query_window(spec, seconds=(now - started).total_seconds())
 
 
 def query_window(spec: AnalysisSpec, *, seconds: float) -> int | None:

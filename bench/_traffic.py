@@ -17,7 +17,7 @@ from statistics import NormalDist
 
 from istio_canary.analysis.counts import Counts
 
-__all__ = ["ISTIO_BUCKETS_MS", "Burst", "Scenario", "Window", "simulate_interval"]
+__all__ = ["ISTIO_BUCKETS_MS", "Burst", "Latency", "Scenario", "Window", "simulate_interval"]
 
 ISTIO_BUCKETS_MS: tuple[float, ...] = (
     0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
@@ -25,18 +25,31 @@ ISTIO_BUCKETS_MS: tuple[float, ...] = (
 )
 """Istio's default ``istio_request_duration_milliseconds`` bucket bounds."""
 
-# A service answering in 20 ms at the median and 60 ms at p99.
-MEDIAN_MS = 20.0
-SIGMA = math.log(60.0 / MEDIAN_MS) / NormalDist().inv_cdf(0.99)
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """A log-normal latency: ``median_ms`` at the median, ``sigma`` the spread of its logarithm."""
+
+    median_ms: float = 20.0
+    sigma: float = math.log(60.0 / 20.0) / NormalDist().inv_cdf(0.99)
+    """Default: a service answering in 20 ms at the median and 60 ms at p99."""
+
+
+AT_A_BUCKET_BOUND = Latency(median_ms=50.0, sigma=0.7)
+"""p99 about 255 ms, just above Istio's 250 ms bucket bound: the layout that held good canaries forever."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Burst:
-    """A service-wide transient: every version fails ``extra_error_rate`` more for a while."""
+    """A service-wide transient: every version fails ``extra_error_rate`` more for a while.
+
+    With ``jitter``, the burst's strength changes every minute (uniformly between ``1 - jitter``
+    and ``1 + jitter`` times ``extra_error_rate``), the same for both versions.
+    """
 
     start_s: int
     duration_s: int
     extra_error_rate: float
+    jitter: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,20 +59,34 @@ class Scenario:
     stable_error_rate: float = 0.001
     canary_error_rate: float = 0.001
     canary_extra_latency_ms: float = 0.0
+    latency: Latency = Latency()
     burst: Burst | None = None
+    rate_jitter: float = 0.0
+    """The request rate changes every minute, uniformly within +-``rate_jitter`` of ``rate_rps``."""
 
     @property
     def canary_is_bad(self) -> bool:
         return self.canary_error_rate > self.stable_error_rate or self.canary_extra_latency_ms > 0
 
-    def error_rate(self, *, canary: bool, t: int) -> float:
+    def error_rate(self, *, canary: bool, t: int, seed: int = 0) -> float:
         rate = self.canary_error_rate if canary else self.stable_error_rate
-        if self.burst and self.burst.start_s <= t < self.burst.start_s + self.burst.duration_s:
-            rate = min(1.0, rate + self.burst.extra_error_rate)
+        burst = self.burst
+        if burst and burst.start_s <= t < burst.start_s + burst.duration_s:
+            strength = 1.0 + burst.jitter * (2 * _minute_noise(seed, t, salt=1) - 1)
+            rate = min(1.0, rate + burst.extra_error_rate * strength)
         return rate
 
+    def rate_at(self, t: int, *, seed: int = 0) -> float:
+        """Requests per second at ``t`` (the same for every policy of one seeded run)."""
+        return self.rate_rps * (1.0 + self.rate_jitter * (2 * _minute_noise(seed, t, salt=2) - 1))
 
-def bucket_probabilities(extra_latency_ms: float) -> tuple[float, ...]:
+
+def _minute_noise(seed: int, t: int, *, salt: int) -> float:
+    """A uniform number fixed by the run's seed and the minute: the same trace for every policy."""
+    return random.Random(seed * 1_000_003 + (t // 60) * 7 + salt).random()
+
+
+def bucket_probabilities(extra_latency_ms: float, latency: Latency = Latency()) -> tuple[float, ...]:
     """Probability that a request lands in each bucket (not cumulative)."""
     normal = NormalDist()
     cumulative = []
@@ -69,7 +96,7 @@ def bucket_probabilities(extra_latency_ms: float) -> tuple[float, ...]:
         elif le <= extra_latency_ms:
             cumulative.append(0.0)
         else:
-            cumulative.append(normal.cdf(math.log((le - extra_latency_ms) / MEDIAN_MS) / SIGMA))
+            cumulative.append(normal.cdf(math.log((le - extra_latency_ms) / latency.median_ms) / latency.sigma))
     return tuple(b - a for a, b in zip((0.0, *cumulative[:-1]), cumulative, strict=True))
 
 

@@ -21,10 +21,12 @@ from tests.e2e.helpers import (
     apply,
     assert_routing_invariants,
     get,
+    patch_spec,
     release_phase,
     route_weights,
     wait_for,
 )
+from tests.e2e.processes import OperatorProcess
 from tests.e2e.releases import ReleaseStarter
 
 RPS = 60
@@ -128,6 +130,46 @@ def test_a_good_canary_is_promoted_step_by_step_and_stable_is_taken_offline(
     assert all(c["canaryRequests"] >= 20 and c["stableRequests"] >= 20 for c in passed)
     reasons = event_reasons(cluster, ns)
     assert "AnalysisStep" in reasons and "AnalysisPassed" in reasons and "Completed" in reasons
+
+
+def test_a_probe_comes_first_and_the_evidence_of_passed_steps_survives_an_operator_restart(
+    cluster: Cluster,
+    namespace: str,
+    progressing_release: ReleaseStarter,
+    start_operator: Callable[..., OperatorProcess],
+    mesh: Simulator,
+    prometheus: PrometheusServer,
+) -> None:
+    ns = namespace
+    flags = ("--prometheus-url", prometheus.url, "--metrics-interval", "2", "--metrics-window", "15")
+    with PhaseRecorder(cluster, ns) as seen:
+        first = progressing_release(
+            release(probeWeight=5, scrapeIntervalSeconds=1), operator_args=flags,
+            prepare=lambda: mesh.set_load(namespace=ns, service="reviews", rps=RPS),
+        ).operator
+        probed = wait_for(lambda: (a := status(cluster, ns).get("analysis") or {}).get("step", 0) >= 1 and a,
+                          timeout=90, what="the probe passed")
+        patch_spec(cluster, ns, "reviews", {"policy": "Paused"})
+        wait_for(lambda: release_phase(cluster, ns, "reviews", "Paused"), timeout=30, what="Paused")
+        first.kill()  # SIGKILL: what survives is what status holds
+        kept = status(cluster, ns)["analysis"]
+        start_operator(*flags)
+        patch_spec(cluster, ns, "reviews", {"policy": "WaitForWorkloadReady"})
+        done = wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), timeout=120, what="Completed")
+
+    assert "Aborted" not in seen.phases and "Failed" not in seen.phases
+    assert next(w for w in seen.weights if w) == 5, "the probe's 5% came before the first step"
+    assert probed["evidence"]["canaryRequests"] >= 20
+    passes = [c for c in done["status"]["analysis"]["history"] if c["verdict"] == "Pass"]
+    assert [(c["step"], c["weight"]) for c in passes][-3:] == [(0, 5), (1, 20), (2, 50)]
+    # The evidence of the probe, written before the kill, is still in the total at the end:
+    # the total is the probe's plus the counts of every step passed after the restart.
+    assert 1 <= kept["step"] < 3, "killed before the promotion"
+    assert kept["evidence"]["canaryRequests"] >= probed["evidence"]["canaryRequests"]
+    final = done["status"]["analysis"]["evidence"]
+    after = sum(round(c["canaryRequests"]) for c in passes if c["step"] >= kept["step"])
+    assert final["canaryRequests"] == kept["evidence"]["canaryRequests"] + after
+    assert len(final["errorsWorse"]) == len(kept["evidence"]["errorsWorse"]) > 0
 
 
 def test_a_canary_with_twenty_percent_errors_is_rolled_back_before_the_second_step(

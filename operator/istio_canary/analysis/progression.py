@@ -10,10 +10,12 @@ for longer than ``unreachableTimeoutSeconds``, or answering ``NoData`` for longe
 ``noDataTimeoutSeconds``) keeps answering "roll back", and a step count past the last step
 keeps answering "promote". Neither depends on the next look at the metrics.
 
-Safety: only ``Pass`` moves a step forward. ``Inconclusive``, ``NoData`` and ``Unreachable``
-hold the weight, so no traffic, no data and a silent Prometheus can never promote. ``NoData``
-and ``Unreachable`` hold only so long: a canary that Prometheus cannot see (pods without the
-``version`` label, no sidecar) is rolled back instead of holding forever.
+Safety: only ``Pass`` moves a step forward, and carries the step's evidence into
+``status.evidence`` for the release-wide tests. ``Inconclusive``, ``NoData``, ``BadData`` and
+``Unreachable`` hold the weight, so no traffic, no data and a silent Prometheus can never
+promote. ``NoData`` (and ``BadData``) and ``Unreachable`` hold only so long: a canary that
+Prometheus cannot see (pods without the ``version`` label, no sidecar) is rolled back instead
+of holding forever.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from istio_canary import actions as act
+from istio_canary.analysis import evidence as evidence_
 from istio_canary.models.analysis import (
     AnalysisSpec,
     AnalysisStatus,
@@ -90,7 +93,8 @@ def advance(*, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult | 
         outcome = Outcome.ROLLBACK if _silent_too_long(spec, status, now) else Outcome.HOLD
         return Advance(status=status, outcome=outcome)
 
-    history = [*status.history, check][-HISTORY:]
+    # The step's evidence stays in the look only until a pass carries it into status.evidence.
+    history = [*status.history, check.model_copy(update={"evidence": None})][-HISTORY:]
     where = f"step {status.step + 1} of {len(weights)} ({status.weight}%)"
     verdict = check.verdict
     if verdict is Verdict.FAIL:
@@ -103,7 +107,7 @@ def advance(*, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult | 
         )
     if verdict is Verdict.UNREACHABLE:
         return _unreachable(spec=spec, status=status, check=check, history=history, now=now)
-    if verdict is Verdict.NO_DATA:
+    if verdict in (Verdict.NO_DATA, Verdict.BAD_DATA):
         return _no_data(spec=spec, status=status, check=check, history=history)
 
     looked = status.model_copy(
@@ -111,17 +115,25 @@ def advance(*, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult | 
     )
     if verdict is not Verdict.PASS:
         return Advance(status=looked, outcome=Outcome.HOLD)
+    return _passed(spec=spec, status=looked, check=check, where=where, now=now)
+
+
+def _passed(*, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult, where: str, now: datetime) -> Advance:
+    """The step passed: its evidence joins the release's, and the next step (or promotion) starts."""
+    weights = spec.weights()
     next_step = status.step + 1
+    if check.evidence is not None:
+        status = status.model_copy(update={"evidence": evidence_.combine(status.evidence, check.evidence)})
     if next_step >= len(weights):
         message = f"analysis passed {where}, the last one ({check.reason}); promoting {spec.promotion.value}"
         return Advance(
-            status=looked.model_copy(update={"step": next_step, "weight": 100, "step_started_at": now.isoformat()}),
+            status=status.model_copy(update={"step": next_step, "weight": 100, "step_started_at": now.isoformat()}),
             outcome=Outcome.PROMOTE,
             events=(act.Event(type="Normal", reason="AnalysisPassed", message=message),),
         )
     message = f"analysis passed {where} ({check.reason}); canary weight {weights[next_step]}%"
     return Advance(
-        status=looked.model_copy(
+        status=status.model_copy(
             update={"step": next_step, "weight": weights[next_step], "step_started_at": now.isoformat()}
         ),
         outcome=Outcome.HOLD,
@@ -135,6 +147,9 @@ def rollback_cause(*, spec: AnalysisSpec, status: AnalysisStatus) -> str:
     reason = last.reason if last is not None else ""
     if status.last_verdict is Verdict.UNREACHABLE:
         cause = f"Prometheus unreachable for {spec.unreachable_timeout_seconds} s (analysis.unreachableTimeoutSeconds)"
+        return f"{cause}: {reason}" if reason else cause
+    if status.last_verdict is Verdict.BAD_DATA:
+        cause = f"no usable data in Prometheus for {spec.no_data_timeout()} s (analysis.noDataTimeoutSeconds)"
         return f"{cause}: {reason}" if reason else cause
     if status.last_verdict is Verdict.NO_DATA:
         cause = f"no data in Prometheus for {spec.no_data_timeout()} s (analysis.noDataTimeoutSeconds)"
@@ -194,7 +209,7 @@ def _no_data(*, spec: AnalysisSpec, status: AnalysisStatus, check: CheckResult, 
     """
     since = status.no_data_since or check.time
     empty = status.model_copy(
-        update={"history": history, "last_verdict": Verdict.NO_DATA, "no_data_since": since, "unreachable_since": None}
+        update={"history": history, "last_verdict": check.verdict, "no_data_since": since, "unreachable_since": None}
     )
     if not _no_data_too_long(spec, empty):
         return Advance(status=empty, outcome=Outcome.HOLD)
@@ -210,7 +225,9 @@ def _no_data_too_long(spec: AnalysisSpec, status: AnalysisStatus) -> bool:
     that decides also carries the Warning Event, and a canary that merely cannot be routed to
     for a while (no looks) is not blamed for it.
     """
-    if status.last_verdict is not Verdict.NO_DATA or status.no_data_since is None or not status.history:
+    if status.last_verdict not in (Verdict.NO_DATA, Verdict.BAD_DATA) or status.no_data_since is None:
+        return False
+    if not status.history:
         return False
     spell = datetime.fromisoformat(status.history[-1].time) - datetime.fromisoformat(status.no_data_since)
     return spell >= timedelta(seconds=spec.no_data_timeout())

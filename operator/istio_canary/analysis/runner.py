@@ -14,6 +14,7 @@ reconciler reports it as Failed.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -25,9 +26,9 @@ from istio_canary.analysis.prometheus import PrometheusMetrics
 from istio_canary.analysis.source import MetricsSource
 from istio_canary.errors import MetricsUnavailableError
 from istio_canary.models import AnalysisStatus, CanaryReleaseSpec, CheckResult, Verdict
-from istio_canary.models.analysis import PrometheusAuth
+from istio_canary.models.analysis import AnalysisSpec, PrometheusAuth
 
-__all__ = ["check"]
+__all__ = ["check", "query_window"]
 
 ReadCredentials = Callable[[str], outbound.Credentials]
 """Secret name -> the credentials it holds (read from the release's namespace)."""
@@ -52,12 +53,9 @@ def check(
     analysis = spec.analysis
     if analysis is None:
         return None
-    if status.history:
-        last = datetime.fromisoformat(status.history[-1].time)
-        if now - last < timedelta(seconds=analysis.interval_seconds):
-            return None
-    started = datetime.fromisoformat(status.step_started_at) if status.step_started_at else now
-    window = max(1, int((now - started).total_seconds()))
+    window = _due_window(analysis, status=status, now=now)
+    if window is None:
+        return None
     source: MetricsSource | None = prometheus
     own = False
     if analysis.prometheus_url:
@@ -84,8 +82,35 @@ def check(
         stable=by_version.get(spec.stable.version, counts_.Counts()),
         canary=by_version.get(spec.canary.version, counts_.Counts()),
         spec=analysis,
+        carried=status.evidence,
+        step=status.step,
     )
     return judgement.check_result(time=now.isoformat(), step=status.step, weight=status.weight)
+
+
+def _due_window(spec: AnalysisSpec, *, status: AnalysisStatus, now: datetime) -> int | None:
+    """The window to query now, or None when it is not yet time to look again."""
+    if status.history:
+        last = datetime.fromisoformat(status.history[-1].time)
+        if now - last < timedelta(seconds=spec.interval_seconds):
+            return None
+    started = datetime.fromisoformat(status.step_started_at) if status.step_started_at else now
+    return query_window(spec, seconds=(now - started).total_seconds())
+
+
+def query_window(spec: AnalysisSpec, *, seconds: float) -> int | None:
+    """The ``increase()`` window for a step ``seconds`` old; None while it is too young to look at.
+
+    With ``scrapeIntervalSeconds`` set, the window covers whole scrapes and at least two (one
+    sample alone gives ``increase()`` nothing, which would read as NoData).
+    """
+    window = max(1, int(seconds))
+    scrape = spec.scrape_interval_seconds
+    if scrape is None:
+        return window
+    if window < 2 * scrape:
+        return None
+    return scrape * math.ceil(window / scrape)
 
 
 def _release_prometheus(

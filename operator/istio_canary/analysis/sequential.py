@@ -30,7 +30,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["BETTER_ODDS_RATIOS", "WORSE_ODDS_RATIOS", "log_evidence_above", "log_evidence_below"]
+__all__ = [
+    "BETTER_ODDS_RATIOS",
+    "WORSE_ODDS_RATIOS",
+    "log_evidence_above",
+    "log_evidence_below",
+    "log_likelihood_ratios",
+    "log_mix",
+]
 
 # Alternatives for "the canary is worse". The grid runs from "a bit worse" to "all its
 # requests fail"; the weights lean on the large ratios because a clearly bad canary is the
@@ -52,11 +59,12 @@ WORSE_ODDS_RATIOS: tuple[tuple[float, float], ...] = (
 # Alternatives for "the rate is below the bound": the smallest ratio stands for "no events
 # at all", which is what a healthy canary usually shows.
 BETTER_ODDS_RATIOS: tuple[tuple[float, float], ...] = (
-    (0.8, 0.1),
+    (0.9, 0.1),
+    (0.8, 0.15),
     (0.6, 0.1),
-    (0.4, 0.15),
-    (0.2, 0.15),
-    (0.1, 0.2),
+    (0.4, 0.1),
+    (0.2, 0.1),
+    (0.1, 0.15),
     (0.01, 0.3),
 )
 """``(odds ratio, weight)`` pairs below 1; weights sum to 1."""
@@ -66,14 +74,39 @@ def _alternative(p0: float, odds_ratio: float) -> float:
     return odds_ratio * p0 / (1.0 - p0 + odds_ratio * p0)
 
 
-def _log_mixture(*, events: int, trials: int, p0: float, grid: Sequence[tuple[float, float]]) -> float:
-    terms = []
-    for odds_ratio, weight in grid:
+def log_likelihood_ratios(
+    *, events: int, trials: int, p0: float, grid: Sequence[tuple[float, float]]
+) -> tuple[float, ...]:
+    """The log likelihood ratio of each alternative of ``grid`` against ``p0``, unweighted.
+
+    Kept apart from the mixture so that a test can run over several stretches of data (the
+    steps of a release, each at its own canary share): the products of each alternative's
+    ratios, mixed with :func:`log_mix` only at the end, are one test martingale over all of
+    them. A mixture of mixtures would not be.
+    """
+    _check(events, trials)
+    if trials == 0 or not 0.0 < p0 < 1.0:
+        return tuple(0.0 for _ in grid)
+    ratios = []
+    for odds_ratio, _weight in grid:
         p1 = _alternative(p0, odds_ratio)
-        log_lr = events * math.log(p1 / p0) + (trials - events) * math.log((1.0 - p1) / (1.0 - p0))
-        terms.append(math.log(weight) + log_lr)
+        ratios.append(events * math.log(p1 / p0) + (trials - events) * math.log((1.0 - p1) / (1.0 - p0)))
+    return tuple(ratios)
+
+
+def log_mix(log_ratios: Sequence[float], grid: Sequence[tuple[float, float]]) -> float:
+    """``log(sum_j w_j * exp(log_ratios[j]))``: the mixture's log evidence, computed stably."""
+    if len(log_ratios) != len(grid):
+        raise ValueError(f"{len(log_ratios)} log ratios for {len(grid)} alternatives")
+    terms = [math.log(weight) + r for (_odds, weight), r in zip(grid, log_ratios, strict=True)]
     top = max(terms)
+    if math.isinf(top):
+        return top
     return top + math.log(sum(math.exp(t - top) for t in terms))
+
+
+def _log_mixture(*, events: int, trials: int, p0: float, grid: Sequence[tuple[float, float]]) -> float:
+    return log_mix(log_likelihood_ratios(events=events, trials=trials, p0=p0, grid=grid), grid)
 
 
 def _check(events: int, trials: int) -> None:

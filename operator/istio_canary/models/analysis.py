@@ -10,7 +10,16 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 from istio_canary import outbound
 from istio_canary.models._base import ApiModel
 
-__all__ = ["AnalysisSpec", "AnalysisStatus", "CheckResult", "PrometheusAuth", "Promotion", "SecretRef", "Verdict"]
+__all__ = [
+    "AnalysisSpec",
+    "AnalysisStatus",
+    "CheckResult",
+    "Evidence",
+    "PrometheusAuth",
+    "Promotion",
+    "SecretRef",
+    "Verdict",
+]
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -65,6 +74,9 @@ class Verdict(str, enum.Enum):
     after ``noDataTimeoutSeconds``."""
     UNREACHABLE = "Unreachable"
     """Prometheus did not answer: hold, and roll back after ``unreachableTimeoutSeconds``."""
+    BAD_DATA = "BadData"
+    """Prometheus answered with counts that cannot be counts (NaN, infinite, negative): hold,
+    never promote, and roll back after ``noDataTimeoutSeconds``, as for ``NoData``."""
 
 
 class SecretRef(ApiModel):
@@ -99,6 +111,12 @@ class AnalysisSpec(ApiModel):
     interval_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
         default=10, description="Seconds between two looks at the metrics."
     )
+    scrape_interval_seconds: Annotated[int, Field(ge=1, le=600)] | None = Field(
+        default=None,
+        description="Prometheus' scrape interval for the mesh's metrics (5 recommended, with "
+        "intervalSeconds 5 to 10). When set, a step's first look waits for two scrapes, and every "
+        "query window is rounded up to whole scrapes: increase() needs two samples in its window.",
+    )
     steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
         default_factory=list,
         max_length=100,
@@ -109,6 +127,12 @@ class AnalysisSpec(ApiModel):
     )
     max_weight: Annotated[int, Field(ge=1, le=100)] = Field(
         default=50, description="Weight of the last step when steps is empty; take over follows it."
+    )
+    probe_weight: Annotated[int, Field(ge=1, le=20)] | None = Field(
+        default=None,
+        description="Weight of a short probe before the first step (1 or 2 recommended): a canary "
+        "that fails grossly hurts few requests. The probe ends once both versions served minRequests "
+        "and nothing failed. Unset: no probe.",
     )
     promotion: Promotion = Field(
         default=Promotion.TAKE_OVER, description="What happens after the last step passed."
@@ -177,7 +201,18 @@ class AnalysisSpec(ApiModel):
         return self
 
     def weights(self) -> list[int]:
-        """The canary weight of each step, in order, ending below 100 (take over does the rest)."""
+        """The canary weight of each step, in order, ending below 100 (take over does the rest).
+
+        The probe, when there is one below the first step, is step 0.
+        """
+        ladder = self._ladder()
+        return [self.probe_weight, *ladder] if self.probe_weight is not None and self.has_probe() else ladder
+
+    def has_probe(self) -> bool:
+        """Is step 0 a probe (``probeWeight`` below the first step's weight)?"""
+        return self.probe_weight is not None and self.probe_weight < self._ladder()[0]
+
+    def _ladder(self) -> list[int]:
         if self.steps:
             return sorted(set(self.steps))
         return list(range(self.step_weight, self.max_weight + 1, self.step_weight))
@@ -192,6 +227,32 @@ class AnalysisSpec(ApiModel):
         if self.no_data_timeout_seconds is not None:
             return self.no_data_timeout_seconds
         return max(3 * self.interval_seconds, 60)
+
+
+class Evidence(ApiModel):
+    """What the analysis has learnt so far, as numbers that add up from one stretch to the next.
+
+    Each list holds the natural log of one likelihood ratio per alternative of a test's mixture
+    (see analysis/sequential.py), summed over the stretches it covers; the counts are summed too.
+    Kept in status so that the evidence of earlier steps survives a step change and a restart.
+    """
+
+    errors_worse: list[float] = Field(default_factory=list, max_length=64)
+    """Evidence that the canary fails more often than stable, per alternative."""
+    latency_worse: list[float] = Field(default_factory=list, max_length=64)
+    """Evidence that the canary is slower than stable, per (tail, alternative)."""
+    errors_within: list[float] = Field(default_factory=list, max_length=64)
+    """Evidence that the canary's error rate is within the tolerance, per alternative."""
+    latency_within: list[float] = Field(default_factory=list, max_length=64)
+    """Evidence that the canary's latency is within the tolerance, per alternative."""
+    stable_requests: float = 0.0
+    """Requests stable served in the stretches covered."""
+    stable_errors: float = 0.0
+    """5xx answers of stable in the stretches covered."""
+    canary_requests: float = 0.0
+    """Requests the canary served in the stretches covered."""
+    canary_errors: float = 0.0
+    """5xx answers of the canary in the stretches covered."""
 
 
 class CheckResult(ApiModel):
@@ -218,6 +279,8 @@ class CheckResult(ApiModel):
     """Stable's latency quantile, in ms."""
     canary_latency_ms: float | None = None
     """The canary's latency quantile, in ms."""
+    evidence: Evidence | None = None
+    """The evidence of the current step up to this look (kept in status only until the next look)."""
 
 
 class AnalysisStatus(ApiModel):
@@ -236,3 +299,5 @@ class AnalysisStatus(ApiModel):
     last_verdict: Verdict | None = None
     history: list[CheckResult] = Field(default_factory=list, max_length=50)
     """The last looks at the metrics, newest last."""
+    evidence: Evidence | None = None
+    """The evidence of the steps already passed, carried into every later look (a release-wide test)."""

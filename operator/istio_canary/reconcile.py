@@ -333,7 +333,8 @@ class Reconciler:
         window = self.settings.metrics_window_seconds
         try:
             answer = await asyncio.to_thread(
-                self.prometheus.version_health, namespace=namespace, service=spec.service, window_seconds=window
+                self.prometheus.version_health, namespace=namespace, service=spec.service, window_seconds=window,
+                aliases=spec.metric_aliases,
             )
         except Exception as err:  # noqa: BLE001 - any failure means "metrics unavailable", never a crash
             # Our own errors carry fixed words; any other error's text might quote Prometheus.

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from devcluster import Cluster
+from devcluster import Cluster, PrometheusServer
+from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import (
     apply,
@@ -24,6 +25,9 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.istiod_routes import istiod_config
+from tests.e2e.releases import ReleaseStarter
+from tests.e2e.test_analysis import release as analysed_release
+from tests.e2e.test_analysis import start as analysed_start
 
 MODE = {"mode": "Services"}
 
@@ -151,3 +155,25 @@ def test_the_default_mode_reports_an_ingress_and_a_namespace_without_sidecar_inj
         "get", "events", "-n", namespace, "--field-selector", "reason=MeshBypass", "-o", "json"
     ).stdout
     assert "Ingress reviews-web" in warnings
+
+
+def test_an_analysis_by_version_services_reads_their_metrics_and_promotes_a_good_canary(
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator, prometheus: PrometheusServer
+) -> None:
+    ns = namespace
+    body = analysed_release()
+    body["spec"]["routing"] = MODE
+    analysed_start(progressing_release, mesh, prometheus.url, body, until="Progressing")
+    wait_for(lambda: mesh_weights(cluster, ns) == {"reviews-v1": 80, "reviews-v2": 20}, timeout=60,
+             what="istiod routes the first step to the version Services")
+    done = wait_for(lambda: release_phase(cluster, ns, "reviews", "Completed"), timeout=150, what="Completed")
+
+    # Istio names the version's own Service in its metrics; the analysis found them under it.
+    reported = prometheus.query(
+        f'sum by (destination_service_name) (istio_requests_total{{destination_workload_namespace="{ns}"}})'
+    )
+    assert {"reviews-v1", "reviews-v2"} <= {r["metric"].get("destination_service_name") for r in reported}
+    passed = [c for c in done["status"]["analysis"]["history"] if c["verdict"] == "Pass"]
+    assert [(c["step"], c["weight"]) for c in passed][-2:] == [(0, 20), (1, 50)]
+    assert all(c["canaryRequests"] >= 20 and c["stableRequests"] >= 20 for c in passed)
+    assert released_service(cluster, ns)["spec"]["selector"] == {"app": "reviews"}

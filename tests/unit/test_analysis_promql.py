@@ -55,3 +55,11 @@ def test_label_values_are_escaped() -> None:
 def test_a_window_under_one_second_is_refused() -> None:
     with pytest.raises(ValueError, match="window_seconds"):
         promql.render(promql.REQUEST_RATE, namespace="ns", service="svc", window_seconds=0)
+
+
+def test_with_aliases_the_service_matcher_is_an_anchored_alternation_of_every_name() -> None:
+    query = promql.render(promql.REQUEST_INCREASE, namespace="bookinfo", service="reviews", window_seconds=60,
+                          aliases=("reviews-v1", "reviews-v2"))
+    assert 'destination_service_name=~"reviews|reviews-v1|reviews-v2"' in query
+    odd = promql.render(promql.REQUEST_RATE, namespace="ns", service="a.b", window_seconds=60, aliases=("c|d",))
+    assert 'destination_service_name=~"a\\\\.b|c\\\\|d"' in odd

@@ -191,3 +191,8 @@ def test_a_version_service_is_patched_only_where_selector_or_ports_differ() -> N
     assert version_services.service_patch(current=version_service("v2"), desired=desired) == {
         "spec": {"ports": [{"name": "http", "port": 9090}]}
     }
+
+
+def test_the_metrics_of_a_release_by_version_services_are_read_under_their_names_too() -> None:
+    assert spec(routing=MODE).metric_aliases == ("reviews-v1", "reviews-v2")
+    assert spec().metric_aliases == ()

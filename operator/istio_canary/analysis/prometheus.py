@@ -21,7 +21,7 @@ import datetime
 import math
 import string
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_api_client import PrometheusConnect
 
@@ -44,6 +44,7 @@ class _Scope:
     service: str
     window_seconds: int
     at: float
+    aliases: tuple[str, ...] = ()
 
 
 class PrometheusMetrics:
@@ -86,7 +87,7 @@ class PrometheusMetrics:
         self._client.close()
 
     def version_counts(
-        self, *, namespace: str, service: str, window_seconds: int
+        self, *, namespace: str, service: str, window_seconds: int, aliases: Sequence[str] = ()
     ) -> dict[str, counts_.Counts]:
         """Requests, 5xx errors and latency buckets of each version over the last window.
 
@@ -94,7 +95,7 @@ class PrometheusMetrics:
         A version without a request series is absent; one with requests but no 5xx series
         has 0 errors.
         """
-        scope = _Scope(namespace, service, window_seconds, self._clock())
+        scope = _Scope(namespace, service, window_seconds, self._clock(), tuple(aliases))
         requests_ = self._by_version(promql.REQUEST_INCREASE, scope)
         errors_ = self._by_version(promql.ERROR_INCREASE, scope)
         buckets: dict[str, dict[float, float]] = {}
@@ -111,14 +112,14 @@ class PrometheusMetrics:
         }
 
     def version_health(
-        self, *, namespace: str, service: str, window_seconds: int
+        self, *, namespace: str, service: str, window_seconds: int, aliases: Sequence[str] = ()
     ) -> dict[str, VersionMetrics]:
         """Request rate (req/s), success rate (percent, 0..100) and p50/p99 latency (ms).
 
         The success rate is a percentage, like ``status.successRate`` and Flagger's
         ``request-success-rate``; None when the version served nothing in the window.
         """
-        scope = _Scope(namespace, service, window_seconds, self._clock())
+        scope = _Scope(namespace, service, window_seconds, self._clock(), tuple(aliases))
         rates = self._by_version(promql.REQUEST_RATE, scope)
         error_rates = self._by_version(promql.ERROR_RATE, scope)
         p50 = self._by_version(promql.LATENCY_QUANTILE, scope, quantile=0.5)
@@ -157,7 +158,7 @@ class PrometheusMetrics:
         """Run one instant query; finite samples only (``histogram_quantile`` gives NaN on 0/0)."""
         query = promql.render(
             template, namespace=scope.namespace, service=scope.service,
-            window_seconds=scope.window_seconds, quantile=quantile,
+            window_seconds=scope.window_seconds, quantile=quantile, aliases=scope.aliases,
         )
         try:
             result = self._client.custom_query(query, params={"time": f"{scope.at:.3f}"})

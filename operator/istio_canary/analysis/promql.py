@@ -14,6 +14,7 @@ intervals returns nothing, which the judge reads as "no data" and holds.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 
 __all__ = [
     "BUCKET_INCREASE",
@@ -29,8 +30,10 @@ __all__ = [
 _SELECTOR = (
     'reporter="destination",'
     'destination_workload_namespace="$namespace",'
-    'destination_service_name="$service"'
+    "destination_service_name$service_matcher"
 )
+# RE2's metacharacters; Service names (DNS labels) have none, but a matcher never trusts that.
+_REGEX_META = frozenset("\\.+*?()|[]{}^$")
 _ERRORS = 'response_code=~"5.."'
 
 REQUEST_INCREASE = string.Template(
@@ -85,8 +88,12 @@ def render(
     service: str,
     window_seconds: int,
     quantile: float | None = None,
+    aliases: Sequence[str] = (),
 ) -> str:
     """The query text for one service; ``quantile`` only for :data:`LATENCY_QUANTILE`.
+
+    ``aliases`` are other Service names its requests are reported under: with routing mode
+    Services, Istio labels a request with the version's own Service (``reviews-v2``).
 
     >>> render(REQUEST_RATE, namespace="bookinfo", service="reviews", window_seconds=60)[:52]
     'sum by (destination_version) (rate(istio_requests_to'
@@ -99,7 +106,15 @@ def render(
         raise ValueError(f"quantile must be between 0 and 1, got {quantile}")
     return template.substitute(
         namespace=escape_label_value(namespace),
-        service=escape_label_value(service),
+        service_matcher=_service_matcher(service, aliases),
         window=f"{int(window_seconds)}s",
         quantile="" if quantile is None else repr(float(quantile)),
     )
+
+
+def _service_matcher(service: str, aliases: Sequence[str]) -> str:
+    """``="reviews"``, or with aliases an anchored alternation: ``=~"reviews|reviews-v1|reviews-v2"``."""
+    if not aliases:
+        return f'="{escape_label_value(service)}"'
+    names = "|".join("".join(f"\\{c}" if c in _REGEX_META else c for c in name) for name in (service, *aliases))
+    return f'=~"{escape_label_value(names)}"'

@@ -72,7 +72,9 @@ def check(
     if source is None:
         return result(Verdict.UNREACHABLE, "no Prometheus configured: set analysis.prometheusUrl or --prometheus-url")
     try:
-        by_version = source.version_counts(namespace=namespace, service=spec.service, window_seconds=window)
+        by_version = source.version_counts(
+            namespace=namespace, service=spec.service, window_seconds=window, aliases=spec.metric_aliases
+        )
     except MetricsUnavailableError as err:
         return result(Verdict.UNREACHABLE, str(err))  # fixed words: "Prometheus at URL answered HTTP 403"
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from istio_canary.analysis import counts as counts_
@@ -14,12 +15,17 @@ class MetricsSource(Protocol):
     """Istio's per-version metrics of one service (``analysis.prometheus.PrometheusMetrics``)."""
 
     url: str
+    """``aliases``: other Service names the service's requests are reported under (routing mode Services)."""
 
-    def version_counts(self, *, namespace: str, service: str, window_seconds: int) -> dict[str, counts_.Counts]:
+    def version_counts(
+        self, *, namespace: str, service: str, window_seconds: int, aliases: Sequence[str] = ()
+    ) -> dict[str, counts_.Counts]:
         """Requests, 5xx errors and latency buckets of each version (the analysis judges these)."""
         ...
 
-    def version_health(self, *, namespace: str, service: str, window_seconds: int) -> dict[str, VersionMetrics]:
+    def version_health(
+        self, *, namespace: str, service: str, window_seconds: int, aliases: Sequence[str] = ()
+    ) -> dict[str, VersionMetrics]:
         """Request rate, success rate and latency percentiles of each version (status shows these)."""
         ...
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from istio_canary.models.routing import version_service_name
+
 __all__ = [
     "MIRROR_FIELDS",
     "is_catch_all",
@@ -35,11 +37,6 @@ def is_service_host(host: str, *, service: str, namespace: str | None) -> bool:
         return host.startswith(service + ".")
     qualified = f"{service}.{namespace}"
     return host in (qualified, qualified + ".svc") or host.startswith(qualified + ".svc.")
-
-
-def version_service_name(service: str, version: str) -> str:
-    """The Service of one version in routing mode Services: ``reviews-v2``."""
-    return f"{service}-{version}"
 
 
 def _is_release_host(host: str, *, service: str, namespace: str | None, versions: Iterable[str]) -> bool:

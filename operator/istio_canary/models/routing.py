@@ -9,7 +9,12 @@ from pydantic import Field
 
 from istio_canary.models._base import DNS_SUBDOMAIN, ApiModel, DnsLabel
 
-__all__ = ["MAX_LISTED_VIRTUAL_SERVICES", "ObjectRef", "RoutingMode", "RoutingSpec"]
+__all__ = ["MAX_LISTED_VIRTUAL_SERVICES", "ObjectRef", "RoutingMode", "RoutingSpec", "version_service_name"]
+
+
+def version_service_name(service: str, version: str) -> str:
+    """The Service of one version in routing mode Services: ``reviews-v2``."""
+    return f"{service}-{version}"
 
 
 class RoutingMode(str, enum.Enum):

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from istio_canary.models._base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, DnsLabel
 from istio_canary.models.analysis import AnalysisSpec
-from istio_canary.models.routing import ObjectRef, RoutingMode, RoutingSpec
+from istio_canary.models.routing import ObjectRef, RoutingMode, RoutingSpec, version_service_name
 
 __all__ = [
     "DNS_LABEL",
@@ -284,7 +284,6 @@ class CanarySpec(ApiModel):
         return self
 
 
-_NO_ANALYSIS_BY_SERVICES = "routing.mode Services does not take spec.analysis yet: use routing.mode Subsets"
 _MODE = "(has({0}.routing) && has({0}.routing.mode) ? {0}.routing.mode : 'Subsets')"
 _SPEC_RULES: list[JsonValue] = [
     {
@@ -302,7 +301,6 @@ _SPEC_RULES: list[JsonValue] = [
     },
     {"rule": "self.service == oldSelf.service", "message": "service is immutable"},
     {"rule": f"{_MODE.format('self')} == {_MODE.format('oldSelf')}", "message": "routing.mode is immutable"},
-    {"rule": f"{_MODE.format('self')} == 'Subsets' || !has(self.analysis)", "message": _NO_ANALYSIS_BY_SERVICES},
     {
         "rule": "(!has(self.canary.image) && (!has(self.canary.images) || size(self.canary.images) == 0)) == "
         "(!has(oldSelf.canary.image) && (!has(oldSelf.canary.images) || size(oldSelf.canary.images) == 0))",
@@ -353,6 +351,13 @@ class CanaryReleaseSpec(ApiModel):
     analysis: AnalysisSpec | None = None
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
 
+    @property
+    def metric_aliases(self) -> tuple[str, ...]:
+        """Other Service names Istio reports this service's requests under (routing mode Services)."""
+        if self.routing.mode is not RoutingMode.SERVICES:
+            return ()
+        return tuple(version_service_name(self.service, v) for v in (self.stable.version, self.canary.version))
+
     @model_validator(mode="after")
     def _cross_field_rules(self) -> CanaryReleaseSpec:
         if self.stable.version == self.canary.version:
@@ -364,8 +369,6 @@ class CanaryReleaseSpec(ApiModel):
             )
         if self.offline and not self.take_over:
             raise ValueError("offline needs takeOver: name the version that keeps the traffic first")
-        if self.routing.mode is RoutingMode.SERVICES and self.analysis is not None:
-            raise ValueError(_NO_ANALYSIS_BY_SERVICES)
         return self
 
     @model_validator(mode="after")

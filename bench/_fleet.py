@@ -63,7 +63,7 @@ class Fleet:
     def create(self, *, weight: int = 10) -> None:
         for ns in self.namespaces:
             try:
-                self.core.create_namespace({"metadata": {"name": ns}})
+                self.core.create_namespace({"metadata": {"name": ns, "labels": {"istio-injection": "enabled"}}})
             except ApiException as err:
                 if err.status != 409:
                     raise

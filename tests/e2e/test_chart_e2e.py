@@ -118,13 +118,19 @@ def test_in_namespaced_mode_the_operator_can_do_its_job_in_its_namespace_only(
         ("patch", "destinationrules.networking.istio.io"),
         ("create", "events"),
         ("patch", "kopfpeerings.kopf.dev"),
+        # routing.mode Services: one Service per version, and the released one's selector pinned.
+        ("create", "services"),
+        ("patch", "services"),
+        ("watch", "ingresses.networking.k8s.io"),
     ]
     for verb, resource in allowed:
         assert can(cluster, user, verb, resource, namespace), f"cannot {verb} {resource}"
 
     assert not can(cluster, user, "get", "secrets", namespace)
-    assert not can(cluster, user, "patch", "services", namespace)
+    assert not can(cluster, user, "patch", "services", "default")
+    assert not can(cluster, user, "patch", "ingresses.networking.k8s.io", namespace)
     assert not can(cluster, user, "create", "deployments.apps", "default")
     assert not can(cluster, user, "patch", "clusterkopfpeerings.kopf.dev", None)
     assert can(cluster, user, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
+    assert can(cluster, user, "watch", "namespaces", None), "sidecar injection is read from namespace labels"
     assert not can(cluster, user, "create", "customresourcedefinitions.apiextensions.k8s.io", None)

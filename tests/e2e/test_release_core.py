@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from devcluster import Cluster
 
 from tests.e2e.helpers import (
@@ -21,6 +22,8 @@ from tests.e2e.helpers import (
 from tests.e2e.istiod_routes import assert_istiod_routes_say_status
 from tests.e2e.releases import ReleaseStarter
 
+# Every state these releases pass through is checked (tests/invariants).
+pytestmark = pytest.mark.usefixtures("invariant_monitor")
 
 def _weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
     vs = get(cluster, "virtualservice", "reviews", ns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from devcluster import Cluster
 
 from tests.e2e.helpers import (
@@ -24,6 +25,9 @@ from tests.e2e.helpers import (
     wait_for,
 )
 from tests.e2e.istiod_routes import istiod_config
+
+# Every state these releases pass through is checked (tests/invariants).
+pytestmark = pytest.mark.usefixtures("invariant_monitor")
 
 MODE = {"mode": "Services"}
 

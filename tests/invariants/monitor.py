@@ -29,6 +29,8 @@ __all__ = ["InvariantMonitor"]
 
 # Seconds a watch request stays open: also how long stop() may wait for a watch to notice.
 WATCH_SECONDS = 2
+# A watch that cannot reach the API server for this long gives up (an outage test restarts it).
+GIVE_UP_SECONDS = 300
 
 
 def _list_function(api_client: Any, kind: str) -> Callable[..., Any]:
@@ -68,7 +70,7 @@ class InvariantMonitor:
         self._ended_at: float | None = None
         self.errors: list[str] = []
 
-    def start(self, *, timeout: float = 30) -> InvariantMonitor:
+    def start(self, *, timeout: float = 120) -> InvariantMonitor:
         """Start the watches; returns once every kind has been listed (its current state recorded)."""
         for kind in (SERVICE, DEPLOYMENT, DESTINATION_RULE, VIRTUAL_SERVICE, RELEASE):
             synced = threading.Event()
@@ -137,7 +139,7 @@ class InvariantMonitor:
         from kubernetes import watch
 
         api_client = self._factory()
-        failures = 0
+        failing_since: float | None = None
         resource_version = ""
         while not self._stopping.is_set():
             try:
@@ -145,11 +147,11 @@ class InvariantMonitor:
                     resource_version = self._list(api_client, kind)
                     synced.set()
                 resource_version = self._stream(watch.Watch(), api_client, kind, resource_version)
-                failures = 0
-            except Exception as error:  # noqa: BLE001 - a broken watch is listed again, and counted
-                failures += 1
+                failing_since = None
+            except Exception as error:  # noqa: BLE001 - a broken watch is listed again, and timed
+                failing_since = failing_since or time.monotonic()
                 resource_version = ""
-                if failures > 20:
+                if time.monotonic() - failing_since > GIVE_UP_SECONDS:
                     self.errors.append(f"{kind}: {error}")
                     synced.set()
                     return

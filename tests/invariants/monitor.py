@@ -69,6 +69,8 @@ class InvariantMonitor:
         self._synced: list[threading.Event] = []
         self._ended_at: float | None = None
         self.errors: list[str] = []
+        self.gaps: list[tuple[int, int]] = []
+        """resourceVersion windows in which a watch was broken and listed again (see ``replay``)."""
 
     def start(self, *, timeout: float = 120) -> InvariantMonitor:
         """Start the watches; returns once every kind has been listed (its current state recorded)."""
@@ -107,7 +109,9 @@ class InvariantMonitor:
 
     def violations(self) -> list[Violation]:
         ended = self._ended_at if self._ended_at is not None else time.monotonic()
-        return replay(self.revisions, namespace=self.namespace, status_grace=self.status_grace, ended_at=ended)
+        return replay(
+            self.revisions, namespace=self.namespace, status_grace=self.status_grace, ended_at=ended, gaps=self.gaps
+        )
 
     def assert_clean(self) -> None:
         """Fail with every violation (the first 20 spelled out), or when a watch broke for good."""
@@ -140,16 +144,22 @@ class InvariantMonitor:
 
         api_client = self._factory()
         failing_since: float | None = None
-        resource_version = ""
+        resource_version, broken_at = "", ""
         while not self._stopping.is_set():
             try:
                 if not resource_version:
                     resource_version = self._list(api_client, kind)
+                    if broken_at:
+                        with self._lock:
+                            self.gaps.append((int(broken_at), int(resource_version)))
+                        broken_at = ""
                     synced.set()
-                resource_version = self._stream(watch.Watch(), api_client, kind, resource_version)
-                failing_since = None
+                following = self._stream(watch.Watch(), api_client, kind, resource_version)
+                broken_at = broken_at if following else resource_version  # 410 Gone: revisions were missed
+                resource_version, failing_since = following, None
             except Exception as error:  # noqa: BLE001 - a broken watch is listed again, and timed
                 failing_since = failing_since or time.monotonic()
+                broken_at = resource_version or broken_at
                 resource_version = ""
                 if time.monotonic() - failing_since > GIVE_UP_SECONDS:
                     self.errors.append(f"{kind}: {error}")

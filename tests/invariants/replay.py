@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tests.invariants.revisions import (
@@ -24,12 +24,15 @@ DEFAULT_STATUS_GRACE = 15.0
 
 def replay(
     revisions: Iterable[Revision], *, namespace: str, status_grace: float = DEFAULT_STATUS_GRACE,
-    ended_at: float | None = None,
+    ended_at: float | None = None, gaps: Sequence[tuple[int, int]] = (),
 ) -> list[Violation]:
     """Every violation, once, at the first revision where it holds.
 
     A violation that lasts is reported once; one that goes away and comes back is reported
     again. ``ended_at`` (the monitor's stop time) closes a status disagreement still open then.
+    ``gaps`` are resourceVersion windows (after, until] in which a watch was broken (the API
+    server was down): some revisions of them were never seen, so states inside are not judged;
+    whatever still holds after a window is.
     """
     state = State(namespace=namespace)
     active: set[Finding] = set()
@@ -39,6 +42,8 @@ def replay(
     for revision in in_order(revisions):
         state.apply(revision)
         last = revision.resource_version
+        if any(after < last <= until for after, until in gaps):
+            continue
         now = {*routing_findings(state), *kept_findings(state)}
         found.extend(Violation(rule, subject, msg, last) for rule, subject, msg in sorted(now - active))
         active = now

@@ -32,8 +32,11 @@ class Recorder:
         body = {"metadata": {"name": name}}
         self.revisions.append(Revision(kind, name, self._next(), body, deleted=True, seen_at=at))
 
-    def rules(self, *, grace: float = 5.0, ended_at: float | None = None) -> list[Rule]:
-        return [v.rule for v in replay(self.revisions, namespace=NS, status_grace=grace, ended_at=ended_at)]
+    def rules(
+        self, *, grace: float = 5.0, ended_at: float | None = None, gaps: list[tuple[int, int]] | None = None
+    ) -> list[Rule]:
+        found = replay(self.revisions, namespace=NS, status_grace=grace, ended_at=ended_at, gaps=gaps or [])
+        return [v.rule for v in found]
 
 
 def deployment(version: str, *, ready: int = 1, app: str = "reviews") -> dict[str, Any]:
@@ -182,3 +185,17 @@ def test_a_lasting_violation_is_reported_once_and_again_when_it_comes_back(booki
 )
 def test_hosts_are_read_as_services_of_the_namespace_only(host: str, service: str | None) -> None:
     assert service_of(host, namespace=NS) == service
+
+
+def test_states_inside_a_watch_gap_are_not_judged_but_what_outlasts_the_gap_is(bookinfo: Recorder) -> None:
+    bookinfo.put("VirtualService", "reviews", split(70, 30), labels=OURS)
+    gap_from = bookinfo.revisions[-1].resource_version
+    # Seen late: the monitor missed the VirtualService's move to v1 that preceded this deletion.
+    bookinfo.delete("Deployment", "reviews-v2")
+    bookinfo.put("VirtualService", "reviews", split(100, 0), labels=OURS)
+    gap_to = bookinfo.revisions[-1].resource_version
+    assert bookinfo.rules() == [Rule.NO_READY_POD]
+    assert bookinfo.rules(gaps=[(gap_from, gap_to)]) == []
+    bookinfo.put("VirtualService", "reviews", split(90, 0), labels=OURS)  # inside the window below
+    bookinfo.put("VirtualService", "reviews", split(80, 0), labels=OURS)  # after it: still wrong
+    assert bookinfo.rules(gaps=[(gap_from, gap_to + 1)]) == [Rule.WEIGHTS_NOT_100]

@@ -36,8 +36,12 @@ def decide(
         return _completed(ctx)
     if release.deleting:
         return teardown.tear_down(ctx, reason=Reason.DELETING)
-    if previous.phase is Phase.ABORTED and (spec.abort or previous.observed_generation in (None, release.generation)):
+    by_analysis = spec.analysis is not None or previous.abort_reason is not None
+    rolled_back = by_analysis and previous.observed_generation in (None, release.generation)
+    if previous.phase is Phase.ABORTED and (spec.abort or rolled_back):
         # Aborted stays aborted until the user changes the spec (for example sets abort back to false).
+        # Only an analysis aborts without spec.abort (and records why): otherwise a stored Aborted
+        # is someone's status write, not a rollback to carry on with.
         return teardown.tear_down(ctx, reason=previous.abort_reason or Reason.ABORTED)
     if spec.abort:
         return teardown.tear_down(ctx, reason=Reason.ABORTED)

@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 CLUSTER ?= local
 
-.PHONY: setup test unit e2e lint demo run cluster-up cluster-down crds bench clean
+.PHONY: setup test unit e2e lint demo run cluster-up cluster-down crds bench reliability clean
 
 setup:
 	@bash hack/setup.sh
@@ -18,6 +18,10 @@ unit: setup
 
 e2e: setup
 	$(PY) -m pytest -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+
+## The reliability campaigns at their full counts (the default suite runs a tenth of each); see docs/reliability.md.
+reliability: setup
+	ICO_RELIABILITY_LONG=1 $(PY) -m pytest -p no:cacheprovider tests/e2e -m reliability -s $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check operator tools tests examples bench

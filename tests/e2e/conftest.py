@@ -19,6 +19,7 @@ from meshsim.simulator import Simulator
 
 from tests.e2e.processes import OperatorProcess
 from tests.e2e.releases import ReleaseStarter
+from tests.invariants.monitor import InvariantMonitor
 
 CLUSTER_NAME = os.environ.get("ICO_TEST_CLUSTER", "istio-canary-test")
 
@@ -60,6 +61,26 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.kubectl("label", "namespace", name, "istio-injection=enabled")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def invariant_monitor(
+    cluster: Cluster, namespace: str, request: pytest.FixtureRequest
+) -> Iterator[InvariantMonitor]:
+    """Every revision of the namespace's routing, workloads and releases, checked when the test ends.
+
+    The test fails if any state it went through broke an invariant (tests/invariants): weights
+    not adding up to 100, weight on a missing subset or Service or on a version without a ready
+    pod, a user's route or field lost, status.traffic out of step with the routes for too long.
+    Requested before the operator starts, it stops after the operator does.
+    ``@pytest.mark.monitor(status_grace=...)`` sets how long status.traffic may lag the routes.
+    """
+    marker = request.node.get_closest_marker("monitor")
+    options = dict(marker.kwargs) if marker is not None else {}
+    monitor = InvariantMonitor(cluster.api_client, namespace, **options).start()
+    yield monitor
+    monitor.stop()
+    monitor.assert_clean()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Self
 
+import pytest
 import yaml
 from devcluster import Cluster, PrometheusServer
 from meshsim.simulator import Simulator
@@ -28,6 +29,9 @@ from tests.e2e.helpers import (
 )
 from tests.e2e.processes import OperatorProcess
 from tests.e2e.releases import ReleaseStarter
+
+# Every state these releases pass through is checked (tests/invariants), Prometheus outage included.
+pytestmark = pytest.mark.usefixtures("invariant_monitor")
 
 RPS = 60
 

@@ -6,6 +6,7 @@ import json
 import urllib.request
 from typing import Any
 
+import pytest
 from devcluster import Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,6 +25,8 @@ from tests.e2e.istiod_routes import assert_istiod_routes_say_status
 from tests.e2e.loopback import free_port
 from tests.e2e.releases import ReleaseStarter
 
+# Every state these releases pass through is checked (tests/invariants).
+pytestmark = pytest.mark.usefixtures("invariant_monitor")
 
 def _weights(cluster: Cluster, ns: str) -> list[dict[str, int]]:
     vs = get(cluster, "virtualservice", "reviews", ns)

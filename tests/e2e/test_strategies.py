@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Self
 
+import pytest
 from devcluster import Cluster
 from meshsim.routers import EnvoyRouter
 from meshsim.simulator import Simulator
@@ -34,6 +35,9 @@ from tests.e2e.istiod_routes import (
     host_routes,
 )
 from tests.e2e.releases import ReleaseStarter
+
+# Every state these releases pass through is checked (tests/invariants).
+pytestmark = pytest.mark.usefixtures("invariant_monitor")
 
 REVIEWS = "reviews.{ns}.svc.cluster.local"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from devcluster import Cluster, PrometheusServer
 from meshsim.simulator import Simulator
 
@@ -28,6 +29,9 @@ from tests.e2e.istiod_routes import istiod_config
 from tests.e2e.releases import ReleaseStarter
 from tests.e2e.test_analysis import release as analysed_release
 from tests.e2e.test_analysis import start as analysed_start
+
+# Every state these releases pass through is checked (tests/invariants).
+pytestmark = pytest.mark.usefixtures("invariant_monitor")
 
 MODE = {"mode": "Services"}
 

@@ -120,6 +120,31 @@ def test_the_release_that_completes_takes_its_marks_off_the_routing_and_the_surv
     }
 
 
+def test_a_completed_phase_written_by_a_user_on_a_live_split_hands_nothing_over() -> None:
+    observed = Observed(
+        service=SERVICE,
+        deployments=(deployment("v1"), deployment("v2", ours=True)),
+        virtual_service=routing("VirtualService", labels=OURS),
+        destination_rule=routing("DestinationRule", labels=OURS),
+    )
+    decision = run(spec(), observed, CanaryReleaseStatus(phase=Phase.COMPLETED))
+    assert decision.phase is not Phase.COMPLETED
+    patches = [a.patch for a in decision.actions if isinstance(a, act.PatchObject)]
+    assert [p for p in patches if "labels" in p.get("metadata", {})] == []
+
+
+def test_an_aborted_phase_written_by_a_user_on_a_live_split_removes_nothing() -> None:
+    observed = Observed(
+        service=SERVICE,
+        deployments=(deployment("v1"), deployment("v2", ours=True)),
+        virtual_service=routing("VirtualService", labels=OURS),
+        destination_rule=routing("DestinationRule", labels=OURS),
+    )
+    decision = run(spec(), observed, CanaryReleaseStatus(phase=Phase.ABORTED, observed_generation=1))
+    assert decision.phase is not Phase.ABORTED
+    assert not any(isinstance(a, act.DeleteObject) for a in decision.actions)
+
+
 def test_an_adopted_object_loses_the_recorded_original_at_hand_over_so_no_later_abort_goes_back_before_it() -> None:
     adopted = routing(
         "VirtualService", labels={"releases.istio-canary.io/release": "reviews"}, original={"hosts": ["x"]}

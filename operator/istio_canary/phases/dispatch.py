@@ -32,12 +32,16 @@ def decide(
     """
     drain = spec.drain_seconds if spec.drain_seconds is not None else drain_seconds
     ctx = Context(release=release, spec=spec, observed=observed, previous=previous, now=now, drain_seconds=drain)
-    if previous.phase is Phase.COMPLETED:
+    if previous.phase is Phase.COMPLETED and _may_have_completed(spec):
         return _completed(ctx)
     if release.deleting:
         return teardown.tear_down(ctx, reason=Reason.DELETING)
-    if previous.phase is Phase.ABORTED and (spec.abort or previous.observed_generation in (None, release.generation)):
+    by_analysis = spec.analysis is not None or previous.abort_reason is not None
+    rolled_back = by_analysis and previous.observed_generation in (None, release.generation)
+    if previous.phase is Phase.ABORTED and (spec.abort or rolled_back):
         # Aborted stays aborted until the user changes the spec (for example sets abort back to false).
+        # Only an analysis aborts without spec.abort (and records why): otherwise a stored Aborted
+        # is someone's status write, not a rollback to carry on with.
         return teardown.tear_down(ctx, reason=previous.abort_reason or Reason.ABORTED)
     if spec.abort:
         return teardown.tear_down(ctx, reason=Reason.ABORTED)
@@ -45,6 +49,16 @@ def decide(
         return _forward(ctx, check=check)
     except errors.InvalidSpecError as err:
         return failures.refused(previous=previous, error=err)
+
+
+def _may_have_completed(spec: CanaryReleaseSpec) -> bool:
+    """Whether this spec can have led to Completed: only job offline completes a release.
+
+    Anyone who may patch canaryreleases/status can write ``phase: Completed``; on a release that
+    asks for no offline (and runs no analysis that could promote to one), that phase was not the
+    operator's and is not trusted, or a live split would be handed over (found by fuzzing).
+    """
+    return spec.offline or spec.analysis is not None
 
 
 def _completed(ctx: Context) -> Decision:

@@ -44,9 +44,6 @@ class DueTable:
     def forget(self, key: str) -> None:
         self._due.pop(key, None)
 
-    def is_due(self, key: str) -> bool:
-        return time.monotonic() >= self._due.get(key, 0.0)
-
     def take(self) -> list[str]:
         """The releases due now; each is taken (never due again) until its next due time is set."""
         now = time.monotonic()

@@ -139,9 +139,6 @@ class Reconciler:
         """Something the release depends on changed (its canary became ready, say): look again now."""
         self.due.wake(f"{namespace}/{name}")
 
-    def is_due(self, *, namespace: str, name: str) -> bool:
-        return self.due.is_due(f"{namespace}/{name}")
-
     async def reconcile(
         self,
         *,

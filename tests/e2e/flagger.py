@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 
 from devcluster import Cluster
+
+from tests.e2e.processes import LoggedProcess
 
 __all__ = ["FLAGGER_VERSION", "FlaggerProcess", "flagger_binary", "flagger_crds"]
 
@@ -38,7 +39,7 @@ def flagger_crds() -> str:
     return (directory / "artifacts" / "flagger" / "crd.yaml").read_text()
 
 
-class FlaggerProcess:
+class FlaggerProcess(LoggedProcess):
     """``flagger`` out of cluster, watching one namespace, asking one Prometheus."""
 
     def __init__(self, cluster: Cluster, *, binary: Path, namespace: str, prometheus_url: str) -> None:
@@ -56,16 +57,3 @@ class FlaggerProcess:
             stderr=subprocess.STDOUT,
         )
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if hasattr(self, "_log"):
-            self._log.close()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -7,11 +7,33 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 from devcluster import Cluster
 
 
-class OperatorProcess:
+class LoggedProcess:
+    """A test's background process whose output goes to ``log_path``: stopped with SIGTERM, then SIGKILL."""
+
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if hasattr(self, "_log"):
+            self._log.close()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class OperatorProcess(LoggedProcess):
     """``istio-canary-operator run`` in a subprocess, watching one namespace."""
 
     def __init__(self, cluster: Cluster, namespace: str, extra: list[str], env: dict[str, str] | None = None) -> None:
@@ -41,15 +63,3 @@ class OperatorProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if hasattr(self, "_log"):
-            self._log.close()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

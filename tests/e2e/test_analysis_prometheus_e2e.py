@@ -91,3 +91,26 @@ def test_an_unreachable_prometheus_raises_metrics_unavailable_quickly() -> None:
     with pytest.raises(errors.MetricsUnavailableError, match="did not answer"):
         metrics.version_counts(namespace="bookinfo", service="reviews", window_seconds=60)
     assert time.monotonic() - started < 5
+
+
+def test_a_series_born_inside_the_window_is_counted_from_its_first_request(
+    prometheus: Any, mesh: tuple[Counter, Histogram]
+) -> None:
+    # Istio creates a series at its first request: a canary's first 5xx starts a new series,
+    # and increase() alone would take its first scrape as the starting point and lose it.
+    requests, _latency = mesh
+    ns = "analysis-born"
+    old = requests.labels("destination", ns, "reviews", "v1", "200")
+    old.inc(1000)  # counted long before the window: none of it is the window's
+    time.sleep(4)
+    started = time.time()
+    requests.labels("destination", ns, "reviews", "v2", "200").inc(40)
+    requests.labels("destination", ns, "reviews", "v2", "500").inc(7)
+    old.inc(30)
+    time.sleep(3)  # a few scrapes, and nothing more counted
+
+    metrics = PrometheusMetrics(prometheus.url, timeout_seconds=2)
+    window = int(time.time() - started) + 1
+    counts = metrics.version_counts(namespace=ns, service="reviews", window_seconds=window)
+    assert (counts["v2"].requests, counts["v2"].errors) == (47, 7)
+    assert counts["v1"].requests < 100, "an old series counts only what it grew inside the window"

@@ -6,9 +6,10 @@ and by the version that served it. Istio fills ``destination_version`` from the 
 ``version`` label (or ``app.kubernetes.io/version``), whatever ``spec.versionLabel`` says.
 
 Counts use ``increase`` over the time since the step started, which is what the judge
-compares; health for ``status.versions`` uses ``rate`` over a short window. Prometheus
-needs two samples inside a range to compute either, so a window shorter than two scrape
-intervals returns nothing, which the judge reads as "no data" and holds.
+compares, every series counted from its first request (see :func:`_counted`); health for
+``status.versions`` uses ``rate`` over a short window. Prometheus needs two samples inside a
+range to compute either, so a window shorter than two scrape intervals returns nothing, which
+the judge reads as "no data" and holds.
 """
 
 from __future__ import annotations
@@ -36,21 +37,33 @@ _SELECTOR = (
 _REGEX_META = frozenset("\\.+*?()|[]{}^$")
 _ERRORS = 'response_code=~"5.."'
 
-REQUEST_INCREASE = string.Template(
-    "sum by (destination_version) (increase(istio_requests_total{" + _SELECTOR + "}[$window]))"
-)
+
+def _counted(metric: str, by: str, *, selector: str = _SELECTOR) -> str:
+    """The increase of ``metric`` over ``$window``, every series counted from its first request.
+
+    Istio creates a series at its first request (a version's first 5xx, a new canary pod), and
+    ``increase()`` reads a series' first sample as its starting point, so whatever a series
+    counted before its first scrape is lost: at a canary's first step that is its first errors,
+    and a look could pass it on requests alone. A series absent at the window's start began at
+    zero inside it, so its whole value is its increase.
+    """
+    series = metric + "{" + selector + "}"
+    return (
+        f"sum by ({by}) ("
+        f"(increase({series}[$window]) and {series} offset $window) "
+        f"or ({series} unless {series} offset $window))"
+    )
+
+
+REQUEST_INCREASE = string.Template(_counted("istio_requests_total", "destination_version"))
 """Requests each version served in the window."""
 
 ERROR_INCREASE = string.Template(
-    "sum by (destination_version) "
-    "(increase(istio_requests_total{" + _SELECTOR + "," + _ERRORS + "}[$window]))"
+    _counted("istio_requests_total", "destination_version", selector=_SELECTOR + "," + _ERRORS)
 )
 """Requests each version answered with a 5xx in the window. Missing version: no errors."""
 
-BUCKET_INCREASE = string.Template(
-    "sum by (destination_version, le) "
-    "(increase(istio_request_duration_milliseconds_bucket{" + _SELECTOR + "}[$window]))"
-)
+BUCKET_INCREASE = string.Template(_counted("istio_request_duration_milliseconds_bucket", "destination_version, le"))
 """Cumulative latency bucket counts (``le`` in ms) of each version in the window."""
 
 REQUEST_RATE = string.Template(

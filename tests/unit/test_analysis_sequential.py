@@ -67,3 +67,17 @@ def test_under_the_null_the_evidence_crosses_one_over_alpha_in_at_most_alpha_of_
                 crossed += 1
                 break
     assert crossed / paths <= alpha
+
+
+def test_a_null_proportion_a_hair_below_one_gives_finite_evidence() -> None:
+    # A canary share of 1 - 6e-14 (one stable request against 1.7e13): 1 - p1 rounds to 0 if
+    # the ratios are formed naively, and log(0) raised.
+    p0 = 17575022936079.0 / (17575022936079.0 + 1.0)
+    ratios = sequential.log_likelihood_ratios(events=1, trials=1, p0=p0, grid=sequential.WORSE_ODDS_RATIOS)
+    assert all(math.isfinite(r) for r in ratios)
+    # The formula agrees with the naive one where the naive one works.
+    p0, r = 0.2, 3.0
+    p1 = r * p0 / (1 - p0 + r * p0)
+    naive = 2 * math.log(p1 / p0) + 8 * math.log((1 - p1) / (1 - p0))
+    (fast,) = sequential.log_likelihood_ratios(events=2, trials=10, p0=p0, grid=((r, 1.0),))
+    assert fast == pytest.approx(naive, rel=1e-12)

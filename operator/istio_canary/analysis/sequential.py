@@ -70,10 +70,6 @@ BETTER_ODDS_RATIOS: tuple[tuple[float, float], ...] = (
 """``(odds ratio, weight)`` pairs below 1; weights sum to 1."""
 
 
-def _alternative(p0: float, odds_ratio: float) -> float:
-    return odds_ratio * p0 / (1.0 - p0 + odds_ratio * p0)
-
-
 def log_likelihood_ratios(
     *, events: int, trials: int, p0: float, grid: Sequence[tuple[float, float]]
 ) -> tuple[float, ...]:
@@ -87,11 +83,12 @@ def log_likelihood_ratios(
     _check(events, trials)
     if trials == 0 or not 0.0 < p0 < 1.0:
         return tuple(0.0 for _ in grid)
-    ratios = []
-    for odds_ratio, _weight in grid:
-        p1 = _alternative(p0, odds_ratio)
-        ratios.append(events * math.log(p1 / p0) + (trials - events) * math.log((1.0 - p1) / (1.0 - p0)))
-    return tuple(ratios)
+    # With p1 = r p0 / (1 - p0 + r p0): p1 / p0 = r / d and (1 - p1) / (1 - p0) = 1 / d, where
+    # d = 1 + (r - 1) p0. Written so, no ratio is formed of numbers that round to 0 or 1 (a
+    # canary share of 1 - 1e-14 would make 1 - p1 exactly 0).
+    return tuple(
+        events * math.log(odds_ratio) - trials * math.log1p((odds_ratio - 1.0) * p0) for odds_ratio, _weight in grid
+    )
 
 
 def log_mix(log_ratios: Sequence[float], grid: Sequence[tuple[float, float]]) -> float:

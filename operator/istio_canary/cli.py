@@ -7,10 +7,15 @@ import os
 import random
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from istio_canary import errors
+from istio_canary.outbound import header_problem
 
 if TYPE_CHECKING:
     from istio_canary.analysis.egress import Egress
+    from istio_canary.analysis.prometheus import PrometheusMetrics
     from istio_canary.reconcile import Reconciler
 
 __all__ = ["main"]
@@ -31,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     run.add_argument("--context", default=None, help="kubeconfig context")
-    run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"), help="Prometheus HTTP API base URL")
+    _prometheus_arguments(run)
     _outbound_arguments(run)
     _timing_arguments(run)
     run.add_argument("--metrics-port", type=int, default=None, help="serve the operator's own metrics on this port")
@@ -46,6 +51,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")
     run.add_argument("-v", "--verbose", action="store_true")
     return parser
+
+
+def _prometheus_arguments(run: argparse.ArgumentParser) -> None:
+    prometheus = run.add_argument_group("Prometheus", "the operator's own Prometheus (docs/analysis.md)")
+    prometheus.add_argument(
+        "--prometheus-url", default=os.environ.get("PROMETHEUS_URL"), help="Prometheus HTTP API base URL"
+    )
+    prometheus.add_argument(
+        "--prometheus-credentials-dir", type=Path, default=None, metavar="DIR",
+        help="a mounted Secret: file token (bearer), or username and password (basic auth), and/or ca.crt; "
+        "read again at every query, so a rotated token is used at once",
+    )
+    prometheus.add_argument(
+        "--prometheus-header", action="append", default=[], metavar="NAME=VALUE",
+        help="a header for every query, e.g. X-Scope-OrgID=mesh (repeatable)",
+    )
+    prometheus.add_argument(
+        "--prometheus-insecure-skip-tls-verify", action="store_true",
+        help="accept any TLS certificate from --prometheus-url (tests only)",
+    )
 
 
 def _outbound_arguments(run: argparse.ArgumentParser) -> None:
@@ -107,10 +132,10 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         egress = _egress(args)
+        reconciler = _reconciler(args, egress)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    reconciler = _reconciler(args, egress)
     if args.metrics_port:
         opmetrics.start_metrics_server(args.metrics_port)
     priority = args.priority
@@ -138,9 +163,8 @@ def _reconciler(args: argparse.Namespace, egress: Egress) -> Reconciler:
 
     prometheus = None
     if args.prometheus_url:
-        from istio_canary.analysis.prometheus import PrometheusMetrics
 
-        prometheus = PrometheusMetrics(args.prometheus_url, egress=egress)
+        prometheus = _operator_prometheus(args, egress)
     cluster: ClusterWriter = Cluster(load_client(args.kubeconfig, args.context))
     crash = os.environ.get(CRASH_AFTER_WRITES_ENV)
     if crash:  # restart-safety tests only: the process dies right after that many writes
@@ -153,6 +177,28 @@ def _reconciler(args: argparse.Namespace, egress: Egress) -> Reconciler:
         **({"resync_seconds": args.resync_seconds} if args.resync_seconds is not None else {}),
     )
     return Reconciler(cluster=cluster, settings=settings, prometheus=prometheus)
+
+
+def _operator_prometheus(args: argparse.Namespace, egress: Egress) -> PrometheusMetrics:
+    """The client of --prometheus-url with its credentials and headers (ValueError names a bad flag)."""
+    from istio_canary.analysis.prometheus import PrometheusMetrics, read_credentials_dir
+
+    headers = {}
+    for item in args.prometheus_header:
+        name, sep, value = item.partition("=")
+        problem = header_problem(name, value) if sep else "is not NAME=VALUE"
+        if problem:
+            raise ValueError(f"--prometheus-header {name if sep else item!r} {problem}")
+        headers[name] = value
+    credentials_dir = args.prometheus_credentials_dir
+    try:
+        return PrometheusMetrics(
+            args.prometheus_url, egress=egress, headers=headers,
+            credentials=(lambda: read_credentials_dir(credentials_dir)) if credentials_dir else None,
+            verify_tls=not args.prometheus_insecure_skip_tls_verify,
+        )
+    except (errors.CredentialsError, ValueError) as err:
+        raise ValueError(f"--prometheus-credentials-dir: {err}") from None
 
 
 def _egress(args: argparse.Namespace) -> Egress:

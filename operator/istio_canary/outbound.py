@@ -33,12 +33,15 @@ from istio_canary import errors
 __all__ = [
     "ALWAYS_REFUSED",
     "MAX_REDIRECTS",
+    "RESERVED_HEADERS",
     "Credentials",
     "OutboundPolicy",
     "Url",
     "UrlFormError",
     "UrlPrefix",
     "address_refusal",
+    "credentials_from",
+    "header_problem",
     "parse_url",
     "url_form_problem",
 ]
@@ -128,6 +131,51 @@ class Credentials:
     token: str | None = field(default=None, repr=False)
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+    """PEM certificates to trust besides the public ones (not secret, but read with the rest)."""
+
+
+# Headers neither a release nor a flag may set: the operator's own (Host, Accept-Encoding),
+# credentials (only from a Secret or a mounted file), and framing a header could break.
+RESERVED_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "host", "accept-encoding", "connection",
+    "content-length", "content-type", "transfer-encoding", "te", "upgrade",
+})
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_HEADER_VALUE = re.compile(r"[ !#-\[\]-~]{0,96}")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """What is wrong with sending this header to Prometheus, or None.
+
+    >>> header_problem("X-Scope-OrgID", "team-a") is None
+    True
+    >>> header_problem("Authorization", "Bearer x")
+    'may not be set: credentials come from a Secret'
+    """
+    if not _HEADER_NAME.fullmatch(name):
+        return "is not a header name (letters, digits and -, at most 64)"
+    if name.lower() in RESERVED_HEADERS:
+        return "may not be set: credentials come from a Secret"
+    if not _HEADER_VALUE.fullmatch(value):
+        return "has a value that is not printable ASCII (no quote or backslash) of at most 96 characters"
+    return None
+
+
+def credentials_from(values: dict[str, str], *, where: str) -> Credentials:
+    """Credentials from a Secret's keys: ``token``, or ``username`` and ``password``, and/or ``ca.crt``."""
+    ca_pem = values.get("ca.crt") or None
+    if ca_pem is not None and "-----BEGIN CERTIFICATE-----" not in ca_pem:
+        raise errors.CredentialsError(f"key ca.crt of {where} holds no PEM certificate")
+    if values.get("token"):
+        return Credentials(token=values["token"], ca_pem=ca_pem)
+    if values.get("username") and "password" in values:
+        return Credentials(username=values["username"], password=values["password"], ca_pem=ca_pem)
+    if ca_pem is not None:
+        return Credentials(ca_pem=ca_pem)
+    raise errors.CredentialsError(
+        f"{where} has none of the keys token, username and password, or ca.crt"
+    )
 
 
 def _shown(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -42,8 +43,10 @@ def free_port() -> int:
 
 
 class LoopbackServer:
-    def __init__(self, answer: Answering) -> None:
+    def __init__(self, answer: Answering, *, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: serve HTTPS with this server-side context."""
         self.answer = answer
+        self.scheme = "https" if tls is not None else "http"
         self.seen: list[Seen] = []
         server = self
 
@@ -75,12 +78,14 @@ class LoopbackServer:
             do_POST = do_GET
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     def url(self, path: str = "", *, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def start(self) -> Self:
         self._thread.start()

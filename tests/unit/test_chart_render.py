@@ -330,3 +330,23 @@ def test_include_crds_renders_the_release_crd_and_both_peering_crds() -> None:
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     ]
+
+
+def test_the_operators_prometheus_credentials_are_a_mounted_secret_and_headers_are_flags() -> None:
+    plain = render("prometheus.url=https://mimir.example/prometheus")
+    assert not [a for a in container(plain)["args"] if "credentials" in a or "header" in a]
+
+    objects = render(
+        "prometheus.url=https://mimir.example/prometheus", "prometheus.credentialsSecret=mimir-reader",
+        "prometheus.headers.X-Scope-OrgID=mesh",
+    )
+    args = container(objects)["args"]
+    assert "--prometheus-credentials-dir=/etc/istio-canary/prometheus" in args
+    assert "--prometheus-header=X-Scope-OrgID=mesh" in args
+    assert "--prometheus-insecure-skip-tls-verify" not in args
+    volumes = {v["name"]: v for v in deployment(objects)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["prometheus-credentials"]["secret"]["secretName"] == "mimir-reader"
+    mounts = {m["name"]: m for m in container(objects)["volumeMounts"]}
+    assert mounts["prometheus-credentials"] == {
+        "name": "prometheus-credentials", "mountPath": "/etc/istio-canary/prometheus", "readOnly": True
+    }

@@ -78,7 +78,38 @@ def test_the_models_repeat_the_url_rules_and_auth_needs_a_url() -> None:
     accepted = AnalysisSpec.model_validate(
         {"prometheusUrl": "https://prom.example/", "prometheusAuth": {"secretRef": {"name": "prom-token"}}}
     )
-    assert accepted.prometheus_auth is not None and accepted.prometheus_auth.secret_ref.name == "prom-token"
+    assert accepted.prometheus_auth is not None and accepted.prometheus_auth.secret_ref is not None
+    assert accepted.prometheus_auth.secret_ref.name == "prom-token"
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({"Authorization": "Bearer x"}, "may not be set: credentials come from a Secret"),
+        ({"cookie": "a=b"}, "may not be set"),
+        ({"X-Tenant": "a\r\nHost: evil"}, "String should match pattern"),
+        ({"X Tenant": "a"}, "is not a header name"),
+        ({f"X-{i}": "a" for i in range(5)}, "at most 4 items"),
+    ],
+)
+def test_prometheus_headers_set_no_credentials_no_framing_and_no_line_breaks(
+    headers: dict[str, str], refused: str
+) -> None:
+    with pytest.raises(pydantic.ValidationError, match=refused):
+        AnalysisSpec.model_validate({"prometheusUrl": "https://prom.example/", "prometheusAuth": {"headers": headers}})
+    kept = AnalysisSpec.model_validate(
+        {"prometheusUrl": "https://prom.example/", "prometheusAuth": {"headers": {"X-Scope-OrgID": "team-a|team-b"}}}
+    )
+    assert kept.prometheus_auth is not None and kept.prometheus_auth.headers == {"X-Scope-OrgID": "team-a|team-b"}
+
+
+def test_credentials_from_a_secrets_keys_and_a_ca_that_is_no_certificate() -> None:
+    found = outbound.credentials_from({"ca.crt": "-----BEGIN CERTIFICATE-----\nx\n"}, where="Secret s")
+    assert (found.token, found.username, found.ca_pem is not None) == (None, None, True)
+    with pytest.raises(errors.CredentialsError, match=r"key ca\.crt of Secret s holds no PEM certificate"):
+        outbound.credentials_from({"token": "t", "ca.crt": "not a certificate"}, where="Secret s")
+    with pytest.raises(errors.CredentialsError, match="has none of the keys"):
+        outbound.credentials_from({"other": "x"}, where="Secret s")
 
 
 def test_credentials_never_show_in_their_repr() -> None:

@@ -79,7 +79,12 @@ def largest_spec(character: str = "a") -> dict[str, Any]:
             # A URL holds no character that JSON escapes (the CRD's rules refuse them): it is
             # 2,048 bytes whatever fills the free text.
             "prometheusUrl": "https://prometheus.example/" + "p" * (2048 - 27),
-            "prometheusAuth": {"secretRef": {"name": "s" * 253}},
+            "prometheusAuth": {
+                "secretRef": {"name": "s" * 253},
+                # A header value is printable ASCII without quote or backslash: JSON escapes none of it.
+                "headers": {f"x-{i}-" + "h" * 59: "h" * 96 for i in range(4)},
+                "insecureSkipTLSVerify": True,
+            },
         },
         "routing": {"virtualServices": [{"name": "v" * 253, "namespace": "n" * 63}] * 8, "mode": "Subsets"},
     }

@@ -19,14 +19,16 @@ server sent ever reaches status, Events, logs or metrics.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import heapq
 import http.client
 import itertools
 import socket
+import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
@@ -44,11 +46,13 @@ __all__ = [
     "MAX_ANSWER_BYTES",
     "AnswerTooLargeError",
     "AnswerTooSlowError",
+    "CredentialsAuth",
     "Egress",
     "GuardedSession",
     "HttpStatusError",
     "Resolver",
     "describe_failure",
+    "tls_context",
 ]
 
 # The operator's queries return a handful of series per version; a megabyte is hundreds of them.
@@ -90,6 +94,8 @@ def describe_failure(err: BaseException, *, timeout_seconds: float) -> str:
         return f"did not answer within {timeout_seconds:g} s"
     if isinstance(err, requests.TooManyRedirects):
         return f"redirected more than {outbound.MAX_REDIRECTS} times"
+    if isinstance(err, requests.exceptions.SSLError):
+        return "did not answer: the TLS handshake failed (is its certificate signed by a CA in ca.crt?)"
     if isinstance(err, _UnresolvableHostError):
         return "did not answer: its host name does not resolve"
     if isinstance(err, requests.ConnectionError):
@@ -236,10 +242,21 @@ class _HTTPSPool(HTTPSConnectionPool):
 # -- the adapter ------------------------------------------------------------------------------
 
 
+def tls_context(ca_pem: str) -> ssl.SSLContext:
+    """A verifying TLS context that trusts the public CAs and ``ca_pem`` (ValueError: no certificate in it)."""
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cadata=ca_pem)
+    except (ssl.SSLError, ValueError):
+        raise ValueError("holds no certificate that can be read") from None
+    return context
+
+
 class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, *, egress: Egress, timeout_seconds: float) -> None:
+    def __init__(self, *, egress: Egress, timeout_seconds: float, ca_pem: str | None = None) -> None:
         self._egress = egress
         self._timeout = timeout_seconds
+        self._tls = tls_context(ca_pem) if ca_pem else None
         # No retries: the next look at the metrics is the retry.
         super().__init__(max_retries=Retry(total=0, redirect=False, raise_on_status=False))
 
@@ -257,6 +274,8 @@ class _GuardedAdapter(HTTPAdapter):
         host_params["host"] = self._egress.policy.check_addresses(host=url.host, addresses=addresses)
         if url.scheme == "https":
             pool_kwargs["server_hostname"] = url.host  # SNI and certificate check name the host
+            if self._tls is not None and verify is not False:
+                pool_kwargs["ssl_context"] = self._tls
         return host_params, pool_kwargs
 
     def add_headers(self, request: requests.PreparedRequest, **kwargs: Any) -> None:
@@ -321,13 +340,34 @@ class _GuardedAdapter(HTTPAdapter):
         return response
 
 
+class CredentialsAuth(requests.auth.AuthBase):
+    """Adds the credentials ``read`` gives at the moment of each request (None: none)."""
+
+    def __init__(self, read: Callable[[], outbound.Credentials | None]) -> None:
+        self._read = read
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        credentials = self._read()
+        if credentials is not None and credentials.token:
+            request.headers["Authorization"] = f"Bearer {credentials.token}"
+        elif credentials is not None and credentials.username:
+            pair = f"{credentials.username}:{credentials.password or ''}".encode()
+            request.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        return request
+
+
 class GuardedSession(requests.Session):
     """A session whose every request goes through the policy (see the module docstring)."""
 
-    def __init__(self, *, egress: Egress, timeout_seconds: float) -> None:
+    def __init__(
+        self, *, egress: Egress, timeout_seconds: float, ca_pem: str | None = None, verify_tls: bool = True
+    ) -> None:
+        """``ca_pem``: certificates to trust besides the public ones; ``verify_tls=False`` trusts any
+        (ValueError: ``ca_pem`` holds no certificate)."""
         self._egress = egress
-        self._guard = _GuardedAdapter(egress=egress, timeout_seconds=timeout_seconds)
+        self._guard = _GuardedAdapter(egress=egress, timeout_seconds=timeout_seconds, ca_pem=ca_pem)
         super().__init__()
+        self.verify = verify_tls
         self.trust_env = False  # no proxy from the environment, no ~/.netrc credentials
         self.max_redirects = outbound.MAX_REDIRECTS
         self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # keeps no cookie

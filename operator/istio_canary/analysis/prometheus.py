@@ -21,7 +21,8 @@ import datetime
 import math
 import string
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from prometheus_api_client import PrometheusConnect
 
@@ -31,7 +32,7 @@ from istio_canary.analysis import egress as egress_
 from istio_canary.analysis import promql
 from istio_canary.models.status import VersionMetrics
 
-__all__ = ["PrometheusMetrics"]
+__all__ = ["PrometheusMetrics", "read_credentials_dir"]
 
 Sample = tuple[dict[str, str], float]
 
@@ -45,6 +46,22 @@ class _Scope:
     window_seconds: int
     at: float
     aliases: tuple[str, ...] = ()
+
+
+def read_credentials_dir(path: Path) -> outbound.Credentials:
+    """The operator's own Prometheus credentials: a mounted Secret's files ``token``, or
+    ``username`` and ``password``, and/or ``ca.crt`` (CredentialsError: none of them)."""
+    values = {}
+    for key in ("token", "username", "password", "ca.crt"):
+        try:
+            values[key] = (path / key).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError):
+            raise errors.CredentialsError(f"{path / key} cannot be read as text") from None
+    if "ca.crt" in values:
+        values["ca.crt"] += "\n"
+    return outbound.credentials_from(values, where=f"the directory {path} (--prometheus-credentials-dir)")
 
 
 class PrometheusMetrics:
@@ -61,26 +78,37 @@ class PrometheusMetrics:
         url: str,
         *,
         egress: egress_.Egress | None = None,
-        credentials: outbound.Credentials | None = None,
+        credentials: outbound.Credentials | Callable[[], outbound.Credentials] | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify_tls: bool = True,
         timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``egress`` defaults to a policy that allows this URL only (whoever builds the client
-        chose it); ``credentials`` go into every request and nowhere else."""
+        chose it). ``credentials`` go into every request and nowhere else; given as a function,
+        it is called at every request (a mounted token that rotates), and its CA bundle is read
+        once, here. ``headers`` go with every request (a tenant ID). ValueError: the CA bundle
+        holds no certificate."""
         self.url = url.rstrip("/")
         self._timeout = timeout_seconds
         self._clock = clock
         if egress is None:
             egress = egress_.Egress(policy=outbound.OutboundPolicy.build(prometheus_url=self.url))
-        session = egress_.GuardedSession(egress=egress, timeout_seconds=timeout_seconds)
-        headers, auth = None, None
-        if credentials is not None and credentials.token is not None:
-            headers = {"Authorization": f"Bearer {credentials.token}"}
-        elif credentials is not None and credentials.username is not None:
-            auth = (credentials.username, credentials.password or "")
+        read: Callable[[], outbound.Credentials | None]
+        if callable(credentials):
+            read = credentials
+        else:
+            fixed = credentials
+            read = lambda: fixed  # noqa: E731
+        first = read()
+        session = egress_.GuardedSession(
+            egress=egress, timeout_seconds=timeout_seconds, ca_pem=first.ca_pem if first else None,
+            verify_tls=verify_tls,
+        )
+        session.headers.update(headers or {})
         # A look that waits for retries holds the handler's thread: the session never retries.
         self._client = PrometheusConnect(
-            url=self.url, session=session, timeout=timeout_seconds, headers=headers, auth=auth
+            url=self.url, session=session, timeout=timeout_seconds, auth=egress_.CredentialsAuth(read)
         )
 
     def close(self) -> None:

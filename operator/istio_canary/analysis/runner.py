@@ -126,8 +126,18 @@ def _release_prometheus(
     checked = str(egress.policy.check_release_prometheus_url(url))
     if auth is None:
         return _client(checked, egress), False
-    if read_credentials is None:
-        raise errors.CredentialsError("prometheusAuth is set, but this operator reads no Secrets")
-    credentials = read_credentials(auth.secret_ref.name)
-    # A client holding credentials is never cached: the Secret is read again at the next look.
-    return PrometheusMetrics(checked, egress=egress, credentials=credentials), True
+    credentials = None
+    if auth.secret_ref is not None:
+        if read_credentials is None:
+            raise errors.CredentialsError("prometheusAuth.secretRef is set, but this operator reads no Secrets")
+        credentials = read_credentials(auth.secret_ref.name)
+    try:
+        # A client holding credentials is never cached: the Secret is read again at the next look.
+        client = PrometheusMetrics(
+            checked, egress=egress, credentials=credentials, headers=auth.headers,
+            verify_tls=not auth.insecure_skip_tls_verify,
+        )
+    except ValueError as err:
+        where = f"key ca.crt of Secret {auth.secret_ref.name if auth.secret_ref else '?'} (analysis.prometheusAuth)"
+        raise errors.CredentialsError(f"{where} {err}") from None
+    return client, True

@@ -28,7 +28,8 @@ SECRET_RBAC_HINT = (
 
 
 def read_credentials(api: client.ApiClient, *, namespace: str, name: str) -> outbound.Credentials:
-    """Key ``token`` (a bearer token), or keys ``username`` and ``password`` (basic auth).
+    """Key ``token`` (a bearer token), or keys ``username`` and ``password`` (basic auth), and/or
+    ``ca.crt`` (PEM certificates to trust).
 
     A missing Secret or key, or a Secret the operator may not read, is a
     :class:`~istio_canary.errors.CredentialsError` (the release is Failed until it is fixed);
@@ -48,13 +49,11 @@ def read_credentials(api: client.ApiClient, *, namespace: str, name: str) -> out
         raise errors.ApiUnavailableError(f"the API server did not return {where}") from None
     data = body.get("data") or {}
     values = {
-        key: _decoded(data[key], key=key, where=where) for key in ("token", "username", "password") if key in data
+        key: _decoded(data[key], key=key, where=where)
+        for key in ("token", "username", "password", "ca.crt")
+        if key in data
     }
-    if values.get("token"):
-        return outbound.Credentials(token=values["token"])
-    if values.get("username") and "password" in values:
-        return outbound.Credentials(username=values["username"], password=values["password"])
-    raise errors.CredentialsError(f"{where} has neither a token key nor username and password keys")
+    return outbound.credentials_from(values, where=where)
 
 
 def _decoded(value: Any, *, key: str, where: str) -> str:

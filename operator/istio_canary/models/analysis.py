@@ -87,10 +87,58 @@ class SecretRef(ApiModel):
     )
 
 
-class PrometheusAuth(ApiModel):
-    """Credentials for prometheusUrl, from a Secret in the release's namespace: key `token` (a bearer token), or keys `username` and `password` (basic auth). The operator reads the Secret just before each look and writes its contents nowhere."""
+HEADER_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
+# Printable ASCII: no CR or LF can split a request; no quote or backslash, which JSON doubles.
+HEADER_VALUE = r'^[ !#-\[\]-~]{0,96}$'
 
-    secret_ref: SecretRef
+
+class PrometheusAuth(ApiModel):
+    """How the operator talks to prometheusUrl: credentials and a CA bundle from a Secret in the release's namespace (key `token`: a bearer token, or keys `username` and `password`: basic auth; key `ca.crt`: PEM certificates to trust besides the public ones), and headers such as a tenant ID for Thanos, Cortex or Mimir. The operator reads the Secret just before each look and writes its contents nowhere. TLS certificates are always verified unless insecureSkipTLSVerify is true."""
+
+    model_config = ApiModel.model_config | ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.headers) || self.headers.all(h, !(h.lowerAscii() in "
+                    + str(sorted(outbound.RESERVED_HEADERS)).replace('"', "'")
+                    + "))",
+                    "message": "prometheusAuth.headers may not set Authorization, Cookie, Host or a framing "
+                    "header: credentials come from secretRef",
+                },
+                {
+                    "rule": "!has(self.headers) || self.headers.all(k, size(k) <= 64 && k.matches('" + HEADER_NAME + "'))",
+                    "message": "prometheusAuth.headers: a header name is letters, digits and -, at most 64",
+                },
+            ]
+        }
+    )
+
+    secret_ref: SecretRef | None = Field(
+        default=None, description="The Secret holding `token`, or `username` and `password`, and/or `ca.crt`."
+    )
+    headers: Annotated[
+        dict[str, Annotated[str, Field(max_length=96, pattern=HEADER_VALUE, description="The header's value.")]],
+        Field(max_length=4),
+    ] = Field(
+        default_factory=dict,
+        description="Headers sent with every query, e.g. X-Scope-OrgID: team-a. They are part of the "
+        "spec, visible to anyone who may read the release: put no secret here.",
+    )
+    insecure_skip_tls_verify: bool = Field(
+        default=False,
+        alias="insecureSkipTLSVerify",
+        description="Accept any TLS certificate from prometheusUrl. For tests only: anyone on the path "
+        "can then read and change the answers that decide the release.",
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _no_reserved_header(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            problem = outbound.header_problem(name, value)
+            if problem:
+                raise ValueError(f"prometheusAuth.headers {name!r} {problem}")
+        return headers
 
 
 class AnalysisSpec(ApiModel):

@@ -25,7 +25,7 @@ from istio_canary.models import (
     Reason,
     Strategy,
 )
-from istio_canary.models.analysis import CheckResult
+from istio_canary.models.analysis import CheckResult, Verdict
 from istio_canary.phases import cleanup, offline, routing, teardown
 from istio_canary.phases.bypass import bypass_paths
 from istio_canary.phases.model import WAIT_SECONDS, Context, Decision
@@ -255,8 +255,16 @@ def _phase(
     message = _describe(ctx, split)
     if analysis is not None:
         verdict = analysis.last_verdict.value if analysis.last_verdict else "none"
-        message += f" (analysis step {analysis.step + 1}, last verdict {verdict})"
+        message += f" (analysis step {analysis.step + 1}, last verdict {verdict}{_holding_because(analysis)})"
     return Phase.PROGRESSING, Reason.PROGRESSING, message
+
+
+def _holding_because(analysis: AnalysisStatus) -> str:
+    """Why a look that cannot judge held the weight (": Prometheus at URL answered HTTP 401"), or ""."""
+    holding = (Verdict.UNREACHABLE, Verdict.NO_DATA, Verdict.BAD_DATA)
+    if analysis.last_verdict not in holding or not analysis.history:
+        return ""
+    return f": {analysis.history[-1].reason}"
 
 
 def _describe(ctx: Context, split: _Split) -> str:

@@ -80,6 +80,11 @@ class DeploymentConflictError(InvalidSpecError):
 class MetricsUnavailableError(ReleaseError):
     """Prometheus did not answer (unreachable, timed out, or refused the query): hold the weight."""
 
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        """The HTTP status Prometheus answered with, when it answered at all."""
+
 
 class OutboundRefusedError(InvalidSpecError):
     """The outbound policy refuses a URL or an address the release would make the operator call.

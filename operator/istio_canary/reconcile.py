@@ -391,6 +391,10 @@ def _record(applied: _Applied, action: act.Action, done: Executed) -> None:
 
 
 def _first_error(err: pydantic.ValidationError) -> str:
+    """``analysis.metrics[0].query: not PromQL: ...``: the field as a user writes it, and the problem."""
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg", "invalid"))
+    where = ""
+    for part in first.get("loc", ()):
+        where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -23,6 +23,7 @@ import string
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 
@@ -188,18 +189,49 @@ class PrometheusMetrics:
             template, namespace=scope.namespace, service=scope.service,
             window_seconds=scope.window_seconds, quantile=quantile, aliases=scope.aliases,
         )
+        return self._samples(self._instant(query, scope.at))
+
+    def query_value(self, query: str) -> tuple[float | None, str]:
+        """One number from a PromQL query (a check of ``analysis.metrics``), or None and why not.
+
+        A scalar, or an instant vector of one series, is a number; no series, several, NaN, or a
+        query Prometheus refuses (HTTP 400 or 422: it parses here but not there) is none.
+        Prometheus not answering raises, as for Istio's metrics.
+        """
         try:
-            result = self._client.custom_query(query, params={"time": f"{scope.at:.3f}"})
+            result = self._instant(query, self._clock())
+        except errors.MetricsUnavailableError as err:
+            if err.status_code in (400, 422):
+                return None, f"Prometheus refused the query (HTTP {err.status_code})"
+            raise
+        if len(result) == 2 and isinstance(result[0], (int, float)) and isinstance(result[1], str):
+            samples: list[Sample] = [({}, float(result[1]))]  # a scalar: [time, "value"]
+        else:
+            samples = self._samples(result)
+        if len(samples) != 1:
+            return None, f"the query answered {len(samples)} series" if samples else "the query answered no series"
+        return samples[0][1], ""
+
+    def _instant(self, query: str, at: float) -> list[Any]:
+        """The result of one instant query: a list, whatever it holds."""
+        try:
+            result = self._client.custom_query(query, params={"time": f"{at:.3f}"})
         except errors.OutboundRefusedError:
             raise
         except Exception as e:  # noqa: BLE001 - every failure is "unavailable", in fixed words
             detail = egress_.describe_failure(e, timeout_seconds=self._timeout)
+            code = e.status_code if isinstance(e, egress_.HttpStatusError) else None
             # "from None": the cause's text may quote the server, and tracebacks print it.
-            raise errors.MetricsUnavailableError(f"Prometheus at {self.url} {detail}") from None
+            raise errors.MetricsUnavailableError(f"Prometheus at {self.url} {detail}", status_code=code) from None
         if not isinstance(result, list):
             raise errors.MetricsUnavailableError(
                 f"Prometheus at {self.url} answered something that is not a query result"
             )
+        return result
+
+    @staticmethod
+    def _samples(result: list[Any]) -> list[Sample]:
+        """The finite samples of an instant vector (``histogram_quantile`` gives NaN on 0/0)."""
         samples: list[Sample] = []
         for series in result:
             try:

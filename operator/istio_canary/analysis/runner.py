@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from istio_canary import errors, outbound
 from istio_canary.analysis import counts as counts_
-from istio_canary.analysis import judge
+from istio_canary.analysis import custom, judge
 from istio_canary.analysis.egress import Egress
 from istio_canary.analysis.prometheus import PrometheusMetrics
 from istio_canary.analysis.source import MetricsSource
@@ -75,19 +75,56 @@ def check(
         by_version = source.version_counts(
             namespace=namespace, service=spec.service, window_seconds=window, aliases=spec.metric_aliases
         )
+        readings = _read_checks(source, spec=spec, namespace=namespace, window=window)
     except MetricsUnavailableError as err:
         return result(Verdict.UNREACHABLE, str(err))  # fixed words: "Prometheus at URL answered HTTP 403"
     finally:
         if own:
             source.close()
+    return _judged(spec, by_version=by_version, readings=readings, status=status, now=now)
+
+
+def _judged(
+    spec: CanaryReleaseSpec,
+    *,
+    by_version: dict[str, counts_.Counts],
+    readings: list[custom.Reading],
+    status: AnalysisStatus,
+    now: datetime,
+) -> CheckResult:
+    """The judge's verdict on Istio's counts, made stricter by the custom checks' readings."""
+    assert spec.analysis is not None
     judgement = judge.compare(
         stable=by_version.get(spec.stable.version, counts_.Counts()),
         canary=by_version.get(spec.canary.version, counts_.Counts()),
-        spec=analysis,
+        spec=spec.analysis,
         carried=status.evidence,
         step=status.step,
     )
-    return judgement.check_result(time=now.isoformat(), step=status.step, weight=status.weight)
+    looked = judgement.check_result(time=now.isoformat(), step=status.step, weight=status.weight)
+    outcome = custom.combine(
+        verdict=judgement.verdict, reason=judgement.reason, readings=readings, history=status.history
+    )
+    return looked.model_copy(
+        update={"verdict": outcome.verdict, "reason": outcome.reason, "metrics_outside": list(outcome.outside)}
+    )
+
+
+def _read_checks(
+    source: MetricsSource, *, spec: CanaryReleaseSpec, namespace: str, window: int
+) -> list[custom.Reading]:
+    """Each ``analysis.metrics`` check's reading at this look (MetricsUnavailableError: Prometheus is silent)."""
+    checks = spec.analysis.metrics if spec.analysis else []
+
+    def values(version: str) -> dict[str, str]:
+        return custom.template_values(namespace=namespace, service=spec.service, version=version, window_seconds=window)
+
+    return [
+        custom.read(
+            check, ask=source.query_value, values=values, stable=spec.stable.version, canary=spec.canary.version
+        )
+        for check in checks
+    ]
 
 
 def _due_window(spec: AnalysisSpec, *, status: AnalysisStatus, now: datetime) -> int | None:

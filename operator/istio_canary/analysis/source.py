@@ -1,4 +1,4 @@
-"""What the operator asks of a metrics source: two questions, one per use, and a close."""
+"""What the operator asks of a metrics source: Istio's metrics (for the judge, for status), a custom query, a close."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ class MetricsSource(Protocol):
         self, *, namespace: str, service: str, window_seconds: int, aliases: Sequence[str] = ()
     ) -> dict[str, VersionMetrics]:
         """Request rate, success rate and latency percentiles of each version (status shows these)."""
+        ...
+
+    def query_value(self, query: str) -> tuple[float | None, str]:
+        """One PromQL query's single number, or None and why there is none (analysis.metrics)."""
         ...
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from istio_canary import outbound
 from istio_canary.models._base import ApiModel
+from istio_canary.models.metric_checks import MetricCheck
 
 __all__ = [
     "AnalysisSpec",
@@ -151,7 +152,11 @@ class AnalysisSpec(ApiModel):
                     "rule": "!has(self.prometheusAuth) || has(self.prometheusUrl)",
                     "message": "prometheusAuth needs prometheusUrl: the operator's own Prometheus uses the "
                     "operator's credentials",
-                }
+                },
+                {
+                    "rule": "!has(self.metrics) || self.metrics.all(m, self.metrics.exists_one(n, n.name == m.name))",
+                    "message": "every analysis.metrics check needs a name of its own",
+                },
             ]
         }
     )
@@ -231,6 +236,12 @@ class AnalysisSpec(ApiModel):
         json_schema_extra={"x-kubernetes-validations": PROMETHEUS_URL_RULES},
     )
     prometheus_auth: PrometheusAuth | None = None
+    metrics: list[MetricCheck] = Field(
+        default_factory=list,
+        max_length=4,
+        description="PromQL checks beside Istio's request metrics; a step passes only when every one is "
+        "within its range, and a check outside it failureLimit looks in a row rolls the canary back.",
+    )
 
     @field_validator("prometheus_url")
     @classmethod
@@ -246,6 +257,9 @@ class AnalysisSpec(ApiModel):
             raise ValueError(
                 "prometheusAuth needs prometheusUrl: the operator's own Prometheus uses the operator's credentials"
             )
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("every analysis.metrics check needs a name of its own")
         return self
 
     def weights(self) -> list[int]:
@@ -329,6 +343,8 @@ class CheckResult(ApiModel):
     """The canary's latency quantile, in ms."""
     evidence: Evidence | None = None
     """The evidence of the current step up to this look (kept in status only until the next look)."""
+    metrics_outside: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list, max_length=4)
+    """The analysis.metrics checks whose value was outside its thresholdRange at this look."""
 
 
 class AnalysisStatus(ApiModel):

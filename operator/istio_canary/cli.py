@@ -16,6 +16,7 @@ from istio_canary.outbound import header_problem
 if TYPE_CHECKING:
     from istio_canary.analysis.egress import Egress
     from istio_canary.analysis.prometheus import PrometheusMetrics
+    from istio_canary.notifications.sender import Notifier
     from istio_canary.reconcile import Reconciler
 
 __all__ = ["main"]
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     run.add_argument("--context", default=None, help="kubeconfig context")
     _prometheus_arguments(run)
+    _notification_arguments(run)
     _outbound_arguments(run)
     _timing_arguments(run)
     run.add_argument("--metrics-port", type=int, default=None, help="serve the operator's own metrics on this port")
@@ -70,6 +72,15 @@ def _prometheus_arguments(run: argparse.ArgumentParser) -> None:
     prometheus.add_argument(
         "--prometheus-insecure-skip-tls-verify", action="store_true",
         help="accept any TLS certificate from --prometheus-url (tests only)",
+    )
+
+
+def _notification_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--notification-receiver", action="append", default=[], metavar="SPEC",
+        help="a receiver of release notices: name=NAME,type=Slack|MSTeams|Discord|GoogleChat|Webhook,"
+        "url-file=FILE (a mounted Secret),severity=Info|Warning|Error,default=true|false (repeatable; "
+        "releases pick receivers by name in spec.notifications, or get the default ones)",
     )
 
 
@@ -176,7 +187,24 @@ def _reconciler(args: argparse.Namespace, egress: Egress) -> Reconciler:
         egress=egress,
         **({"resync_seconds": args.resync_seconds} if args.resync_seconds is not None else {}),
     )
-    return Reconciler(cluster=cluster, settings=settings, prometheus=prometheus)
+    return Reconciler(cluster=cluster, settings=settings, prometheus=prometheus, notifier=_notifier(args, egress))
+
+
+def _notifier(args: argparse.Namespace, egress: Egress) -> Notifier | None:
+    """The sender of notices to the --notification-receiver receivers (ValueError names a bad one)."""
+    from istio_canary.notifications.notice import parse_receiver
+    from istio_canary.notifications.sender import Notifier
+
+    receivers = []
+    for text in args.notification_receiver:
+        try:
+            receivers.append(parse_receiver(text))
+        except ValueError as err:
+            raise ValueError(f"--notification-receiver {text!r}: {err}") from None
+    names = [r.name for r in receivers]
+    if len(set(names)) != len(names):
+        raise ValueError("--notification-receiver: two receivers have the same name")
+    return Notifier(receivers, egress=egress) if receivers else None
 
 
 def _operator_prometheus(args: argparse.Namespace, egress: Egress) -> PrometheusMetrics:

@@ -84,6 +84,12 @@ class OperatorMetrics:
         self.rollbacks = Counter(
             "rollbacks", "Releases rolled back by the operator because the analysis failed.", **common
         )
+        self.notifications = Counter(
+            "notifications",
+            "Notices to the configured receivers, by receiver and result (sent, failed, dropped).",
+            ["receiver", "result"],
+            **common,
+        )
         # Where each release stands, so the phase gauge is a count that a missed
         # delete event cannot push below zero, and stale weight series can be removed.
         self._lock = threading.Lock()
@@ -147,6 +153,9 @@ class OperatorMetrics:
 
     def count_rollback(self) -> None:
         self.rollbacks.inc()
+
+    def count_notification(self, *, receiver: str, result: str) -> None:
+        self.notifications.labels(receiver=receiver, result=result).inc()
 
     def render(self) -> bytes:
         """The exposition text, as Prometheus would scrape it."""

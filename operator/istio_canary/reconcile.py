@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import pydantic
 import structlog
@@ -22,11 +22,9 @@ from istio_canary import actions as act
 from istio_canary import errors, health, phases
 from istio_canary import metrics as opmetrics
 from istio_canary import status as status_
-from istio_canary.analysis.egress import Egress
 from istio_canary.analysis.source import MetricsSource
 from istio_canary.due import DueTable
 from istio_canary.k8s import secrets
-from istio_canary.k8s.cluster import Executed
 from istio_canary.models import (
     CanaryReleaseSpec,
     CanaryReleaseStatus,
@@ -34,15 +32,24 @@ from istio_canary.models import (
     Phase,
 )
 from istio_canary.models.analysis import CheckResult
+from istio_canary.notifications.notice import notice_for
+from istio_canary.notifications.sender import Notifier
 from istio_canary.phases.schedule import next_look_in
+from istio_canary.reconciling import (
+    RESYNC_SECONDS,
+    Applied,
+    ClusterWriter,
+    Outcome,
+    Settings,
+    first_problem,
+    record,
+)
 from istio_canary.status import build_status, set_condition
 
-__all__ = ["Outcome", "Reconciler", "Settings"]
+__all__ = ["RESYNC_SECONDS", "ClusterWriter", "Outcome", "Reconciler", "Settings"]
 
 log = structlog.get_logger("istio_canary")
 
-# How long a settled release waits before it is checked again for drift.
-RESYNC_SECONDS = 30.0
 # Retries after an error: 5 s, 10 s, 20 s ... at most 5 minutes apart.
 BACKOFF_FIRST_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 300.0
@@ -50,39 +57,6 @@ BACKOFF_MAX_SECONDS = 300.0
 EventSink = Callable[[act.Event], None]
 Observe = Callable[[str, str, CanaryReleaseSpec], phases.Observed]
 """``observe(namespace, release name, spec)``: what the watch caches hold for the release."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    metrics_interval_seconds: float = 10.0
-    metrics_window_seconds: int = 60
-    resync_seconds: float = RESYNC_SECONDS
-    drain_seconds: int = phases.DEFAULT_DRAIN_SECONDS
-    egress: Egress = field(default_factory=Egress)
-    """The outbound policy for URLs that releases name (outbound.py), and its resolver."""
-
-
-class ClusterWriter(Protocol):
-    """The cluster adapter as the reconciler uses it (``k8s.cluster.Cluster``, or a wrapper)."""
-
-    @property
-    def api(self) -> Any: ...
-
-    def execute(self, action: act.Action, *, observed: phases.Observed, namespace: str) -> Executed: ...
-
-    def patch_status(self, *, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
-
-    def post_event(self, *, release: Mapping[str, Any], event: act.Event) -> None: ...
-
-
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    decision: phases.Decision
-    status: CanaryReleaseStatus
-    status_patch: dict[str, Any] | None
-    writes: int
-    spec_invalid: bool = False
-    """The spec itself did not parse: the release never changed anything."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,17 +72,6 @@ class _Gathered:
 
 
 @dataclass
-class _Applied:
-    """What the writes left: the Deployments and VirtualService to report, and how many writes."""
-
-    deployments: dict[str, dict[str, Any]]
-    virtual_service: dict[str, Any] | None
-    edges: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    """The other VirtualServices the release splits, by (namespace, name)."""
-    writes: int = 0
-
-
-@dataclass
 class _Memory:
     """What one operator process remembers about a release between reconciles (never needed for correctness)."""
 
@@ -119,10 +82,18 @@ class _Memory:
 
 
 class Reconciler:
-    def __init__(self, *, cluster: ClusterWriter, settings: Settings, prometheus: MetricsSource | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cluster: ClusterWriter,
+        settings: Settings,
+        prometheus: MetricsSource | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.cluster = cluster
         self.settings = settings
         self.prometheus = prometheus
+        self.notifier = notifier
         self._memory: dict[str, _Memory] = {}
         self.due = DueTable()
         """When each release is looked at next (the operator's scheduler reads it)."""
@@ -159,7 +130,7 @@ class Reconciler:
             gathered = await self._gather(
                 mem, body=body, spec=spec, previous=previous, observe=observe, deleting=deleting
             )
-            applied = _Applied(
+            applied = Applied(
                 deployments={d["metadata"]["name"]: d for d in gathered.observed.deployments},
                 virtual_service=gathered.observed.virtual_service,
                 edges={(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
@@ -168,7 +139,20 @@ class Reconciler:
             decision = await self._decide_and_apply(mem, gathered, applied)
             for event in decision.events:
                 emit(event)
+                self._notify(gathered, decision, event)
             return self._report(mem, body=body, gathered=gathered, decision=decision, applied=applied)
+
+    def _notify(self, gathered: _Gathered, decision: phases.Decision, event: act.Event) -> None:
+        """Tell the receivers the release selects (spec.notifications) what the Event says."""
+        if self.notifier is None:
+            return
+        plan = decision.plan
+        notice = notice_for(
+            namespace=gathered.release.namespace, name=gathered.release.name, spec=gathered.spec,
+            phase=decision.phase.value, weights=(plan.stable_weight, plan.canary_weight) if plan else None,
+            event=(event.type, event.reason, event.message), time=gathered.now.isoformat(timespec="seconds"),
+        )
+        self.notifier.notify(notice, gathered.spec.notifications)
 
     async def _gather(
         self,
@@ -194,7 +178,7 @@ class Reconciler:
             release=release, spec=spec, previous=previous, observed=observed, health=looked, now=datetime.now(UTC)
         )
 
-    async def _decide_and_apply(self, mem: _Memory, gathered: _Gathered, applied: _Applied) -> phases.Decision:
+    async def _decide_and_apply(self, mem: _Memory, gathered: _Gathered, applied: Applied) -> phases.Decision:
         """Decide, then carry out the actions in order; any error becomes the decision that reports it."""
         release, spec, previous = gathered.release, gathered.spec, gathered.previous
         bound = log.bind(namespace=release.namespace, name=release.name)
@@ -219,7 +203,7 @@ class Reconciler:
                 done = await asyncio.to_thread(
                     self.cluster.execute, action, observed=gathered.observed, namespace=release.namespace
                 )
-                _record(applied, action, done)
+                record(applied, action, done)
             mem.failures = 0
             return decision
         except errors.ConflictError:
@@ -234,7 +218,7 @@ class Reconciler:
         body: Mapping[str, Any],
         gathered: _Gathered,
         decision: phases.Decision,
-        applied: _Applied,
+        applied: Applied,
     ) -> Outcome:
         release, previous, looked = gathered.release, gathered.previous, gathered.health
         status = build_status(
@@ -296,7 +280,7 @@ class Reconciler:
     ) -> Outcome:
         """A spec that does not parse (one that slipped past an older CRD): Failed, nothing written."""
         meta = body["metadata"]
-        invalid = errors.InvalidSpecError(f"invalid spec: {_first_error(error)}")
+        invalid = errors.InvalidSpecError(f"invalid spec: {first_problem(error)}")
         decision = self._failure(mem, previous=previous, error=invalid, bound=log.bind(
             namespace=meta["namespace"], name=meta["name"]
         ))
@@ -367,34 +351,3 @@ class Reconciler:
             egress=self.settings.egress,
             read_credentials=lambda name: secrets.read_credentials(self.cluster.api, namespace=namespace, name=name),
         )
-
-
-def _record(applied: _Applied, action: act.Action, done: Executed) -> None:
-    """Keep what a write stored, so that status reports the objects as they are now."""
-    if done.wrote:
-        applied.writes += 1
-    match action:
-        case act.ApplyDeployment() | act.PatchObject(kind="Deployment") if done.stored is not None:
-            applied.deployments[done.stored["metadata"]["name"]] = done.stored
-        case act.DeleteObject(kind="Deployment", name=name):
-            applied.deployments.pop(name, None)
-        case act.ApplyRouting(kind="VirtualService", namespace=where) | act.ReplaceRouting(
-            kind="VirtualService", namespace=where
-        ) if where is not None and done.stored is not None:
-            applied.edges[(where, done.stored["metadata"]["name"])] = done.stored
-        case act.ApplyRouting(kind="VirtualService") | act.ReplaceRouting(kind="VirtualService"):
-            applied.virtual_service = done.stored
-        case act.DeleteObject(kind="VirtualService"):
-            applied.virtual_service = None
-        case _:
-            pass
-
-
-def _first_error(err: pydantic.ValidationError) -> str:
-    """``analysis.metrics[0].query: not PromQL: ...``: the field as a user writes it, and the problem."""
-    first = err.errors()[0]
-    where = ""
-    for part in first.get("loc", ()):
-        where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message

@@ -22,6 +22,7 @@ class Seen:
 
     path: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ class LoopbackServer:
                 pass
 
             def do_GET(self) -> None:
-                seen = Seen(path=self.path, headers={k.lower(): v for k, v in self.headers.items()})
+                length = int(self.headers.get("Content-Length") or 0)
+                sent = self.rfile.read(min(length, 1024 * 1024)) if length else b""
+                seen = Seen(path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body=sent)
                 server.seen.append(seen)
                 reply = server.answer(seen)
                 try:

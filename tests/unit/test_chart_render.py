@@ -350,3 +350,21 @@ def test_the_operators_prometheus_credentials_are_a_mounted_secret_and_headers_a
     assert mounts["prometheus-credentials"] == {
         "name": "prometheus-credentials", "mountPath": "/etc/istio-canary/prometheus", "readOnly": True
     }
+
+
+def test_each_notification_receiver_is_a_flag_and_its_secret_a_volume() -> None:
+    objects = render(
+        "notifications.receivers[0].name=team-a", "notifications.receivers[0].type=Slack",
+        "notifications.receivers[0].secretName=team-a-slack", "notifications.receivers[0].default=true",
+        "notifications.receivers[1].name=oncall", "notifications.receivers[1].type=MSTeams",
+        "notifications.receivers[1].secretName=oncall-teams", "notifications.receivers[1].severity=Error",
+    )
+    args = container(objects)["args"]
+    assert ("--notification-receiver=name=team-a,type=Slack,url-file=/etc/istio-canary/notifications/team-a/url,"
+            "severity=Info,default=true") in args
+    assert ("--notification-receiver=name=oncall,type=MSTeams,url-file=/etc/istio-canary/notifications/oncall/url,"
+            "severity=Error,default=false") in args
+    volumes = {v["name"]: v for v in deployment(objects)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["notify-oncall"]["secret"]["secretName"] == "oncall-teams"
+    mounts = {m["name"]: m["mountPath"] for m in container(objects)["volumeMounts"]}
+    assert mounts["notify-team-a"] == "/etc/istio-canary/notifications/team-a"

@@ -106,6 +106,7 @@ def largest_spec(character: str = "a") -> dict[str, Any]:
             ],
         },
         "routing": {"virtualServices": [{"name": "v" * 253, "namespace": "n" * 63}] * 8, "mode": "Subsets"},
+        "notifications": {"receivers": [f"r{i}-".ljust(63, "r") for i in range(8)], "severity": "Warning"},
     }
 
 

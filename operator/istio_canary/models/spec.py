@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from istio_canary.models._base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, DnsLabel
 from istio_canary.models.analysis import AnalysisSpec
+from istio_canary.models.notifications import NotificationsSpec
 from istio_canary.models.routing import ObjectRef, RoutingMode, RoutingSpec, version_service_name
 
 __all__ = [
@@ -352,6 +353,7 @@ class CanaryReleaseSpec(ApiModel):
     """Send 100% to stable, remove the canary and restore the original routing; phase `Aborted`."""
     analysis: AnalysisSpec | None = None
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    notifications: NotificationsSpec | None = None
 
     @property
     def metric_aliases(self) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from istio_canary.models import CanaryReleaseSpec, metric_checks
+from istio_canary.models import CanaryReleaseSpec, metric_checks, sessions
 from istio_canary.models import spec as spec_module
 
 
@@ -58,11 +58,13 @@ def largest_spec(character: str = "a") -> dict[str, Any]:
             },
             "replicas": 10000,
         },
-        "strategy": "BlueGreen",
+        # sessionAffinity needs Canary; it outweighs the three more characters of "BlueGreen".
+        "strategy": "Canary",
         "traffic": {
             "weight": 100,
             "match": [rule] * spec_module.MAX_MATCH_RULES,
             "mirrorPercent": 12.345678901234567,
+            "sessionAffinity": {"cookieName": "k" * sessions.MAX_COOKIE_NAME, "maxAge": 604800},
         },
         "policy": "WaitForWorkloadReady",
         "takeOver": version,

@@ -27,6 +27,7 @@ from pydantic_core import core_schema
 
 from istio_canary import models
 from istio_canary.models import spec as spec_module
+from istio_canary.models._base import ApiModel
 
 __all__ = [
     "CRD_FILE",
@@ -204,7 +205,9 @@ class _FactoryDefaultsSchema(GenerateJsonSchema):
     def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
         factory = schema.get("default_factory")
         if factory is not None and not schema.get("default_factory_takes_data"):
-            return cast(Callable[[], Any], factory)()
+            value = cast(Callable[[], Any], factory)()
+            # An optional field left unset is absent on the wire, never null (to_wire's rule).
+            return value.to_wire() if isinstance(value, ApiModel) else value
         return super().get_default_value(schema)
 
 

@@ -19,6 +19,7 @@ from istio_canary.models._base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, DnsLab
 from istio_canary.models.analysis import AnalysisSpec
 from istio_canary.models.notifications import NotificationsSpec
 from istio_canary.models.routing import ObjectRef, RoutingMode, RoutingSpec, version_service_name
+from istio_canary.models.sessions import AFFINITY_NEEDS_CANARY, SessionAffinity
 
 __all__ = [
     "DNS_LABEL",
@@ -32,6 +33,7 @@ __all__ = [
     "Policy",
     "RoutingMode",
     "RoutingSpec",
+    "SessionAffinity",
     "StableSpec",
     "Strategy",
     "StringMatch",
@@ -50,12 +52,12 @@ HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
 # release impossible to patch, and so to delete.
 #
 # The largest spec the CRD admits, every string at its maxLength and every list and map full, is
-# 64,021 bytes of compact JSON (tests/unit/test_spec_size.py builds it):
+# 64,715 bytes of compact JSON (tests/unit/test_spec_size.py builds it):
 #   traffic.match      16 rules x (4 headers x (64 + 256) + uri 256 + cookie 256 + 256 + os)   35 KiB
 #   canary.images      16 containers x (63 + 1024)                                             17 KiB
 #   analysis.metrics   4 checks x (name 63 + query 512 + range)                                 3 KiB
 #   the rest           prometheusUrl 2048, Prometheus headers, versionLabel 316, 100 steps...  6 KiB
-# Written with quotes only, which JSON escapes to two bytes, it is 107,209 bytes (a URL and a
+# Written with quotes only, which JSON escapes to two bytes, it is 107,903 bytes (a URL and a
 # header value hold no quote), under half of kubectl's 256 KiB of annotations. SPEC_JSON_BUDGET
 # refuses, as a second line of defence, what an older, looser CRD let through, and text that JSON
 # makes much longer than it looks (quotes, backslashes, non-ASCII).
@@ -214,6 +216,8 @@ class TrafficSpec(ApiModel):
     """Canary strategy: request-content rules, ORed; a matching request goes to the canary, the rest are split by `weight`."""
     mirror_percent: Annotated[float, Field(ge=0, le=100)] = 100.0
     """Mirror strategy: percent of requests copied to the canary."""
+    session_affinity: SessionAffinity | None = None
+    """Canary strategy: once the weight sends a client to the canary, a cookie keeps it on the canary until the release ends."""
 
 
 class StableSpec(ApiModel):
@@ -302,6 +306,11 @@ _SPEC_RULES: list[JsonValue] = [
         "rule": "!has(self.offline) || !self.offline || (has(self.takeOver) && self.takeOver != '')",
         "message": "offline needs takeOver: name the version that keeps the traffic first",
     },
+    {
+        "rule": "!has(self.traffic) || !has(self.traffic.sessionAffinity) || "
+        "(has(self.strategy) ? self.strategy : 'Canary') == 'Canary'",
+        "message": AFFINITY_NEEDS_CANARY,
+    },
     {"rule": "self.service == oldSelf.service", "message": "service is immutable"},
     {"rule": f"{_MODE.format('self')} == {_MODE.format('oldSelf')}", "message": "routing.mode is immutable"},
     {
@@ -373,6 +382,8 @@ class CanaryReleaseSpec(ApiModel):
             )
         if self.offline and not self.take_over:
             raise ValueError("offline needs takeOver: name the version that keeps the traffic first")
+        if self.traffic.session_affinity is not None and self.strategy is not Strategy.CANARY:
+            raise ValueError(AFFINITY_NEEDS_CANARY)
         return self
 
     @model_validator(mode="after")

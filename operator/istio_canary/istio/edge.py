@@ -7,7 +7,9 @@ ingress gateway, a delegate that a root VirtualService hands routes to, one list
 destinations are the host keeps its name, match, rewrite, timeout, retries and every other
 field, and only its destinations change to the plan's weighted subsets (host and port as the
 user wrote them). Traffic rules (``traffic.match``) become copies of that route, just before
-it, whose matches are the route's own matches AND the rule's, sending to the canary.
+it, whose matches are the route's own matches AND the rule's, sending to the canary; so does
+the session cookie of sticky sessions (``istio.sticky``), whose Set-Cookie the canary's
+destination in the split route adds.
 
 Each result is computed from the object as it is now, so edits made to it during a release
 (in Git, say) are kept; a rebuild gives the same object, the match copies are regenerated (they
@@ -22,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from istio_canary.errors import RoutingError
+from istio_canary.istio import sticky
 from istio_canary.istio.match import match_requests
 from istio_canary.istio.ownership import starting_point
 from istio_canary.istio.plan import RoutePlan
@@ -71,6 +74,7 @@ def split_in_place(*, plan: RoutePlan, existing: Mapping[str, Any], release_name
             continue
         original = originals[index] if index < len(originals) else {}
         http += _matched_copies(plan, route, requests_per_rule, name=f"{prefix}{index}")
+        http += _session_copy(plan, route, name=f"{prefix}{index}-sticky")
         http.append(_split(plan, route, original=original))
     if http:
         spec["http"] = http
@@ -118,7 +122,12 @@ def _split(plan: RoutePlan, route: Mapping[str, Any], *, original: Mapping[str, 
     """
     template = (route["route"][0].get("destination") or {})
     entries = [
-        {"destination": _destination(plan, template, version), "weight": plan.weight_of(version)}
+        {
+            "destination": _destination(plan, template, version),
+            "weight": plan.weight_of(version),
+            # An http route's canary sets the session cookie (tcp routes have no headers).
+            **(sticky.entry_headers(plan, version) if original is not None else {}),
+        }
         for version in (plan.stable_version, plan.canary_version)
         if plan.weight_of(version) > 0
     ]
@@ -156,6 +165,21 @@ def _matched_copies(
         matched["route"] = [{"destination": _destination(plan, template, plan.canary_version)}]
         copies.append(matched)
     return copies
+
+
+def _session_copy(plan: RoutePlan, route: Mapping[str, Any], *, name: str) -> list[dict[str, Any]]:
+    """With sticky sessions, a copy of ``route`` that also matches the session cookie, to the canary."""
+    if plan.sticky is None:
+        return []
+    template = (route["route"][0].get("destination") or {})
+    cookie = sticky.cookie_request(plan.sticky)
+    copied = dict(copy.deepcopy(route))
+    for key in MIRROR_FIELDS:
+        copied.pop(key, None)
+    copied["name"] = name
+    copied["match"] = [_both(mine, cookie, path="traffic.sessionAffinity") for mine in route.get("match") or [{}]]
+    copied["route"] = [{"destination": _destination(plan, template, plan.canary_version)}]
+    return [copied]
 
 
 def _both(route_match: Mapping[str, Any], rule: Mapping[str, Any], *, path: str) -> dict[str, Any]:

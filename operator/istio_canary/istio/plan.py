@@ -15,7 +15,7 @@ from typing import Any
 from istio_canary.istio.routes import version_service_name
 from istio_canary.models import MatchRule
 
-__all__ = ["PortKind", "RoutePlan", "ServicePort", "service_ports"]
+__all__ = ["PortKind", "RoutePlan", "ServicePort", "StickySession", "service_ports"]
 
 
 class PortKind(enum.Enum):
@@ -88,6 +88,18 @@ def service_ports(service: Mapping[str, Any]) -> list[ServicePort]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StickySession:
+    """Sticky canary sessions: the cookie the canary's responses set and the cookie route matches.
+
+    ``value`` names the canary's revision, so a cookie from an earlier canary never matches.
+    """
+
+    cookie_name: str
+    value: str
+    max_age: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoutePlan:
     """The routing the release wants now.
 
@@ -111,6 +123,8 @@ class RoutePlan:
     """Copy this percent of the weighted route's requests to the canary; None: no mirroring."""
     version_services: bool = False
     """Route to each version's own Service (routing mode Services) rather than to a subset."""
+    sticky: StickySession | None = None
+    """Clients the weight sends to the canary get a cookie, and requests with it go to the canary."""
 
     @property
     def version_hosts_of(self) -> tuple[str, ...]:
@@ -154,6 +168,8 @@ class RoutePlan:
             raise ValueError(
                 f"canary weight {self.canary_weight} points at a version without a subset"
             )
+        if self.sticky is not None and not self.canary_weight:
+            raise ValueError("sticky sessions keep clients on the canary, which has no weight")
         if self.match and self.canary_version not in self.subsets:
             raise ValueError("match rules send requests to the canary, which has no subset")
         if self.mirror_percent is not None:

@@ -4,11 +4,16 @@ Per routed port of the Service:
 
 - one ``http`` route per match rule, named ``istio-canary-<release>-<port>-match-<i>``,
   sending matching requests to the canary subset;
+- with sticky sessions (``plan.sticky``), one ``http`` route named
+  ``istio-canary-<release>-<port>-sticky`` that sends requests carrying the session cookie to the
+  canary (``istio.sticky``);
 - one weighted ``http`` route, named ``istio-canary-<release>-<port>-weighted``, that splits
-  the rest by weight and may mirror to the canary;
+  the rest by weight and may mirror to the canary (with sticky sessions, the canary's
+  destination sets the cookie on its responses);
 - for TCP (and protocol-sniffed) ports, one weighted ``tcp`` route (tcp routes have no name).
 
-All match routes (of every port) come before all weighted routes.
+All match routes (of every port) come before all sticky routes, and those before all weighted
+routes.
 
 Destinations with weight 0 are left out, and a single destination carries no weight (an
 implicit 100): every Istio version accepts that, and the VirtualService then never names a
@@ -42,6 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from istio_canary.errors import RoutingError
+from istio_canary.istio import sticky
 from istio_canary.istio.destination_rule import API_VERSION
 from istio_canary.istio.match import match_requests
 from istio_canary.istio.ownership import starting_point
@@ -162,8 +168,10 @@ def _routes(
     original_routes: list[dict[str, Any]],
     prefix: str,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The http routes (every match route before every weighted one) and the tcp routes, per port."""
+    """The http routes (every match route, then every sticky-session route, then every weighted
+    one) and the tcp routes, per port."""
     match_routes: list[dict[str, Any]] = []
+    session_routes: list[dict[str, Any]] = []
     weighted_routes: list[dict[str, Any]] = []
     tcp_routes: list[dict[str, Any]] = []
     for port in ports:
@@ -172,10 +180,11 @@ def _routes(
             template = _template(original_routes, port=port.port, plan=plan)
             named = f"{prefix}{port.port}"
             match_routes += _match_routes(plan, requests_per_rule, number=number, template=template, prefix=named)
+            session_routes += _session_route(plan, number=number, template=template, prefix=named)
             weighted_routes.append(_weighted_route(plan, number=number, template=template, prefix=named))
         if port.kind in _TCP_KINDS:
             tcp_routes.append(_tcp_route(plan, number=number))
-    return match_routes + weighted_routes, tcp_routes
+    return match_routes + session_routes + weighted_routes, tcp_routes
 
 
 def check_expressible(
@@ -219,11 +228,13 @@ def _destination(plan: RoutePlan, version: str, *, number: int | None) -> dict[s
     return destination
 
 
-def _weighted(plan: RoutePlan, *, number: int | None) -> list[dict[str, Any]]:
+def _weighted(plan: RoutePlan, *, number: int | None, http: bool = True) -> list[dict[str, Any]]:
+    """The destinations by weight; on an http route, the canary's sets the session cookie (if any)."""
     entries = [
         {
             "destination": _destination(plan, version, number=number),
             "weight": plan.weight_of(version),
+            **(sticky.entry_headers(plan, version) if http else {}),
         }
         for version in (plan.stable_version, plan.canary_version)
         if plan.weight_of(version) > 0
@@ -255,6 +266,22 @@ def _match_routes(
     return routes
 
 
+def _session_route(
+    plan: RoutePlan, *, number: int | None, template: Mapping[str, Any], prefix: str
+) -> list[dict[str, Any]]:
+    """The sticky-session route of one port: requests carrying the canary's cookie, to the canary."""
+    if plan.sticky is None:
+        return []
+    route = copy.deepcopy(dict(template))
+    port_match = {} if number is None else {"port": number}
+    route.update(
+        name=f"{prefix}-sticky",
+        match=[sticky.cookie_request(plan.sticky) | port_match],
+        route=[{"destination": _destination(plan, plan.canary_version, number=number)}],
+    )
+    return [route]
+
+
 def _weighted_route(
     plan: RoutePlan, *, number: int | None, template: Mapping[str, Any], prefix: str
 ) -> dict[str, Any]:
@@ -270,7 +297,7 @@ def _weighted_route(
 
 
 def _tcp_route(plan: RoutePlan, *, number: int | None) -> dict[str, Any]:
-    route: dict[str, Any] = {"route": _weighted(plan, number=number)}
+    route: dict[str, Any] = {"route": _weighted(plan, number=number, http=False)}
     if number is not None:
         route["match"] = [{"port": number}]
     return route

@@ -14,8 +14,8 @@ from typing import Any
 from istio_canary import actions as act
 from istio_canary import workloads
 from istio_canary.analysis import progression
-from istio_canary.istio import virtual_service
-from istio_canary.istio.plan import RoutePlan
+from istio_canary.istio import sticky, virtual_service
+from istio_canary.istio.plan import RoutePlan, StickySession
 from istio_canary.models import (
     AnalysisStatus,
     CanaryReleaseStatus,
@@ -50,6 +50,8 @@ class _Split:
     canary_weight: int
     match: tuple[Any, ...] = ()
     mirror: float | None = None
+    sticky: bool = False
+    """Sticky canary sessions (traffic.sessionAffinity), while the canary has weight."""
 
 
 def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
@@ -212,7 +214,8 @@ def _intent(ctx: Context, *, take_over: str, analysis: AnalysisStatus | None) ->
     if spec.strategy is Strategy.MIRROR:
         return _Split(canary_weight=0, mirror=spec.traffic.mirror_percent)
     weight = analysis.weight if analysis is not None else spec.traffic.weight
-    return _Split(canary_weight=weight, match=tuple(spec.traffic.match))
+    affinity = spec.traffic.session_affinity is not None
+    return _Split(canary_weight=weight, match=tuple(spec.traffic.match), sticky=affinity)
 
 
 def _clamp(ctx: Context, wanted: _Split, *, canary_ready: bool) -> tuple[_Split, list[act.Event]]:
@@ -233,7 +236,17 @@ def _plan(ctx: Context, split: _Split) -> RoutePlan:
         canary_weight=split.canary_weight,
         match=split.match,
         mirror=split.mirror,
+        sticky=_session(ctx, split),
     )
+
+
+def _session(ctx: Context, split: _Split) -> StickySession | None:
+    """The sticky session of this split: only while the canary has weight, named after its revision."""
+    affinity = ctx.spec.traffic.session_affinity
+    if not split.sticky or affinity is None or split.canary_weight == 0:
+        return None
+    value = sticky.cookie_value(canary_version=ctx.spec.canary.version, revision=revision(ctx))
+    return StickySession(cookie_name=affinity.cookie_name, value=value, max_age=affinity.max_age)
 
 
 def _phase(
@@ -274,6 +287,9 @@ def _describe(ctx: Context, split: _Split) -> str:
     text = f"{100 - split.canary_weight}% to {stable}, {split.canary_weight}% to {canary}"
     if split.match:
         text += f"; requests matching {len(ctx.spec.traffic.match)} rule(s) go to {canary}"
+    affinity = ctx.spec.traffic.session_affinity
+    if split.sticky and affinity is not None and split.canary_weight:
+        text += f"; clients {canary} served keep to it by cookie {affinity.cookie_name}"
     return text
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from istio_canary import actions as act
 from istio_canary.istio import destination_rule, edge, ownership, version_services, virtual_service
 from istio_canary.istio import plan as routeplan
-from istio_canary.istio.plan import RoutePlan
+from istio_canary.istio.plan import RoutePlan, StickySession
 from istio_canary.models import RoutingMode
 from istio_canary.phases.model import Context
 
@@ -30,6 +30,7 @@ def plan(
     mirror: float | None = None,
     subsets: tuple[str, ...] | None = None,
     version_services: bool | None = None,
+    sticky: StickySession | None = None,
 ) -> RoutePlan:
     """The plan for this split; ``version_services`` None: as ``spec.routing.mode`` says."""
     spec = ctx.spec
@@ -47,6 +48,7 @@ def plan(
         match=match,
         mirror_percent=mirror,
         version_services=version_services,
+        sticky=sticky,
     )
 
 

@@ -50,7 +50,9 @@ def test_session_affinity_defaults_to_a_day_and_is_written_back_as_given() -> No
     spec = CanaryReleaseSpec.model_validate(_spec())
     affinity = spec.traffic.session_affinity
     assert affinity is not None and (affinity.cookie_name, affinity.max_age) == ("canary-session", 86400)
-    assert spec.to_wire()["traffic"]["sessionAffinity"] == {"cookieName": "canary-session", "maxAge": 86400}
+    traffic = spec.to_wire()["traffic"]
+    assert isinstance(traffic, dict)
+    assert traffic["sessionAffinity"] == {"cookieName": "canary-session", "maxAge": 86400}
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from meshsim import headers
 from meshsim.envoy_match import route_matches
 from meshsim.matching import Request
 from meshsim.mesh import MeshSnapshot, Workload, fqdn
@@ -335,7 +336,7 @@ def _draw(clusters: Sequence[tuple[str, int]], rng: random.Random) -> str | None
 
 def _act(
     route_entry: JsonDict, index: int, *, snapshot: MeshSnapshot, config: EnvoyConfig,
-    rng: random.Random, version_label: str,
+    rng: random.Random, version_label: str, vhost: JsonDict | None = None,
 ) -> RoutingDecision:
     """What Envoy does once ``route_entry`` matched: fault, cluster, mirrors."""
     decision = RoutingDecision(
@@ -358,7 +359,8 @@ def _act(
             for name, percent in mirror_policies(action)
             if rng.random() * 100.0 < percent
         )
-        decision = dataclasses.replace(decision, mirrors=mirrors)
+        added = headers.envoy_response_headers(cluster=chosen, action=action, route_entry=route_entry, vhost=vhost)
+        decision = dataclasses.replace(decision, mirrors=mirrors, response_headers=added)
     return inject_fault(decision, _istio_fault(route_entry), rng=rng)
 
 
@@ -389,5 +391,6 @@ def route(
                 config=config,
                 rng=rng,
                 version_label=version_label,
+                vhost=vhost,
             )
     return RoutingDecision(flag=FLAG_NO_ROUTE, destination=None)

@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from meshsim import headers
 from meshsim.matching import Request, matches_any
 from meshsim.mesh import MeshSnapshot, Service, Workload, fqdn
 
@@ -79,6 +80,8 @@ class RoutingDecision:
     flag: str
     destination: Destination | None
     mirrors: tuple[Destination, ...] = ()
+    response_headers: tuple[tuple[str, str], ...] = ()
+    """Headers the mesh adds to the response (``meshsim.headers``): a sticky session's Set-Cookie."""
     virtual_service: str | None = None
     route_index: int | None = None
     fault_status: int | None = None
@@ -308,8 +311,9 @@ def route(
                 for target, percentage in _mirror_policies(http_route)
                 if rng.random() * 100.0 < percentage
             )
+            added = headers.istio_response_headers(destination=chosen, http_route=http_route)
             decision = dataclasses.replace(
-                decision, flag=FLAG_OK, destination=destination, mirrors=mirrors
+                decision, flag=FLAG_OK, destination=destination, mirrors=mirrors, response_headers=added
             )
         return inject_fault(decision, http_route.get("fault") or {}, rng=rng)
     return RoutingDecision(

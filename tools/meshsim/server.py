@@ -8,6 +8,11 @@
     GET  /mesh                                      what the simulator currently reads
     POST /mesh/refresh                              read the cluster now
     POST /request                                   route one request, answer what happened
+    POST /sessions/{name}                           requests from N clients that keep cookies:
+                                                    {"host", "namespace", "clients", "requests",
+                                                     "port", "path", "headers"} -> per client
+                                                    the versions that served it and its cookies
+    DELETE /sessions/{name}                         forget those clients and their cookies
     GET  /versions                                  behaviours set so far
     PUT  /versions/{namespace}/{service}/{version}  {"errorRate": 0.1,
                                                      "latencyMs": {"p50": 20, "p99": 80}}
@@ -102,6 +107,30 @@ async def single_request(request: web.Request) -> web.Response:
     return web.json_response(outcome.to_json())
 
 
+async def session_round(request: web.Request) -> web.Response:
+    body = await _body(request)
+    try:
+        host, namespace, clients = str(body["host"]), str(body["namespace"]), int(body["clients"])
+        requests = int(body.get("requests", 1))
+        port = int(body["port"]) if body.get("port") is not None else None
+        headers = {str(k): str(v) for k, v in (body.get("headers") or {}).items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        usage = "needs host, namespace, clients; optional requests, port, path, headers"
+        raise _bad_request(f"{usage}: {error}") from error
+    if not (1 <= clients <= 10_000 and 1 <= requests <= 1_000):
+        raise _bad_request("clients must be within 1..10000 and requests within 1..1000")
+    reports = _sim(request).session_round(
+        name=request.match_info["name"], host=host, namespace=namespace, clients=clients, requests=requests,
+        port=port, path=str(body.get("path") or "/"), headers=headers,
+    )
+    return web.json_response({"clients": [report.to_json() for report in reports]})
+
+
+async def forget_sessions(request: web.Request) -> web.Response:
+    _sim(request).forget_sessions(request.match_info["name"])
+    return web.json_response({})
+
+
 async def list_versions(request: web.Request) -> web.Response:
     return web.json_response(_sim(request).behaviours())
 
@@ -166,6 +195,8 @@ def build_app(sim: Simulator) -> web.Application:
             web.get("/mesh", mesh),
             web.post("/mesh/refresh", refresh),
             web.post("/request", single_request),
+            web.post("/sessions/{name}", session_round),
+            web.delete("/sessions/{name}", forget_sessions),
             web.get("/versions", list_versions),
             web.put("/versions/{namespace}/{service}/{version}", put_version),
             web.get("/load", list_loads),

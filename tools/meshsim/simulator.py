@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from meshsim import metrics, routers, traffic
+from meshsim import metrics, routers, sessions, traffic
 from meshsim import stats as stats_
 from meshsim.matching import Request
 from meshsim.mesh import MeshSnapshot, fqdn
@@ -87,6 +87,7 @@ class Simulator(InThread):
         self._behaviours: dict[tuple[str, str, str], traffic.VersionBehaviour] = {}
         self._loads: dict[tuple[str, str], traffic.LoadSpec] = {}
         self._stats: dict[str, stats_.ServiceStats] = collections.defaultdict(stats_.ServiceStats)
+        self._sessions: dict[str, sessions.SessionGroup] = {}
         self.metrics = metrics.IstioMetrics()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -211,6 +212,38 @@ class Simulator(InThread):
         with self._lock:
             return self._serve(req)
 
+    def session_round(
+        self,
+        *,
+        name: str,
+        host: str,
+        namespace: str,
+        clients: int,
+        requests: int = 1,
+        port: int | None = None,
+        path: str = "/",
+        headers: Mapping[str, str] | None = None,
+    ) -> list[sessions.ClientReport]:
+        """``requests`` requests from each of ``clients`` clients that keep cookies (``meshsim.sessions``).
+
+        The clients of group ``name`` keep their cookies between calls, until :meth:`forget_sessions`.
+        """
+
+        def send(extra: Mapping[str, str]) -> tuple[str | None, int, tuple[tuple[str, str], ...]]:
+            req = Request(host=host, namespace=namespace, port=port, path=path, headers=dict(extra),
+                          source_labels={"app": SOURCE_WORKLOAD})
+            outcome = self._serve(req)
+            return outcome.version, outcome.code, outcome.response_headers
+
+        with self._lock:
+            group = self._sessions.setdefault(name, sessions.SessionGroup())
+            return group.round(send, clients=clients, requests=requests, headers=dict(headers or {}))
+
+    def forget_sessions(self, name: str) -> None:
+        """Drop the clients of group ``name`` and their cookies."""
+        with self._lock:
+            self._sessions.pop(name, None)
+
     def _serve(self, req: Request) -> stats_.RequestOutcome:
         decision = self.router.route(
             req, self._snapshot, rng=self._rng, version_label=self._version_label
@@ -262,7 +295,8 @@ class Simulator(InThread):
             stats.mirrored[mirror_version] += 1
             mirrored.append(mirror_version)
         return stats_.RequestOutcome(
-            version, code, latency, FLAG_OK, destination.workload.name, tuple(mirrored)
+            version, code, latency, FLAG_OK, destination.workload.name, tuple(mirrored),
+            decision.response_headers,
         )
 
     def _answer(self, observed: metrics.Observation, version: str) -> tuple[int, float]:

@@ -23,6 +23,8 @@ class RequestOutcome:
     flags: str
     workload: str | None
     mirrored_to: tuple[str, ...] = ()
+    response_headers: tuple[tuple[str, str], ...] = ()
+    """Headers the mesh added to the response (a sticky session's Set-Cookie)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,6 +35,7 @@ class RequestOutcome:
             "workload": self.workload,
             "mirroredTo": self.mirrored_to[0] if self.mirrored_to else None,
             "mirrors": list(self.mirrored_to),
+            "responseHeaders": [[name, value] for name, value in self.response_headers],
         }
 
 

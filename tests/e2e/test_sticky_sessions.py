@@ -14,13 +14,18 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from devcluster import Cluster
-from meshsim import envoy_routes
+from meshsim import envoy_match, envoy_routes, xds
+from meshsim.matching import Request
 from meshsim.routers import EnvoyRouter
 from meshsim.sessions import ClientReport
 from meshsim.simulator import Simulator
 
 from tests.e2e.helpers import (
+    EXAMPLES,
+    apply,
+    deploy_bookinfo,
     example_release,
     get,
     patch_spec,
@@ -159,6 +164,54 @@ def test_routing_mode_services_keeps_sticky_clients_on_the_canarys_own_service(
             sticky_clients = {r.client for r in reports if r.versions[0] == "v2"}
             assert sticky_clients and all(COOKIE in r.cookies for r in reports if r.client in sticky_clients)
         assert all(r.versions == ("v2", "v2", "v2") for r in reports if r.client in sticky_clients), weight
+
+
+def _gateway_routes(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
+    """istiod's routes for bookinfo.example.com on an ingress gateway's port 80."""
+    config = xds.fetch_config(
+        xds_address=cluster.istiod.grpc_address, namespace=ns, binary=str(cluster.bin_dir / xds.BINARY),
+        gateway_labels={"istio": "ingressgateway"},
+    )
+    route_config = config.route_configs.get("http.80")
+    vhost = route_config.virtual_host("bookinfo.example.com") if route_config is not None else None
+    return list((vhost or {}).get("routes") or [])
+
+
+def _gateway_pick(routes: list[dict[str, Any]], *, path: str, cookie: str | None) -> list[tuple[str | None, int]]:
+    """The (subset, weight) pairs of the first gateway route that takes a request for ``path``."""
+    headers = {"cookie": cookie} if cookie else {}
+    request = Request(host="bookinfo.example.com", namespace="", path=path, headers=headers)
+    entry = next(r for r in routes if envoy_match.route_matches(r.get("match") or {}, request))
+    pairs = envoy_routes.weighted_clusters(entry.get("route") or {})
+    return [(envoy_routes.parse_cluster_name(name).subset, weight) for name, weight in pairs]
+
+
+def test_requests_through_a_gateway_keep_to_the_canary_by_the_same_cookie(
+    cluster: Cluster, namespace: str, start_operator: Any
+) -> None:
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    start_operator()
+    *routing, release = yaml.safe_load_all((EXAMPLES / "productpage-gateway.yaml").read_text())
+    release["spec"]["traffic"]["sessionAffinity"] = {"cookieName": COOKIE}
+    for obj in (*routing, release):
+        apply(cluster, ns, obj)
+    # istiod splits each of the gateway route's five matches, behind a cookie copy of each.
+    wait_for(lambda: len(_gateway_routes(cluster, ns)) == 10, timeout=120, what="istiod's gateway routes")
+    routes = _gateway_routes(cluster, ns)
+    gateway = get(cluster, "virtualservice", "bookinfo", ns)
+    assert gateway is not None
+    set_cookie = gateway["spec"]["http"][1]["route"][1]["headers"]["response"]["add"]["Set-Cookie"]
+    value = set_cookie.split(";")[0]
+    assert _gateway_pick(routes, path="/productpage", cookie=f"theme=dark; {value}") == [("v2", 100)]
+    assert _gateway_pick(routes, path="/productpage", cookie="theme=dark") == [("v1", 80), ("v2", 20)]
+    assert _gateway_pick(routes, path="/static/app.css", cookie=value) == [("v2", 100)]
+    canary = routes[-1]["route"]["weightedClusters"]["clusters"][1]
+    assert canary["responseHeadersToAdd"] == [{"header": {"key": "Set-Cookie", "value": set_cookie}}]
+
+    patch_spec(cluster, ns, "productpage", {"takeOver": "v2"})
+    wait_for(lambda: len(_gateway_routes(cluster, ns)) == 5, timeout=60, what="the gateway's cookie routes gone")
+    assert _gateway_pick(_gateway_routes(cluster, ns), path="/productpage", cookie="theme=dark") == [("v2", 100)]
 
 
 @pytest.mark.parametrize("strategy", ["BlueGreen", "Mirror"])

@@ -229,3 +229,17 @@ def test_abort_writes_routes_without_the_cookie_route_over_the_sticky_ones() -> 
     http = _http(_decide(_spec() | {"abort": True}, observed))
     assert [route["name"] for route in http] == ["istio-canary-reviews-9080-weighted"]
     assert http[0]["route"] == [{"destination": {"host": "reviews", "subset": "v1"}}]
+
+
+def test_the_plugin_says_the_session_cookie_sends_requests_to_the_canary() -> None:
+    from istio_canary.plugin import views
+
+    affinity = {"sessionAffinity": {"cookieName": "canary-session"}}
+    assert views._matched_note({"traffic": affinity}) == (
+        "requests matching the canary-session cookie of sticky sessions go to the canary"
+    )
+    both = views._matched_note({"traffic": {**affinity, "match": [{"uri": {"prefix": "/b"}}]}})
+    assert both == (
+        "requests matching traffic.match rules or the canary-session cookie of sticky sessions go to the canary"
+    )
+    assert views._matched_note({"traffic": {"match": []}}) == "requests matching traffic.match rules go to the canary"

@@ -146,6 +146,16 @@ def _events_table(events: Sequence[Body], *, now: datetime) -> Table:
     return table
 
 
+def _matched_note(spec: Body) -> str:
+    """What sends requests to the canary ahead of the weights: match rules, the sticky-session cookie."""
+    traffic = spec.get("traffic") or {}
+    sticky = traffic.get("sessionAffinity")
+    causes = ["traffic.match rules"] if traffic.get("match") or not sticky else []
+    if sticky:
+        causes.append(f"the {sticky.get('cookieName')} cookie of sticky sessions")
+    return f"requests matching {' or '.join(causes)} go to the canary"
+
+
 def render_status(release: Body, events: Sequence[Body], *, now: datetime) -> RenderableType:
     """Phase, weights as bars, per-version traffic health, and the latest Events."""
     meta, spec = release["metadata"], release.get("spec", {})
@@ -178,7 +188,7 @@ def render_status(release: Body, events: Sequence[Body], *, now: datetime) -> Re
     if traffic.get("mirrorPercent") is not None:
         parts.append(Text(f"mirroring {traffic['mirrorPercent']}% of requests to the canary"))
     if traffic.get("matchedToCanary"):
-        parts.append(Text("requests matching traffic.match rules go to the canary"))
+        parts.append(Text(_matched_note(spec)))
     parts.append(_versions_table(status))
     routing = _routing_table(status)
     if routing is not None:

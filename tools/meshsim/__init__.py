@@ -17,6 +17,8 @@ In a test::
         sim.set_version_behaviour(namespace="bookinfo", service="reviews", version="v2",
                                   error_rate=0.1, latency_p50_ms=20, latency_p99_ms=80)
         sim.request(host="reviews", namespace="bookinfo", headers={"end-user": "jason"})
+        sim.session_round(name="browsers", host="reviews", namespace="bookinfo",
+                          clients=100, requests=3)  # clients that keep cookies (sticky sessions)
         sim.stats()                             # served / mirrored counts per version
 
 From a shell: ``istio-canary-meshsim --kubeconfig K --namespace bookinfo --rps reviews=20``;

@@ -155,3 +155,13 @@ async def test_the_sessions_api_sends_rounds_and_forgets_the_clients() -> None:
         assert [c["versions"] for c in answer["clients"]] == [["v2", "v2"]] * 3
         assert all(c["cookies"] == {"canary-session": "v2-abc"} for c in answer["clients"])
         assert (await client.delete("/sessions/users")).status == 200
+
+
+async def test_a_single_request_answers_the_headers_the_mesh_added_and_leaves_them_out_when_none() -> None:
+    async with TestClient(TestServer(server.build_app(_sim(envoy_config(100))))) as client:
+        body = {"host": "reviews", "namespace": "bookinfo", "port": 9080}
+        answer = await (await client.post("/request", json=body)).json()
+        assert answer["responseHeaders"] == [["Set-Cookie", COOKIE]]
+        with_cookie = body | {"headers": {"cookie": "canary-session=v2-abc"}}
+        sticky = await (await client.post("/request", json=with_cookie)).json()
+        assert sticky["version"] == "v2" and "responseHeaders" not in sticky

@@ -35,8 +35,13 @@ class RequestOutcome:
             "workload": self.workload,
             "mirroredTo": self.mirrored_to[0] if self.mirrored_to else None,
             "mirrors": list(self.mirrored_to),
-            "responseHeaders": [[name, value] for name, value in self.response_headers],
-        }
+        } | self._headers_json()
+
+    def _headers_json(self) -> dict[str, Any]:
+        # Only when the mesh added some: a body without them reads as it always did.
+        if not self.response_headers:
+            return {}
+        return {"responseHeaders": [[name, value] for name, value in self.response_headers]}
 
 
 @dataclasses.dataclass

@@ -92,10 +92,6 @@ def _split_is(mesh: Simulator, ns: str, wanted: list[dict[str, int]]) -> bool:
     return _envoy_split(mesh, ns) == wanted
 
 
-def _share(count: int, total: int) -> float:
-    return count / total if total else 0.0
-
-
 def test_a_client_once_on_the_canary_stays_on_it_at_every_later_weight_until_the_abort(
     cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator
 ) -> None:
@@ -131,7 +127,9 @@ def test_a_client_once_on_the_canary_stays_on_it_at_every_later_weight_until_the
         # Clients without the cookie follow the weight on their first request (and stay, if on v2).
         newcomers = [r for r in reports if r.client not in sticky_clients]
         on_canary = [r for r in newcomers if r.versions[0] == "v2"]
-        assert abs(_share(len(on_canary), len(newcomers)) - weight / 100) < 0.15, (weight, len(on_canary))
+        p, n = weight / 100, len(newcomers)
+        # Within 4 standard deviations of Binomial(n, p).
+        assert abs(len(on_canary) - n * p) < 4 * (n * p * (1 - p)) ** 0.5, (weight, len(on_canary), n)
         assert all(r.versions == ("v2", "v2", "v2") for r in on_canary)
         # A client the weight sends to v2 on a later request of the round holds the cookie from then on.
         sticky_clients = {r.client for r in reports if COOKIE in r.cookies}

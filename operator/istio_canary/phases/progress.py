@@ -208,9 +208,11 @@ def _intent(ctx: Context, *, take_over: str, analysis: AnalysisStatus | None) ->
     if take_over:
         return _Split(canary_weight=100 if take_over == spec.canary.version else 0)
     if spec.strategy is Strategy.BLUE_GREEN:
-        return _Split(canary_weight=0)
+        # Test requests (a header, say) reach the new version before it takes over.
+        return _Split(canary_weight=0, match=tuple(spec.traffic.match))
     if spec.strategy is Strategy.MIRROR:
-        return _Split(canary_weight=0, mirror=spec.traffic.mirror_percent)
+        mirrored = float(analysis.weight) if analysis is not None else spec.traffic.mirror_percent
+        return _Split(canary_weight=0, mirror=mirrored)
     weight = analysis.weight if analysis is not None else spec.traffic.weight
     return _Split(canary_weight=weight, match=tuple(spec.traffic.match))
 

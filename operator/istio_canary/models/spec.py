@@ -211,7 +211,7 @@ class TrafficSpec(ApiModel):
     weight: Annotated[int, Field(ge=0, le=100)] = 0
     """Canary strategy: percent of requests sent to the canary."""
     match: list[MatchRule] = Field(default_factory=list, max_length=MAX_MATCH_RULES)
-    """Canary strategy: request-content rules, ORed; a matching request goes to the canary, the rest are split by `weight`."""
+    """Canary strategy: request-content rules, ORed; a matching request goes to the canary, the rest are split by `weight`. BlueGreen: test requests that reach the canary before it takes over (all others stay on stable)."""
     mirror_percent: Annotated[float, Field(ge=0, le=100)] = 100.0
     """Mirror strategy: percent of requests copied to the canary."""
 

@@ -72,6 +72,7 @@ window.topologyPage = (view, namespace) => {
     el("h3", {}, "Traffic"),
     el("table", {}, el("thead", {}, el("tr", {}, ...["From", "To", "Requests/s", "Success"].map((h) => el("th", {}, h)))), table));
   const graph = new window.TopologyGraph(container, table);
+  window.icoTopology = graph; // what the browser tests read the node labels from
   poll(async () => {
     const answer = await getJson(`/api/topology/${encodeURIComponent(namespace)}`);
     note.textContent = answer.prometheus === "ok" ? "" : `Prometheus: ${answer.prometheus}`;

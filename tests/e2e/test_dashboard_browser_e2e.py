@@ -1,0 +1,162 @@
+"""The dashboard in a real browser (Debian's headless Chromium, driven by Selenium through
+Debian's chromedriver): the Bookinfo release on the local control plane with the mesh
+simulator's traffic from productpage, scraped by Prometheus. Screenshots of each page go to
+the test's tmp path."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devcluster import Cluster, PrometheusServer
+from meshsim.simulator import Simulator
+
+from tests.e2e.dashboard import DashboardProcess, user_token
+from tests.e2e.helpers import get, route_weights, wait_for
+from tests.e2e.releases import ReleaseStarter
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+WAIT_SECONDS = 60
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.fail("chromium and chromedriver are missing: hack/setup.sh installs them")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+class Page:
+    """The browser on the dashboard: sign in, open a page, wait for what it shows."""
+
+    def __init__(self, driver: Any, base_url: str, shots: Path) -> None:
+        self.driver, self.base_url, self.shots = driver, base_url, shots
+
+    def sign_in(self, token: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.driver.delete_all_cookies()
+        self.open("/login")
+        self.driver.find_element(By.ID, "token").send_keys(token)
+        self.driver.find_element(By.ID, "sign-in").click()
+        self.until(lambda d: d.find_element(By.ID, "who").text, what="signed in")
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base_url + path)
+
+    def until(self, condition: Callable[[Any], Any], *, what: str) -> Any:
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        # IndexError: an element the page has not drawn yet (``css(...)[0]``).
+        ignored = (NoSuchElementException, StaleElementReferenceException, IndexError)
+        wait = WebDriverWait(self.driver, WAIT_SECONDS, ignored_exceptions=ignored)
+        return wait.until(condition, message=f"waiting for {what}")
+
+    def css(self, selector: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+
+        return list(self.driver.find_elements(By.CSS_SELECTOR, selector))
+
+    def screenshot(self, name: str) -> Path:
+        path = self.shots / f"dashboard-{name}.png"
+        assert self.driver.save_screenshot(str(path)), path
+        return path
+
+
+def points(page: Page, chart: str, version: str) -> int:
+    items = page.css(f"#chart-{chart} li[data-version='{version}']")
+    return int(items[0].get_attribute("data-points")) if items else 0
+
+
+def canary_weight(cluster: Cluster, namespace: str) -> int | None:
+    vs = get(cluster, "virtualservice", "reviews", namespace)
+    return route_weights(vs)[0].get("v2") if vs else None
+
+
+def test_the_dashboard_shows_the_bookinfo_release_and_takes_it_over_as_an_allowed_user_only(
+    cluster: Cluster, namespace: str, progressing_release: ReleaseStarter, mesh: Simulator,
+    prometheus: PrometheusServer, browser: Any, tmp_path: Path,
+) -> None:  # fmt: skip
+    progressing_release()
+    mesh.set_load(namespace=namespace, service="reviews", rps=40, source="productpage-v1")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    server = DashboardProcess(cluster, log_path=tmp_path / "dashboard.log", prometheus_url=prometheus.url).start()
+    try:
+        page = Page(browser, server.url, shots)
+        page.sign_in(user_token(cluster, namespace, "operator", verbs=["get", "list", "patch"], events=True))
+        shows_the_release_list_charts_and_topology(page, namespace)
+        take_over_moves_traffic(page, cluster, namespace)
+        page.sign_in(user_token(cluster, namespace, "viewer", verbs=["get"]))
+        a_viewer_sees_the_page_but_may_not_take_over(page, cluster, namespace)
+    finally:
+        server.stop()
+
+
+def shows_the_release_list_charts_and_topology(page: Page, namespace: str) -> None:
+    page.open("/")
+    row = page.until(lambda d: page.css(f"tr[data-release='{namespace}/reviews'][data-phase='Progressing']"),
+                     what="the release in the list")[0]  # fmt: skip
+    assert "v1 70% / v2 30%" in row.text
+    page.screenshot("list")
+
+    page.open(f"/releases/{namespace}/reviews")
+    page.until(
+        lambda d: all(points(page, chart, v) > 0 for chart in ("requestRate", "successRate", "latencyP99Ms")
+                      for v in ("v1", "v2")),  # fmt: skip
+        what="chart points for v1 and v2",
+    )
+    assert page.css("#phase")[0].text == "Progressing"
+    page.screenshot("release")
+
+    page.open(f"/topology/{namespace}")
+    edges = page.until(
+        lambda d: {(r.get_attribute("data-source"), r.get_attribute("data-target")) for r in page.css("#edges tr")}
+        >= {("productpage/v1", "reviews/v1"), ("productpage/v1", "reviews/v2")} or None,
+        what="productpage -> reviews v1 and v2",
+    )
+    assert edges
+    labels = browser_node_labels(page)
+    assert {"v1 (70%)", "v2 (30%)"} <= labels, labels
+    page.screenshot("topology")
+
+
+def browser_node_labels(page: Page) -> set[str]:
+    found = page.driver.execute_script("return window.icoTopology.cy.nodes().map((n) => n.data('label'))")
+    return set(found)
+
+
+def take_over_moves_traffic(page: Page, cluster: Cluster, namespace: str) -> None:
+    page.open(f"/releases/{namespace}/reviews")
+    page.until(lambda d: page.css("#take-over-canary"), what="the take over button")[0].click()
+    result = page.until(lambda d: page.css("#action-result")[0].text, what="the action's answer")
+    assert result == "applied: takeOver=\"v2\"", result
+    wait_for(lambda: canary_weight(cluster, namespace) == 100, timeout=60, what="v2 at 100% in the VirtualService")
+    page.until(lambda d: "DashboardAction" in page.css("#timeline")[0].text, what="the action in the timeline")
+
+
+def a_viewer_sees_the_page_but_may_not_take_over(page: Page, cluster: Cluster, namespace: str) -> None:
+    page.open(f"/releases/{namespace}/reviews")
+    page.until(lambda d: page.css("#phase")[0].text == "TakenOver", what="the release page as a viewer")
+    page.css("#take-over-stable")[0].click()
+    result = page.until(lambda d: page.css("#action-result")[0].text, what="the refusal")
+    assert result.startswith("refused (403)"), result
+    page.screenshot("forbidden")
+    assert (get(cluster, "canaryrelease", "reviews", namespace) or {})["spec"]["takeOver"] == "v2"
+    assert canary_weight(cluster, namespace) == 100

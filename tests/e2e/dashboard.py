@@ -91,7 +91,8 @@ class Client:
     def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None) -> Answer:
         data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
         sent = {"Content-Type": "application/json"} if data is not None else {}
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers={**sent, **(headers or {})})
+        sent.update(headers or {})
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=sent)
         try:
             with self._opener.open(req, timeout=30) as answer:
                 return Answer(answer.status, answer.headers, answer.read())

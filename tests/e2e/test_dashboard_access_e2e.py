@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from devcluster import Cluster
@@ -16,7 +17,7 @@ from tests.e2e.helpers import apply, example_release, get, wait_for
 
 pytestmark = pytest.mark.e2e
 
-ACTIONS = {
+ACTIONS: dict[str, dict[str, object]] = {
     "set-weight": {"weight": 80},
     "take-over": {"version": "v2"},
     "offline": {},
@@ -54,7 +55,7 @@ def endpoints(namespace: str) -> list[tuple[str, str, dict[str, object] | None]]
     return [*out, ("GET", "/api/session", None), ("POST", "/api/logout", {})]
 
 
-def spec_of(cluster: Cluster, namespace: str) -> dict[str, object]:
+def spec_of(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return dict((get(cluster, "canaryrelease", "reviews", namespace) or {})["spec"])
 
 
@@ -105,7 +106,7 @@ def test_a_user_without_a_role_is_refused_every_read(
     nobody = Client(dashboard.url)
     assert nobody.sign_in(user_token(cluster, namespace, "nobody", verbs=[])).status == 200
     for method, path, body in endpoints(namespace):
-        if path.startswith("/api/releases/") or path.startswith("/api/topology/"):
+        if path.startswith(("/api/releases/", "/api/topology/")):
             assert nobody.request(method, path, body).status == 403, (method, path)
     assert nobody.get("/api/releases").json() == {"releases": [], "namespaces": []}
     assert spec_of(cluster, namespace) == release["spec"]
@@ -127,7 +128,7 @@ def test_an_action_needs_the_csrf_token_and_then_patches_as_the_user_with_an_eve
     assert spec_of(cluster, namespace)["traffic"]["weight"] == 80
     detail = wait_for(
         lambda: [e for e in editor.get(f"/api/releases/{namespace}/reviews").json()["timeline"]
-                 if e["reason"] == "DashboardAction"],  # fmt: skip
+                 if e["reason"] == "DashboardAction"],
         timeout=20, what="the action's Event",
     )
     assert detail[0]["message"] == f"system:serviceaccount:{namespace}:editor set traffic.weight=80 from the dashboard"

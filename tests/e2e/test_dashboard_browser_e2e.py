@@ -60,7 +60,10 @@ class Page:
         self.driver.get(self.base_url + path)
 
     def until(self, condition: Callable[[Any], Any], *, what: str) -> Any:
-        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
         # IndexError: an element the page has not drawn yet (``css(...)[0]``).
@@ -119,7 +122,7 @@ def shows_the_release_list_charts_and_topology(page: Page, namespace: str) -> No
     page.open(f"/releases/{namespace}/reviews")
     page.until(
         lambda d: all(points(page, chart, v) > 0 for chart in ("requestRate", "successRate", "latencyP99Ms")
-                      for v in ("v1", "v2")),  # fmt: skip
+                      for v in ("v1", "v2")),
         what="chart points for v1 and v2",
     )
     assert page.css("#phase")[0].text == "Progressing"

@@ -28,7 +28,7 @@ SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions", Sessions)
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 KUBE: web.AppKey[KubeGateway] = web.AppKey("kube", KubeGateway)
 PROMETHEUS: web.AppKey[Prometheus | None] = web.AppKey("prometheus")
-_SESSION = "session"
+_SESSION: web.RequestKey[Session] = web.RequestKey("session", Session)
 
 
 def error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
@@ -42,8 +42,7 @@ def remember_session(request: web.Request, session: Session) -> None:
 
 def session_of(request: web.Request) -> Session:
     """The signed-in user's session (every handler behind the session guard has one)."""
-    session: Session = request[_SESSION]
-    return session
+    return request[_SESSION]
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:

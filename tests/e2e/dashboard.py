@@ -8,13 +8,15 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from devcluster import Cluster
 from devcluster.prometheus import free_port
 
-from tests.e2e.helpers import wait_for
+from tests.e2e.helpers import apply, example_release, get, wait_for
 from tests.e2e.processes import LoggedProcess
 
 RELEASES = {"apiGroups": ["releases.istio-canary.io"], "resources": ["canaryreleases"]}
@@ -110,3 +112,20 @@ class Client:
         if answer.status == 200:
             self.csrf = answer.json()["csrf"]
         return answer
+
+
+@pytest.fixture
+def dashboard(cluster: Cluster, tmp_path: Path) -> Iterator[DashboardProcess]:
+    """The dashboard without Prometheus (empty charts), stopped after the test."""
+    server = DashboardProcess(cluster, log_path=tmp_path / "dashboard.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def release(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """The tutorial's release as an object only (no operator runs), as stored."""
+    apply(cluster, namespace, example_release())
+    stored = get(cluster, "canaryrelease", "reviews", namespace)
+    assert stored is not None
+    return stored

@@ -4,7 +4,6 @@ browser and no operator: the release is only an object here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,11 @@ import pytest
 from devcluster import Cluster
 from istio_canary.dashboard.api import ROUTES
 
-from tests.e2e.dashboard import Client, DashboardProcess, user_token
-from tests.e2e.helpers import apply, example_release, get, wait_for
+from tests.e2e.dashboard import Client, DashboardProcess, dashboard, release, user_token
+from tests.e2e.helpers import get, wait_for
 
 pytestmark = pytest.mark.e2e
+__all__ = ["dashboard", "release"]  # fixtures
 
 ACTIONS: dict[str, dict[str, object]] = {
     "set-weight": {"weight": 80},
@@ -26,21 +26,6 @@ ACTIONS: dict[str, dict[str, object]] = {
     "resume": {},
 }
 PAGES = ("/", "/releases/{namespace}/reviews", "/topology/{namespace}")
-
-
-@pytest.fixture
-def dashboard(cluster: Cluster, tmp_path: Path) -> Iterator[DashboardProcess]:
-    server = DashboardProcess(cluster, log_path=tmp_path / "dashboard.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def release(cluster: Cluster, namespace: str) -> dict[str, object]:
-    apply(cluster, namespace, example_release())
-    stored = get(cluster, "canaryrelease", "reviews", namespace)
-    assert stored is not None
-    return stored
 
 
 def endpoints(namespace: str) -> list[tuple[str, str, dict[str, object] | None]]:

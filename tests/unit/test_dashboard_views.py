@@ -21,7 +21,7 @@ RELEASE: dict[str, Any] = {
             {"type": "Ready", "status": "False", "reason": "Progressing", "lastTransitionTime": "2026-01-01T11:59:00Z"},
             {"type": "CanaryReady", "status": "True", "reason": "Ready", "lastTransitionTime": "2026-01-01T11:58:30Z"},
         ],
-        "analysis": {"history": [{"time": "2026-01-01T11:59:30Z", "step": 0, "weight": 10, "verdict": "Promote",
+        "analysis": {"history": [{"time": "2026-01-01T11:59:30Z", "step": 0, "weight": 10, "verdict": "Pass",
                                   "canaryRequests": 100.0, "evidence": {"errorsWorse": [0.1]}}]},
     },
 }
@@ -54,7 +54,7 @@ class TestReleaseViews:
 
     def test_verdicts_keep_the_numbers_but_not_the_evidence(self) -> None:
         (look,) = views.verdicts(RELEASE)
-        assert (look["verdict"], look["canaryRequests"], look["weight"]) == ("Promote", 100.0, 10)
+        assert (look["verdict"], look["canaryRequests"], look["weight"]) == ("Pass", 100.0, 10)
         assert "evidence" not in look
 
     def test_a_release_without_status_is_pending(self) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from istio_canary.dashboard import access, series, topology, verbs, views
@@ -24,7 +25,9 @@ from istio_canary.dashboard.kube import ApiError, ForbiddenError, NotFoundError
 from istio_canary.dashboard.prom import PrometheusError
 from istio_canary.plugin.patches import PluginError, describe_patch
 
-__all__ = ["add_routes"]
+__all__ = ["ROUTES", "add_routes"]
+
+log = structlog.get_logger("istio_canary.dashboard")
 
 
 async def _require(request: web.Request, check: access.Check) -> None:
@@ -118,6 +121,7 @@ async def act(request: web.Request) -> web.Response:
     except ApiError as refused:
         raise error(web.HTTPUnprocessableEntity, str(refused)) from None
     change = describe_patch(patch)
+    log.info("action", user=session.user.username, namespace=namespace, release=name, change=change)
     await kube.record_action(release, user=session.user, change=change, now=datetime.now(UTC))
     return web.json_response({"applied": change})
 

@@ -48,6 +48,7 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import structlog
     from aiohttp import web
 
     from istio_canary.dashboard.kube import KubeGateway
@@ -76,5 +77,8 @@ def run(args: argparse.Namespace) -> int:
                     settings=settings)  # fmt: skip
     if prometheus is not None:
         app.on_cleanup.append(lambda _app: prometheus.close())
+    structlog.get_logger("istio_canary.dashboard").info(
+        "dashboard listening", host=args.host, port=args.port, tls=tls is not None, prometheus=bool(prometheus)
+    )
     web.run_app(app, host=args.host, port=args.port, ssl_context=tls, print=None)
     return 0

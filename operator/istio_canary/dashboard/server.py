@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import structlog
 from aiohttp import web
 
 from istio_canary.dashboard import api
@@ -33,6 +34,7 @@ from istio_canary.dashboard.sessions import COOKIE_NAME, Sessions
 __all__ = ["STATIC", "Settings", "build_app", "is_loopback"]
 
 STATIC = Path(__file__).parent / "static"
+log = structlog.get_logger("istio_canary.dashboard")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = ("/login", "/api/login", "/healthz", "/static/")
 CSP = (
@@ -93,7 +95,9 @@ async def login(request: web.Request) -> web.Response:
     except ApiError as failed:
         raise error(web.HTTPServiceUnavailable, f"token review failed: {failed.status}") from None
     if user is None:
+        log.info("sign-in refused", reason="token not accepted")
         raise error(web.HTTPUnauthorized, "the API server does not accept this token")
+    log.info("signed in", user=user.username)
     sessions, settings = request.app[SESSIONS], request.app[SETTINGS]
     session_id, session = sessions.open(token=token.strip(), user=user)
     response = web.json_response({"user": user.username, "csrf": session.csrf})

@@ -7,9 +7,10 @@ from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from istio_canary import cli
 from istio_canary.dashboard import access
 from istio_canary.dashboard.api import ROUTES
-from istio_canary.dashboard.kube import KubeGateway
+from istio_canary.dashboard.kube import ApiError, KubeGateway, _user_configuration
 from istio_canary.dashboard.server import Settings, build_app
 from istio_canary.dashboard.sessions import User
 
@@ -105,3 +106,35 @@ async def test_an_action_needs_csrf_and_patch_rights_and_then_sends_the_users_to
         assert kube.patches == [(TOKEN, {"spec": {"takeOver": "v2"}})] and kube.events == ['takeOver="v2"']
     finally:
         await client.close()
+
+
+async def test_a_failing_api_server_call_is_a_502_not_a_traceback() -> None:
+    class Broken(FakeKube):
+        async def list_releases(self, namespace: str | None = None) -> list[dict[str, Any]]:
+            raise ApiError(500, "etcd is down")
+
+    client = await client_for(Broken(set()))
+    try:
+        await client.post("/api/login", json={"token": TOKEN})
+        answer = await client.get("/api/releases")
+        assert (answer.status, await answer.json()) == (502, {"error": "the API server answered 500"})
+    finally:
+        await client.close()
+
+
+def test_the_users_client_carries_the_users_token_and_none_of_the_servers_credentials() -> None:
+    from kubernetes import client as k8s
+
+    base = k8s.Configuration()
+    base.host, base.ssl_ca_cert = "https://127.0.0.1:6443", "/ca.crt"
+    base.cert_file, base.key_file, base.api_key = "/admin.crt", "/admin.key", {"authorization": "Bearer admin"}
+    mine = _user_configuration(base, TOKEN)
+    assert (mine.host, mine.ssl_ca_cert) == (base.host, base.ssl_ca_cert)
+    assert (mine.cert_file, mine.key_file) == (None, None)
+    assert mine.auth_settings()["BearerToken"]["value"] == f"Bearer {TOKEN}"
+    assert base.api_key == {"authorization": "Bearer admin"}
+
+
+def test_insecure_cookies_are_refused_off_loopback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["dashboard", "--host", "0.0.0.0", "--insecure-cookies"]) == 2
+    assert "loopback" in capsys.readouterr().err

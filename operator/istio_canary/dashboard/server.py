@@ -79,7 +79,12 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
     if request.method == "POST" and not session.csrf_matches(request.headers.get("X-CSRF-Token")):
         raise error(web.HTTPForbidden, "missing or wrong CSRF token")
     remember_session(request, session)
-    return await handler(request)
+    try:
+        return await handler(request)
+    except ApiError as failed:
+        # The dashboard's own call failed (the user's refusals are answered by the handlers).
+        log.warning("API server call failed", path=request.path, status=failed.status)
+        raise error(web.HTTPBadGateway, f"the API server answered {failed.status}") from None
 
 
 

@@ -5,6 +5,7 @@ the test's tmp path."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from devcluster import Cluster, PrometheusServer
 from meshsim.simulator import Simulator
 
 from tests.e2e.dashboard import DashboardProcess, user_token
-from tests.e2e.helpers import get, route_weights, wait_for
+from tests.e2e.helpers import get, patch_spec, route_weights, wait_for
 from tests.e2e.releases import ReleaseStarter
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +88,10 @@ def points(page: Page, chart: str, version: str) -> int:
     return int(items[0].get_attribute("data-points")) if items else 0
 
 
+def _listed(page: Page, release: str, phase: str, _driver: Any) -> list[Any]:
+    return page.css(f"tr[data-release='{release}'][data-phase='{phase}']")
+
+
 def canary_weight(cluster: Cluster, namespace: str) -> int | None:
     vs = get(cluster, "virtualservice", "reviews", namespace)
     return route_weights(vs)[0].get("v2") if vs else None
@@ -104,7 +109,7 @@ def test_the_dashboard_shows_the_bookinfo_release_and_takes_it_over_as_an_allowe
     try:
         page = Page(browser, server.url, shots)
         page.sign_in(user_token(cluster, namespace, "operator", verbs=["get", "list", "patch"], events=True))
-        shows_the_release_list_charts_and_topology(page, namespace)
+        shows_the_release_list_charts_and_topology(page, cluster, namespace)
         take_over_moves_traffic(page, cluster, namespace)
         page.sign_in(user_token(cluster, namespace, "viewer", verbs=["get"]))
         a_viewer_sees_the_page_but_may_not_take_over(page, cluster, namespace)
@@ -112,12 +117,18 @@ def test_the_dashboard_shows_the_bookinfo_release_and_takes_it_over_as_an_allowe
         server.stop()
 
 
-def shows_the_release_list_charts_and_topology(page: Page, namespace: str) -> None:
+def shows_the_release_list_charts_and_topology(page: Page, cluster: Cluster, namespace: str) -> None:
     page.open("/")
     row = page.until(lambda d: page.css(f"tr[data-release='{namespace}/reviews'][data-phase='Progressing']"),
                      what="the release in the list")[0]  # fmt: skip
     assert "v1 70% / v2 30%" in row.text
     page.screenshot("list")
+    # The list follows the release without a reload: a pause and a resume from kubectl show up.
+    page.driver.execute_script("window.notReloaded = true")
+    for policy, phase in (("Paused", "Paused"), ("WaitForWorkloadReady", "Progressing")):
+        patch_spec(cluster, namespace, "reviews", {"policy": policy})
+        page.until(functools.partial(_listed, page, f"{namespace}/reviews", phase), what=f"the list showing {phase}")
+    assert page.driver.execute_script("return window.notReloaded") is True
 
     page.open(f"/releases/{namespace}/reviews")
     page.until(
@@ -150,6 +161,7 @@ def take_over_moves_traffic(page: Page, cluster: Cluster, namespace: str) -> Non
     page.until(lambda d: page.css("#take-over-canary"), what="the take over button")[0].click()
     result = page.until(lambda d: page.css("#action-result")[0].text, what="the action's answer")
     assert result == "applied: takeOver=\"v2\"", result
+    page.until(lambda d: page.css("#phase")[0].text == "TakenOver", what="the page following the release")
     wait_for(lambda: canary_weight(cluster, namespace) == 100, timeout=60, what="v2 at 100% in the VirtualService")
     page.until(lambda d: "DashboardAction" in page.css("#timeline")[0].text, what="the action in the timeline")
 

@@ -138,3 +138,26 @@ def test_the_users_client_carries_the_users_token_and_none_of_the_servers_creden
 def test_insecure_cookies_are_refused_off_loopback(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["dashboard", "--host", "0.0.0.0", "--insecure-cookies"]) == 2
     assert "loopback" in capsys.readouterr().err
+
+
+async def test_a_token_the_api_server_stops_accepting_ends_the_session() -> None:
+    class Revoking(FakeKube):
+        accepted = True
+
+        async def review_token(self, token: str) -> User | None:
+            return User(username="alice") if self.accepted and token == TOKEN else None
+
+    kube = Revoking({("list", "bookinfo")})
+    app = build_app(kube=cast(KubeGateway, kube), prometheus=None,
+                    settings=Settings(secure_cookies=False, token_review_seconds=0))  # fmt: skip
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        await client.post("/api/login", json={"token": TOKEN})
+        assert (await client.get("/api/releases")).status == 200
+        kube.accepted = False
+        assert (await client.get("/api/releases")).status == 401
+        kube.accepted = True
+        assert (await client.get("/api/releases")).status == 401  # the session is gone for good
+    finally:
+        await client.close()

@@ -22,6 +22,7 @@ class Settings:
     session_seconds: int = 8 * 3600
     chart_minutes: int = 15
     rate_window_seconds: int = 60
+    token_review_seconds: float = 60.0
 
 
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions", Sessions)

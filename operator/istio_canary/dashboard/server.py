@@ -29,7 +29,7 @@ from istio_canary.dashboard.context import (
 )
 from istio_canary.dashboard.kube import ApiError, KubeGateway
 from istio_canary.dashboard.prom import Prometheus
-from istio_canary.dashboard.sessions import COOKIE_NAME, Sessions
+from istio_canary.dashboard.sessions import COOKIE_NAME, Session, Sessions
 
 __all__ = ["STATIC", "Settings", "build_app", "is_loopback"]
 
@@ -71,7 +71,7 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
         raise error(web.HTTPUnsupportedMediaType, "POST a JSON body")
     if _is_public(request.path):
         return await handler(request)
-    session = request.app[SESSIONS].get(request.cookies.get(COOKIE_NAME))
+    session = await _live_session(request)
     if session is None:
         if request.path.startswith("/api/"):
             raise error(web.HTTPUnauthorized, "sign in first")
@@ -86,6 +86,23 @@ async def require_session(request: web.Request, handler: Handler) -> web.StreamR
         log.warning("API server call failed", path=request.path, status=failed.status)
         raise error(web.HTTPBadGateway, f"the API server answered {failed.status}") from None
 
+
+
+async def _live_session(request: web.Request) -> Session | None:
+    """The cookie's session, its token reviewed again every ``token_review_seconds``: a token
+    that was revoked or has expired ends the session at the next request."""
+    sessions, session_id = request.app[SESSIONS], request.cookies.get(COOKIE_NAME)
+    session = sessions.get(session_id)
+    every = request.app[SETTINGS].token_review_seconds
+    if session is None or session_id is None or not sessions.needs_review(session, every_seconds=every):
+        return session
+    user = await request.app[KUBE].review_token(session.token)
+    if user != session.user:
+        log.info("session ended", user=session.user.username, reason="token no longer accepted")
+        sessions.close(session_id)
+        return None
+    sessions.reviewed(session_id)
+    return session
 
 
 async def login(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ traceback cannot show it.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import secrets
 import time
@@ -34,6 +35,8 @@ class Session:
     csrf: str
     expires_at: float
     token: str = field(repr=False)
+    reviewed_at: float = 0.0
+    """When the API server last accepted the token (a revoked or expired token ends the session)."""
 
     def csrf_matches(self, candidate: str | None) -> bool:
         """Constant-time comparison, so the token cannot be guessed byte by byte."""
@@ -57,7 +60,8 @@ class Sessions:
         self._drop_expired()
         session_id = self._new_secret()
         session = Session(
-            user=user, csrf=self._new_secret(), expires_at=self._clock() + self._ttl, token=token
+            user=user, csrf=self._new_secret(), expires_at=self._clock() + self._ttl, token=token,
+            reviewed_at=self._clock(),
         )
         self._by_id[session_id] = session
         return session_id, session
@@ -70,6 +74,15 @@ class Sessions:
             self._by_id.pop(session_id, None)
             return None
         return session
+
+    def needs_review(self, session: Session, *, every_seconds: float) -> bool:
+        return self._clock() - session.reviewed_at >= every_seconds
+
+    def reviewed(self, session_id: str) -> None:
+        """The token was accepted again just now."""
+        session = self._by_id.get(session_id)
+        if session is not None:
+            self._by_id[session_id] = dataclasses.replace(session, reviewed_at=self._clock())
 
     def close(self, session_id: str | None) -> None:
         if session_id:

@@ -53,6 +53,7 @@ class Page:
 
         self.driver.delete_all_cookies()
         self.open("/login")
+        self.screenshot("login")  # before the token is typed in
         self.driver.find_element(By.ID, "token").send_keys(token)
         self.driver.find_element(By.ID, "sign-in").click()
         self.until(lambda d: d.find_element(By.ID, "who").text, what="signed in")

@@ -6,8 +6,6 @@ the test's tmp path."""
 from __future__ import annotations
 
 import functools
-import shutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,74 +13,13 @@ import pytest
 from devcluster import Cluster, PrometheusServer
 from meshsim.simulator import Simulator
 
+from tests.e2e.browser import Page, browser
 from tests.e2e.dashboard import DashboardProcess, user_token
 from tests.e2e.helpers import get, patch_spec, route_weights, wait_for
 from tests.e2e.releases import ReleaseStarter
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-WAIT_SECONDS = 60
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.fail("chromium and chromedriver are missing: hack/setup.sh installs them")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
-
-
-class Page:
-    """The browser on the dashboard: sign in, open a page, wait for what it shows."""
-
-    def __init__(self, driver: Any, base_url: str, shots: Path) -> None:
-        self.driver, self.base_url, self.shots = driver, base_url, shots
-
-    def sign_in(self, token: str) -> None:
-        from selenium.webdriver.common.by import By
-
-        self.driver.delete_all_cookies()
-        self.open("/login")
-        self.screenshot("login")  # before the token is typed in
-        self.driver.find_element(By.ID, "token").send_keys(token)
-        self.driver.find_element(By.ID, "sign-in").click()
-        self.until(lambda d: d.find_element(By.ID, "who").text, what="signed in")
-
-    def open(self, path: str) -> None:
-        self.driver.get(self.base_url + path)
-
-    def until(self, condition: Callable[[Any], Any], *, what: str) -> Any:
-        from selenium.common.exceptions import (
-            NoSuchElementException,
-            StaleElementReferenceException,
-        )
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        # IndexError: an element the page has not drawn yet (``css(...)[0]``).
-        ignored = (NoSuchElementException, StaleElementReferenceException, IndexError)
-        wait = WebDriverWait(self.driver, WAIT_SECONDS, ignored_exceptions=ignored)
-        return wait.until(condition, message=f"waiting for {what}")
-
-    def css(self, selector: str) -> list[Any]:
-        from selenium.webdriver.common.by import By
-
-        return list(self.driver.find_elements(By.CSS_SELECTOR, selector))
-
-    def screenshot(self, name: str) -> Path:
-        path = self.shots / f"dashboard-{name}.png"
-        assert self.driver.save_screenshot(str(path)), path
-        return path
-
+__all__ = ["browser"]  # fixture
 
 def points(page: Page, chart: str, version: str) -> int:
     items = page.css(f"#chart-{chart} li[data-version='{version}']")

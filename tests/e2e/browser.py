@@ -12,6 +12,7 @@ import pytest
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 WAIT_SECONDS = 60
+WIDTH, HEIGHT = 1400, 1000
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def browser() -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):  # fmt: skip
+                 f"--window-size={WIDTH},{HEIGHT}", "--no-first-run", "--disable-extensions"):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     yield driver
@@ -68,6 +69,12 @@ class Page:
         return list(self.driver.find_elements(By.CSS_SELECTOR, selector))
 
     def screenshot(self, name: str) -> Path:
+        """The whole page (the window grown to its height for the shot), as ``dashboard-NAME.png``."""
         path = self.shots / f"dashboard-{name}.png"
-        assert self.driver.save_screenshot(str(path)), path
+        height = int(self.driver.execute_script("return document.documentElement.scrollHeight"))
+        self.driver.set_window_size(WIDTH, min(max(height, HEIGHT), 4 * HEIGHT))
+        try:
+            assert self.driver.save_screenshot(str(path)), path
+        finally:
+            self.driver.set_window_size(WIDTH, HEIGHT)
         return path

@@ -65,6 +65,6 @@ def test_the_release_page_shows_the_verdicts_step_by_step_in_the_browser(
     page.open(f"/releases/{namespace}/reviews")
     (verdict,) = page.until(lambda d: page.css("#verdicts tr"), what="the verdicts")
     cells = [cell.text for cell in verdict.find_elements("css selector", "td")]
-    assert cells[:5] == ["2026-01-01T11:59:30Z", "0", "10", "Pass", "canary no worse"]
+    assert cells[:5] == ["2026-01-01 11:59:30", "0", "10", "Pass", "canary no worse"]
     assert "Ready=False: Progressing" in page.css("#timeline")[0].text
     assert page.css("#weights")[0].text.startswith("v1 80% / v2 20%")

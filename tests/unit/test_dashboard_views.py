@@ -52,6 +52,12 @@ class TestReleaseViews:
         reasons = [e["reason"] for e in entries]
         assert reasons == ["CanaryReady=True: Ready", "DashboardAction", "Ready=False: Progressing"]
 
+    def test_the_same_event_at_the_same_time_is_shown_once_with_the_counts_added(self) -> None:
+        event = {"reason": "CanaryNotReady", "message": "waiting", "lastTimestamp": "2026-01-01T11:58:45Z", "count": 2}
+        timeline = views.timeline(RELEASE, [event, event, {**event, "message": "other"}])
+        entries = [e for e in timeline if e["source"] == "event"]
+        assert [(e["message"], e["count"]) for e in entries] == [("waiting", 4), ("other", 2)]
+
     def test_verdicts_keep_the_numbers_but_not_the_evidence(self) -> None:
         (look,) = views.verdicts(RELEASE)
         assert (look["verdict"], look["canaryRequests"], look["weight"]) == ("Pass", 100.0, 10)

@@ -87,7 +87,21 @@ def timeline(release: Body, events: Iterable[Body]) -> list[dict[str, Any]]:
                 "count": event.get("count", 1),
             }
         )
-    return sorted(entries, key=lambda e: str(e["time"] or ""))
+    return _merge_repeats(sorted(entries, key=lambda e: str(e["time"] or "")))
+
+
+def _merge_repeats(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events that say the same thing at the same second (several replicas, retries) become one
+    entry with their counts added."""
+    merged: list[dict[str, Any]] = []
+    for entry in entries:
+        last = merged[-1] if merged else None
+        same = ("time", "source", "reason", "message")
+        if last is not None and entry["source"] == "event" and all(last.get(k) == entry.get(k) for k in same):
+            last["count"] = int(last.get("count") or 1) + int(entry.get("count") or 1)
+        else:
+            merged.append(dict(entry))
+    return merged
 
 
 def verdicts(release: Body) -> list[dict[str, Any]]:

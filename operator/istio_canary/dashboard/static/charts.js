@@ -9,9 +9,11 @@ const CHART_TITLES = {
 };
 const PALETTE = ["#6e7781", "#0969da", "#8250df", "#bf3989", "#1a7f37"];
 
-function colourOf(version, versions) {
+// Stable first, canary second, as the release names them; before the release is read, by
+// the chart's own (sorted) order, which is the same for the usual v1/v2.
+function colourOf(version, versions, names) {
   const index = versions.indexOf(version);
-  return PALETTE[(index < 0 ? versions.length : index) % PALETTE.length];
+  return PALETTE[(index < 0 ? names.indexOf(version) : index) % PALETTE.length];
 }
 
 function clockLabel(seconds) {
@@ -37,8 +39,8 @@ function updateChart(chart, byVersion, versions, legend) {
   chart.data.datasets = names.map((version) => ({
     label: version,
     data: byVersion[version].map(([x, y]) => ({ x, y })),
-    borderColor: colourOf(version, versions),
-    backgroundColor: colourOf(version, versions),
+    borderColor: colourOf(version, versions, names),
+    backgroundColor: colourOf(version, versions, names),
     pointRadius: 0,
     borderWidth: 2,
   }));

@@ -22,9 +22,23 @@ function actionPanel(release, say) {
     button("abort", "Abort", "abort", {}, "danger"));
 }
 
+// "2026-01-01 11:59:30" (UTC): Kubernetes writes times with and without fractions of a second.
+function shownTime(text) {
+  const when = new Date(text);
+  return Number.isNaN(when.getTime()) ? String(text) : when.toISOString().slice(0, 19).replace("T", " ");
+}
+
+function cellText(item, column) {
+  const value = item[column];
+  if (value === null || value === undefined) return "-";
+  if (column === "time") return shownTime(value);
+  if (column === "reason" && item.count > 1) return `${value} ×${item.count}`;
+  return String(value);
+}
+
 function rowsOf(items, columns) {
   const { el } = window.dashboard;
-  return items.map((item) => el("tr", {}, ...columns.map((c) => el("td", {}, item[c] === null || item[c] === undefined ? "-" : String(item[c])))));
+  return items.map((item) => el("tr", {}, ...columns.map((c) => el("td", {}, cellText(item, c)))));
 }
 
 function summary(release) {

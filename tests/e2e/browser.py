@@ -27,6 +27,7 @@ def browser() -> Iterator[Any]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  f"--window-size={WIDTH},{HEIGHT}", "--no-first-run", "--disable-extensions"):  # fmt: skip
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
@@ -78,3 +79,9 @@ class Page:
         finally:
             self.driver.set_window_size(WIDTH, HEIGHT)
         return path
+
+
+def script_errors(driver: Any) -> list[str]:
+    """The console's errors but the browser's own line for each HTTP error answer (a 403 is expected)."""
+    entries = driver.get_log("browser")
+    return [e["message"] for e in entries if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]

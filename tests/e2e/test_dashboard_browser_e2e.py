@@ -13,7 +13,7 @@ import pytest
 from devcluster import Cluster, PrometheusServer
 from meshsim.simulator import Simulator
 
-from tests.e2e.browser import Page, browser
+from tests.e2e.browser import Page, browser, script_errors
 from tests.e2e.dashboard import DashboardProcess, user_token
 from tests.e2e.helpers import get, patch_spec, route_weights, wait_for
 from tests.e2e.releases import ReleaseStarter
@@ -51,6 +51,7 @@ def test_the_dashboard_shows_the_bookinfo_release_and_takes_it_over_as_an_allowe
         take_over_moves_traffic(page, cluster, namespace)
         page.sign_in(user_token(cluster, namespace, "viewer", verbs=["get"]))
         a_viewer_sees_the_page_but_may_not_take_over(page, cluster, namespace)
+        assert script_errors(browser) == []  # no script failed, no CSP refusal, on any page
     finally:
         server.stop()
 

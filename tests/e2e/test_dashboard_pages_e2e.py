@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from devcluster import Cluster
 
-from tests.e2e.browser import Page, browser
+from tests.e2e.browser import Page, browser, script_errors
 from tests.e2e.dashboard import Client, DashboardProcess, dashboard, release, user_token
 
 pytestmark = pytest.mark.e2e
@@ -68,3 +68,4 @@ def test_the_release_page_shows_the_verdicts_step_by_step_in_the_browser(
     assert cells[:5] == ["2026-01-01 11:59:30", "0", "10", "Pass", "canary no worse"]
     assert "Ready=False: Progressing" in page.css("#timeline")[0].text
     assert page.css("#weights")[0].text.startswith("v1 80% / v2 20%")
+    assert script_errors(browser) == []

@@ -42,7 +42,7 @@ class DashboardProcess(LoggedProcess):
             argv += ["--prometheus-url", self.prometheus_url]
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, timeout=30, what=f"dashboard on {self.url}")
+        wait_for(self._healthy, timeout=60, what=f"dashboard on {self.url}")
         return self
 
     def _healthy(self) -> bool:

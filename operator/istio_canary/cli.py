@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")
     run.add_argument("-v", "--verbose", action="store_true")
+    from istio_canary.dashboard import command as dashboard
+
+    dashboard.add_arguments(sub.add_parser("dashboard", help="serve the web dashboard (docs/dashboard.md)"))
     return parser
 
 
@@ -127,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "dashboard":
+        from istio_canary.dashboard import command as dashboard
+
+        return dashboard.run(args)
     return 2
 
 

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from istio_canary import outbound
 from istio_canary.models._base import ApiModel
+from istio_canary.models.hooks import Approval
 
 __all__ = [
     "AnalysisSpec",
@@ -183,6 +184,8 @@ class AnalysisSpec(ApiModel):
         json_schema_extra={"x-kubernetes-validations": PROMETHEUS_URL_RULES},
     )
     prometheus_auth: PrometheusAuth | None = None
+    approvals: list[Approval] = Field(default_factory=list, max_length=16)
+    """Points where the analysis holds until `spec.approve` approves them, for the canary revision that runs."""
 
     @field_validator("prometheus_url")
     @classmethod
@@ -198,6 +201,17 @@ class AnalysisSpec(ApiModel):
             raise ValueError(
                 "prometheusAuth needs prometheusUrl: the operator's own Prometheus uses the operator's credentials"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _approvals_at_steps(self) -> AnalysisSpec:
+        later = self.weights()[1:]
+        for approval in self.approvals:
+            if approval.before_weight is not None and approval.before_weight not in later:
+                raise ValueError(
+                    f"approvals: beforeWeight {approval.before_weight} is not the weight of a step after the "
+                    f"first (steps: {', '.join(map(str, self.weights()))})"
+                )
         return self
 
     def weights(self) -> list[int]:

@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from istio_canary.models._base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, DnsLabel
 from istio_canary.models.analysis import AnalysisSpec
+from istio_canary.models.hooks import MAX_WEBHOOKS, WEBHOOK_LIST_RULES, Approve, Webhook
 from istio_canary.models.routing import ObjectRef, RoutingMode, RoutingSpec, version_service_name
 
 __all__ = [
@@ -49,11 +50,12 @@ HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
 # release impossible to patch, and so to delete.
 #
 # The largest spec the CRD admits, every string at its maxLength and every list and map full, is
-# 57,575 bytes of compact JSON (tests/unit/test_spec_size.py builds it):
+# 78,782 bytes of compact JSON (tests/unit/test_spec_size.py builds it):
 #   traffic.match    16 rules x (4 headers x (64 + 256) + uri 256 + cookie 256 + 256 + os)   35 KiB
 #   canary.images    16 containers x (63 + 1024)                                             17 KiB
+#   webhooks         8 hooks x (URL 512 + 8 metadata x (63 + 128))                           16 KiB
 #   the rest         prometheusUrl 2048, a Secret name 253, versionLabel 316, 100 steps...   4 KiB
-# Written with quotes only, which JSON escapes to two bytes, it is 98,851 bytes (a URL holds no
+# Written with quotes only, which JSON escapes to two bytes, it is 128,250 bytes (a URL holds no
 # quote). SPEC_JSON_BUDGET refuses, as a second line of defence, what an older, looser CRD let
 # through, and text that JSON makes much longer than it looks (quotes, backslashes, non-ASCII).
 MAX_MATCH_RULES = 16
@@ -62,7 +64,7 @@ MAX_HEADER_NAME = 64
 MAX_MATCH_VALUE = 256
 MAX_IMAGE = 1024  # a reference is at most about 520 (name 255, tag 128, sha512 digest)
 MAX_CONTAINERS = 16  # canary.images names containers and init containers
-SPEC_JSON_BUDGET = 64 * 1024
+SPEC_JSON_BUDGET = 80 * 1024
 
 ImageRef = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE)]
 MatchValue = Annotated[str, Field(max_length=MAX_MATCH_VALUE)]
@@ -350,6 +352,20 @@ class CanaryReleaseSpec(ApiModel):
     """Send 100% to stable, remove the canary and restore the original routing; phase `Aborted`."""
     analysis: AnalysisSpec | None = None
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    webhooks: list[Webhook] = Field(
+        default_factory=list, max_length=MAX_WEBHOOKS, json_schema_extra={"x-kubernetes-validations": WEBHOOK_LIST_RULES}
+    )
+    """HTTP endpoints called at given moments of the release; gates hold it until they answer 2xx (docs/webhooks.md)."""
+    approve: Approve | None = None
+    """A person's approval of the gate the release waits at (`analysis.approvals`); `kubectl canary approve NAME` sets it."""
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_hook_names(cls, hooks: list[Webhook]) -> list[Webhook]:
+        names = [h.name for h in hooks]
+        if len(set(names)) != len(names):
+            raise ValueError("webhook names must be unique")
+        return hooks
 
     @property
     def metric_aliases(self) -> tuple[str, ...]:

@@ -25,15 +25,20 @@ from istio_canary import status as status_
 from istio_canary.analysis.egress import Egress
 from istio_canary.analysis.source import MetricsSource
 from istio_canary.due import DueTable
+from istio_canary.hooks import caller as hooks_caller
+from istio_canary.hooks import plan as hooks_plan
 from istio_canary.k8s import secrets
+from istio_canary.k8s.applied import Applied, record_write
 from istio_canary.k8s.cluster import Executed
 from istio_canary.models import (
     CanaryReleaseSpec,
     CanaryReleaseStatus,
     ConditionType,
     Phase,
+    Verdict,
 )
 from istio_canary.models.analysis import CheckResult
+from istio_canary.models.hooks import WebhookCall
 from istio_canary.phases.schedule import next_look_in
 from istio_canary.status import build_status, set_condition
 
@@ -98,17 +103,6 @@ class _Gathered:
 
 
 @dataclass
-class _Applied:
-    """What the writes left: the Deployments and VirtualService to report, and how many writes."""
-
-    deployments: dict[str, dict[str, Any]]
-    virtual_service: dict[str, Any] | None
-    edges: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    """The other VirtualServices the release splits, by (namespace, name)."""
-    writes: int = 0
-
-
-@dataclass
 class _Memory:
     """What one operator process remembers about a release between reconciles (never needed for correctness)."""
 
@@ -159,14 +153,14 @@ class Reconciler:
             gathered = await self._gather(
                 mem, body=body, spec=spec, previous=previous, observe=observe, deleting=deleting
             )
-            applied = _Applied(
+            applied = Applied(
                 deployments={d["metadata"]["name"]: d for d in gathered.observed.deployments},
                 virtual_service=gathered.observed.virtual_service,
                 edges={(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
                        for o in gathered.observed.edge_virtual_services},
             )
             decision = await self._decide_and_apply(mem, gathered, applied)
-            for event in decision.events:
+            for event in (*decision.events, *hooks_plan.call_events(applied.calls)):
                 emit(event)
             return self._report(mem, body=body, gathered=gathered, decision=decision, applied=applied)
 
@@ -194,7 +188,7 @@ class Reconciler:
             release=release, spec=spec, previous=previous, observed=observed, health=looked, now=datetime.now(UTC)
         )
 
-    async def _decide_and_apply(self, mem: _Memory, gathered: _Gathered, applied: _Applied) -> phases.Decision:
+    async def _decide_and_apply(self, mem: _Memory, gathered: _Gathered, applied: Applied) -> phases.Decision:
         """Decide, then carry out the actions in order; any error becomes the decision that reports it."""
         release, spec, previous = gathered.release, gathered.spec, gathered.previous
         bound = log.bind(namespace=release.namespace, name=release.name)
@@ -204,9 +198,7 @@ class Reconciler:
                 # A URL the outbound policy refuses fails the release before it changes anything;
                 # a release being deleted needs no metrics, and its clean-up must not wait for them.
                 self._check_outbound(spec)
-                check = await self._analysis_check(
-                    spec=spec, namespace=release.namespace, previous=previous, now=gathered.now
-                )
+                check = await self._analysis_check(gathered, applied)
             decision = phases.decide(
                 release=release, spec=spec, observed=gathered.observed, previous=previous, now=gathered.now,
                 check=check, drain_seconds=self.settings.drain_seconds,
@@ -219,7 +211,12 @@ class Reconciler:
                 done = await asyncio.to_thread(
                     self.cluster.execute, action, observed=gathered.observed, namespace=release.namespace
                 )
-                _record(applied, action, done)
+                record_write(applied, action, done)
+            if decision.calls:
+                applied.calls += await asyncio.to_thread(
+                    hooks_caller.call_all, decision.calls, egress=self.settings.egress
+                )
+            _log_calls(bound, applied.calls)
             mem.failures = 0
             return decision
         except errors.ConflictError:
@@ -234,7 +231,7 @@ class Reconciler:
         body: Mapping[str, Any],
         gathered: _Gathered,
         decision: phases.Decision,
-        applied: _Applied,
+        applied: Applied,
     ) -> Outcome:
         release, previous, looked = gathered.release, gathered.previous, gathered.health
         status = build_status(
@@ -246,6 +243,7 @@ class Reconciler:
             edge_virtual_services=list(applied.edges.values()),
             metrics=looked.metrics,
             metrics_stale=looked.stale,
+            webhook_calls=applied.calls,
             generation=release.generation,
             now=gathered.now,
         )
@@ -347,8 +345,24 @@ class Reconciler:
         """Raise ``OutboundRefusedError`` when the release names a URL the policy refuses (no I/O)."""
         if spec.analysis is not None and spec.analysis.prometheus_url:
             self.settings.egress.policy.check_release_prometheus_url(spec.analysis.prometheus_url)
+        for hook in spec.webhooks:
+            self.settings.egress.policy.check_webhook_url(hook.url, name=hook.name)
 
-    async def _analysis_check(
+    async def _analysis_check(self, gathered: _Gathered, applied: Applied) -> CheckResult | None:
+        """A look at the metrics when one is due, failed when a Rollout webhook fails it."""
+        release, spec, previous = gathered.release, gathered.spec, gathered.previous
+        check = await self._metrics_check(spec=spec, namespace=release.namespace, previous=previous, now=gathered.now)
+        if check is None or not spec.webhooks:
+            return check
+        calls = await asyncio.to_thread(
+            hooks_caller.rollout_look, spec=spec, namespace=release.namespace, name=release.name, previous=previous,
+            egress=self.settings.egress,
+        )
+        applied.calls += calls
+        failed = hooks_plan.failed_look(calls)
+        return check.model_copy(update={"verdict": Verdict.FAIL, "reason": failed}) if failed else check
+
+    async def _metrics_check(
         self, *, spec: CanaryReleaseSpec, namespace: str, previous: CanaryReleaseStatus, now: datetime
     ) -> CheckResult | None:
         from istio_canary.analysis import (
@@ -369,25 +383,9 @@ class Reconciler:
         )
 
 
-def _record(applied: _Applied, action: act.Action, done: Executed) -> None:
-    """Keep what a write stored, so that status reports the objects as they are now."""
-    if done.wrote:
-        applied.writes += 1
-    match action:
-        case act.ApplyDeployment() | act.PatchObject(kind="Deployment") if done.stored is not None:
-            applied.deployments[done.stored["metadata"]["name"]] = done.stored
-        case act.DeleteObject(kind="Deployment", name=name):
-            applied.deployments.pop(name, None)
-        case act.ApplyRouting(kind="VirtualService", namespace=where) | act.ReplaceRouting(
-            kind="VirtualService", namespace=where
-        ) if where is not None and done.stored is not None:
-            applied.edges[(where, done.stored["metadata"]["name"])] = done.stored
-        case act.ApplyRouting(kind="VirtualService") | act.ReplaceRouting(kind="VirtualService"):
-            applied.virtual_service = done.stored
-        case act.DeleteObject(kind="VirtualService"):
-            applied.virtual_service = None
-        case _:
-            pass
+def _log_calls(bound: Any, calls: list[tuple[str, WebhookCall]]) -> None:
+    for _entry, call in calls:  # the hook's name, never its URL
+        bound.info("webhook called", webhook=call.name, type=call.type.value, ok=call.ok, result=call.result)
 
 
 def _first_error(err: pydantic.ValidationError) -> str:

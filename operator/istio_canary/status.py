@@ -13,6 +13,7 @@ from typing import Any
 import pydantic
 
 from istio_canary import workloads
+from istio_canary.hooks import plan as hooks_plan
 from istio_canary.istio import restore
 from istio_canary.models import (
     CanaryReleaseSpec,
@@ -28,6 +29,7 @@ from istio_canary.models import (
     VersionMetrics,
     VersionStatus,
 )
+from istio_canary.models.hooks import WebhookCall
 from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Decision
 
@@ -70,9 +72,11 @@ def build_status(
     metrics: Mapping[str, VersionMetrics] | None,
     edge_virtual_services: Sequence[Mapping[str, Any]] = (),
     metrics_stale: bool = False,
+    webhook_calls: Sequence[tuple[str, WebhookCall]] = (),
     generation: int,
     now: datetime,
 ) -> CanaryReleaseStatus:
+    """The status after ``decision``; ``webhook_calls``: the calls this reconcile made, with their entries."""
     traffic = _traffic(spec, virtual_service)
     return CanaryReleaseStatus(
         phase=decision.phase,
@@ -91,6 +95,10 @@ def build_status(
         drain=decision.drain,
         # A transient error on an aborted release keeps who aborted it (an analysis rollback stays one).
         abort_reason=decision.abort_reason or (previous.abort_reason if decision.phase is Phase.ABORTED else None),
+        webhooks=hooks_plan.record(
+            decision.webhooks if decision.webhooks is not None else previous.webhooks, webhook_calls
+        ),
+        gate=decision.gate,
     )
 
 
@@ -147,6 +155,12 @@ def _conditions(
         conditions = put(
             conditions, ConditionType.CANARY_READY, ready, "PodsReady" if ready else "NoReadyPods",
             "" if ready else f"Deployment for {spec.canary.version} has no ready pod",
+        )
+    if spec.webhooks or (spec.analysis is not None and spec.analysis.approvals):
+        gate = decision.gate
+        conditions = put(
+            conditions, ConditionType.GATED, gate is not None, _reason(decision) if gate else "NotHeld",
+            decision.message if gate else "",
         )
     if decision.bypass is not None:
         conditions = put(

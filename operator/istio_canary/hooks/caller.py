@@ -13,15 +13,17 @@ It blocks: the reconciler runs it in a worker thread, as it runs the analysis' l
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from istio_canary import actions as act
 from istio_canary import errors
 from istio_canary.analysis.egress import Egress, GuardedSession, HttpStatusError, describe_failure
+from istio_canary.hooks import plan
+from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus
 from istio_canary.models.hooks import HookType, WebhookCall
 
-__all__ = ["ATTEMPTS", "call"]
+__all__ = ["ATTEMPTS", "call", "call_all", "rollout_look"]
 
 ATTEMPTS = 2
 PAUSE_SECONDS = 0.5
@@ -76,3 +78,23 @@ def _result(action: act.CallWebhook, clock: Clock, *, ok: bool, code: int | None
         name=action.name, type=HookType(action.type), time=clock().isoformat(), ok=ok, code=code,
         result=text, gate=action.gate,
     )
+
+
+def call_all(actions: Sequence[act.CallWebhook], *, egress: Egress) -> list[tuple[str, WebhookCall]]:
+    """Each call in order, with the entry its answer is recorded under."""
+    return [(action.entry, call(action, egress=egress)) for action in actions]
+
+
+def rollout_look(
+    *, spec: CanaryReleaseSpec, namespace: str, name: str, previous: CanaryReleaseStatus, egress: Egress
+) -> list[tuple[str, WebhookCall]]:
+    """The Rollout hooks' calls at an analysis look (their failure fails the look)."""
+    revision = previous.canary_revision or ""
+    actions = [
+        plan.build_call(
+            hook, gate="rollout", entry="", namespace=namespace, name=name, spec=spec, phase=previous.phase,
+            traffic=previous.traffic, revision=revision,
+        )
+        for hook in plan.hooks_of(spec, HookType.ROLLOUT)
+    ]
+    return call_all(actions, egress=egress)

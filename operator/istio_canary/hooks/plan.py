@@ -22,7 +22,9 @@ __all__ = [
     "DEFAULT_EVERY_SECONDS",
     "answered",
     "build_call",
+    "call_events",
     "checksum",
+    "failed_look",
     "hooks_of",
     "key",
     "next_due_in",
@@ -129,3 +131,24 @@ def record(status: WebhooksStatus | None, calls: Sequence[tuple[str, WebhookCall
 
 def _last(entries: Iterable[str]) -> list[str]:
     return list(entries)[-KEYS_KEPT:]
+
+
+def call_events(calls: Sequence[tuple[str, WebhookCall]]) -> list[act.Event]:
+    """An Event per call: Normal when it answered 2xx, Warning when it failed.
+
+    A Rollback hook that does not answer 2xx says "no rollback": that is no warning.
+    """
+    events = []
+    for _entry, call in calls:
+        message = f"webhook {call.name} ({call.type.value}, {call.gate}) {call.result}"
+        if call.ok:
+            events.append(act.Event(type="Normal", reason="WebhookCalled", message=message))
+        elif call.type is not HookType.ROLLBACK or call.code is None:
+            events.append(act.Event(type="Warning", reason="WebhookFailed", message=message))
+    return events
+
+
+def failed_look(calls: Sequence[tuple[str, WebhookCall]]) -> str:
+    """Why the Rollout hooks fail an analysis look ("" if they all answered 2xx)."""
+    failed = [call for _entry, call in calls if not call.ok]
+    return "; ".join(f"Rollout webhook {c.name} {c.result}" for c in failed)

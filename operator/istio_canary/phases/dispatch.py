@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from istio_canary import actions as act
 from istio_canary import errors
 from istio_canary.analysis import progression
 from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, Phase, Reason
 from istio_canary.models.analysis import CheckResult
-from istio_canary import actions as act
 from istio_canary.phases import cleanup, failures, gates, offline, progress, resolve, teardown
 from istio_canary.phases.model import DEFAULT_DRAIN_SECONDS, Context, Decision, Observed, ReleaseRef
 

@@ -20,7 +20,14 @@ from dataclasses import dataclass, replace
 from istio_canary import actions as act
 from istio_canary.hooks import plan
 from istio_canary.models import Phase, Reason
-from istio_canary.models.hooks import Approve, GateKind, GateStatus, HookType, Webhook, WebhooksStatus
+from istio_canary.models.hooks import (
+    Approve,
+    GateKind,
+    GateStatus,
+    HookType,
+    Webhook,
+    WebhooksStatus,
+)
 from istio_canary.phases.model import Context, Decision
 from istio_canary.phases.resolve import revision
 
@@ -171,7 +178,8 @@ def finish(ctx: Context, decision: Decision) -> Decision:
         return decision
     calls = list(decision.calls)
     if decision.phase is not ctx.previous.phase:
-        calls += [_call(ctx, h, gate="event", entry="", phase=decision.phase) for h in plan.hooks_of(spec, HookType.EVENT)]
+        events = plan.hooks_of(spec, HookType.EVENT)
+        calls += [_call(ctx, h, gate="event", entry="", phase=decision.phase) for h in events]
     requeue = decision.requeue_after
     if decision.phase.is_final:
         calls += _post_rollout(ctx, decision.phase)

@@ -49,10 +49,10 @@ class Hold:
     retry_in: float
 
 
-def state(ctx: Context) -> WebhooksStatus | None:
+def state(ctx: Context, *, staying_aborted: bool = False) -> WebhooksStatus | None:
     """The webhooks' answers so far; an aborted release that starts again forgets them."""
     previous = ctx.previous.webhooks
-    if previous is not None and ctx.previous.phase is Phase.ABORTED:
+    if previous is not None and ctx.previous.phase is Phase.ABORTED and not staying_aborted:
         return previous.model_copy(update={"passed": [], "failed": []})
     return previous
 
@@ -190,12 +190,13 @@ def finish(ctx: Context, decision: Decision) -> Decision:
             requeue = wait if requeue is None else min(requeue, wait)
     if any(c.gate in _ACTED_ON or c.gate.startswith("weight-") for c in calls):
         requeue = ANSWER_SECONDS if requeue is None else min(requeue, ANSWER_SECONDS)
-    return replace(decision, calls=tuple(calls), webhooks=state(ctx), requeue_after=requeue)
+    answers = state(ctx, staying_aborted=decision.phase is Phase.ABORTED)
+    return replace(decision, calls=tuple(calls), webhooks=answers, requeue_after=requeue)
 
 
 def _post_rollout(ctx: Context, phase: Phase) -> list[act.CallWebhook]:
     """Once per end (Completed or Aborted) of a canary revision, whatever the hook answers."""
-    rev, answers = f"{phase.value}-{revision(ctx)}", state(ctx)
+    rev, answers = f"{phase.value}-{revision(ctx)}", state(ctx, staying_aborted=phase is Phase.ABORTED)
     due = []
     for hook in plan.hooks_of(ctx.spec, HookType.POST_ROLLOUT):
         entry = plan.key(hook.name, "post-rollout", rev)

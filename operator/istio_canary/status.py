@@ -206,11 +206,11 @@ def summary_conditions(
 
 
 def _stalled(decision: Decision, previous: CanaryReleaseStatus) -> bool:
-    """Failed, or rolled back by the analysis (while rolling back and once Aborted)."""
+    """Failed, or rolled back by the analysis or a webhook (while rolling back and once Aborted)."""
     abort_reason = decision.abort_reason
     if abort_reason is None and decision.phase is Phase.ABORTED:
         abort_reason = previous.abort_reason  # a transient error on an aborted release keeps who aborted it
-    return decision.phase is Phase.FAILED or abort_reason is Reason.ANALYSIS_FAILED
+    return decision.phase is Phase.FAILED or abort_reason in (Reason.ANALYSIS_FAILED, Reason.WEBHOOK_ROLLBACK)
 
 
 def _success_rate(

@@ -38,7 +38,6 @@ from istio_canary.models import (
     Verdict,
 )
 from istio_canary.models.analysis import CheckResult
-from istio_canary.models.hooks import WebhookCall
 from istio_canary.phases.schedule import next_look_in
 from istio_canary.status import build_status, set_condition
 
@@ -110,6 +109,7 @@ class _Memory:
     metrics_due: float = 0.0
     failures: int = 0
     """Reconciles in a row that ended in an error: the back-off grows with it."""
+    recent_calls: hooks_caller.RecentCalls = field(default_factory=hooks_caller.RecentCalls)
 
 
 class Reconciler:
@@ -212,11 +212,10 @@ class Reconciler:
                     self.cluster.execute, action, observed=gathered.observed, namespace=release.namespace
                 )
                 record_write(applied, action, done)
-            if decision.calls:
-                applied.calls += await asyncio.to_thread(
-                    hooks_caller.call_all, decision.calls, egress=self.settings.egress
-                )
-            _log_calls(bound, applied.calls)
+            calls = mem.recent_calls.not_just_made(decision.calls)
+            if calls:
+                applied.calls += await asyncio.to_thread(hooks_caller.call_all, calls, egress=self.settings.egress)
+            hooks_caller.log_calls(bound, applied.calls)
             mem.failures = 0
             return decision
         except errors.ConflictError:
@@ -381,11 +380,6 @@ class Reconciler:
             egress=self.settings.egress,
             read_credentials=lambda name: secrets.read_credentials(self.cluster.api, namespace=namespace, name=name),
         )
-
-
-def _log_calls(bound: Any, calls: list[tuple[str, WebhookCall]]) -> None:
-    for _entry, call in calls:  # the hook's name, never its URL
-        bound.info("webhook called", webhook=call.name, type=call.type.value, ok=call.ok, result=call.result)
 
 
 def _first_error(err: pydantic.ValidationError) -> str:

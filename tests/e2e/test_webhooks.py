@@ -97,8 +97,11 @@ def test_every_gate_holds_and_opens_and_the_hooks_see_the_release_through_to_com
             "True", "WaitingForWebhook")
         assert get(cluster, "deployment", "reviews-v2", ns) is None, "no canary before ConfirmRollout said yes"
         receiver.answer("/confirm", 200)
-        held = wait_for(lambda: status_when(cluster, ns, lambda s: (s.get("gate") or {}).get("approve")),
-                        timeout=90, what="the approval before 50%")
+        # ConfirmTrafficIncrease answers 200 at once: then only the approval holds the step.
+        held = wait_for(
+            lambda: status_when(cluster, ns, lambda s: (s.get("gate") or {}).get("waitingFor") == ["Approval"]),
+            timeout=90, what="the approval before 50%",
+        )
         assert canary_weights(cluster, ns) == [{"v1": 80, "v2": 20}]
         assert condition(held, "Gated")["reason"] == "WaitingForApproval"
         patch_spec(cluster, ns, "reviews", {"approve": {"beforeWeight": 50, "canaryRevision": "not-this-one"}})

@@ -12,9 +12,11 @@ It blocks: the reconciler runs it in a worker thread, as it runs the analysis' l
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from istio_canary import actions as act
 from istio_canary import errors
@@ -23,7 +25,7 @@ from istio_canary.hooks import plan
 from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus
 from istio_canary.models.hooks import HookType, WebhookCall
 
-__all__ = ["ATTEMPTS", "call", "call_all", "rollout_look"]
+__all__ = ["ATTEMPTS", "RecentCalls", "call", "call_all", "log_calls", "rollout_look"]
 
 ATTEMPTS = 2
 PAUSE_SECONDS = 0.5
@@ -98,3 +100,28 @@ def rollout_look(
         for hook in plan.hooks_of(spec, HookType.ROLLOUT)
     ]
     return call_all(actions, egress=egress)
+
+
+class RecentCalls:
+    """When each call was last made in this process: a look at a status the watch has not brought
+    yet (the answer of a call just made is not in it) must not make the same call again."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, float] = {}
+
+    def not_just_made(self, calls: Sequence[act.CallWebhook]) -> list[act.CallWebhook]:
+        """The calls not made moments ago (a one-time call: not in the last half minute)."""
+        now, due = time.monotonic(), []
+        for action in calls:
+            key = f"{action.name}/{action.gate}/{action.entry}/{action.payload.get('phase')}"
+            window = 30.0 if action.gate in ("pre-rollout", "post-rollout", "event") else 1.5
+            if now - self._made.get(key, -math.inf) >= window:
+                self._made[key] = now
+                due.append(action)
+        return due
+
+
+def log_calls(bound: Any, calls: Sequence[tuple[str, WebhookCall]]) -> None:
+    """One log line per call: the hook's name and result, never its URL."""
+    for _entry, made in calls:
+        bound.info("webhook called", webhook=made.name, type=made.type.value, ok=made.ok, result=made.result)

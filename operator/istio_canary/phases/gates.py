@@ -31,7 +31,7 @@ from istio_canary.models.hooks import (
 from istio_canary.phases.model import Context, Decision
 from istio_canary.phases.resolve import revision
 
-__all__ = ["Hold", "confirm_rollout", "finish", "pre_rollout", "rollback_cause", "state", "step_gate"]
+__all__ = ["Hold", "confirm_rollout", "finish", "hold_events", "pre_rollout", "rollback_cause", "state", "step_gate"]
 
 # How soon a decision that made gate calls looks again: their answers are in status by then.
 ANSWER_SECONDS = 1.0
@@ -68,8 +68,17 @@ def confirm_rollout(ctx: Context) -> Decision | None:
         return None
     return Decision(
         phase=Phase.PENDING, reason=hold.reason, message=hold.message, calls=hold.calls, gate=hold.gate,
-        requeue_after=hold.retry_in, stable_deployment=(ctx.stable or {}).get("metadata", {}).get("name"),
+        events=hold_events(ctx, hold, message=hold.message), requeue_after=hold.retry_in,
+        stable_deployment=(ctx.stable or {}).get("metadata", {}).get("name"),
     )
+
+
+def hold_events(ctx: Context, hold: Hold, *, message: str) -> tuple[act.Event, ...]:
+    """An Event when the release starts to hold at a gate, or waits there for something else."""
+    before = ctx.previous.gate
+    if before is not None and before.gate == hold.gate.gate and before.waiting_for == hold.gate.waiting_for:
+        return ()
+    return (act.Event(type="Normal", reason=hold.reason.value, message=message),)
 
 
 def pre_rollout(ctx: Context) -> Hold | None:

@@ -105,9 +105,7 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
 def _held(ctx: Context, decision: Decision, hold: gates.Hold, *, first_traffic: bool) -> Decision:
     """The decision while a gate holds: its reason, its calls, and a look when the next call is due."""
     message = hold.message if first_traffic else f"{decision.message}; {hold.message}"
-    events = decision.events
-    if ctx.previous.gate is None or ctx.previous.gate.gate != hold.gate.gate:
-        events = (*events, act.Event(type="Normal", reason=hold.reason.value, message=message))
+    events = (*decision.events, *gates.hold_events(ctx, hold, message=message))
     due = hold.retry_in if decision.requeue_after is None else min(hold.retry_in, decision.requeue_after)
     return replace(
         decision, reason=hold.reason, message=message, calls=hold.calls, gate=hold.gate, events=events,

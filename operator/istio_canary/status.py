@@ -29,7 +29,7 @@ from istio_canary.models import (
     VersionMetrics,
     VersionStatus,
 )
-from istio_canary.models.hooks import WebhookCall
+from istio_canary.models.hooks import GateKind, WebhookCall
 from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Decision
 
@@ -191,7 +191,9 @@ def summary_conditions(
     """
     stalled = _stalled(decision, previous)
     ended = not stalled and decision.phase.is_final
-    reconciling = not (stalled or ended) and (
+    # A gate that waits only for a person's approval waits for the next change, like a pause.
+    person = decision.gate is not None and decision.gate.waiting_for == [GateKind.APPROVAL]
+    reconciling = not (stalled or ended or person) and (
         decision.phase in (Phase.PENDING, Phase.WAITING_FOR_CANARY)
         or decision.requeue_after is not None
         or (analysis_running and decision.phase is Phase.PROGRESSING)

@@ -27,6 +27,7 @@ from tests.e2e.test_analysis import (
     release,
     status,
 )
+from tests.e2e.test_crd_validation import HasKubectl, create, with_changes
 
 # Every state these releases pass through is checked (tests/invariants).
 pytestmark = pytest.mark.usefixtures("invariant_monitor")
@@ -254,3 +255,31 @@ def test_a_webhook_url_the_outbound_policy_refuses_fails_the_release_before_anyt
     assert get(cluster, "deployment", "reviews-v2", ns) is None
     assert "OutboundRefused" in event_reasons(cluster, ns)
     assert_nothing_leaked(cluster, ns, started)
+
+
+HOOK = {"name": "gate", "type": "ConfirmPromotion", "url": "http://hooks.test:8080/gate"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param({"webhooks": [HOOK, HOOK]}, "webhook names must be unique", id="duplicate-names"),
+        pytest.param({"webhooks": [{**HOOK, "url": "http://me:pw@hooks.test/"}]},
+                     "url must not carry a user name or password", id="credentials-in-url"),
+        pytest.param({"webhooks": [{**HOOK, "url": "ftp://hooks.test/"}]}, "url must be an http or https URL",
+                     id="scheme"),
+        pytest.param({"webhooks": [{**HOOK, "timeoutSeconds": 120}]},
+                     "spec.webhooks[0].timeoutSeconds: Invalid value: 120", id="timeout"),
+        pytest.param({"webhooks": [{**HOOK, "type": "Sometimes"}]}, 'Unsupported value: "Sometimes"', id="type"),
+        pytest.param({"analysis": {"steps": [20, 50], "approvals": [{"beforeWeight": 50, "beforePromotion": True}]}},
+                     "set exactly one of beforeWeight or beforePromotion: true", id="approval-of-two-gates"),
+        pytest.param({"approve": {"beforePromotion": True}}, "spec.approve.canaryRevision: Required value",
+                     id="approval-of-no-revision"),
+    ],
+)
+def test_the_api_server_refuses_bad_webhooks_and_approvals_with_a_clear_message(
+    cluster: HasKubectl, namespace: str, changes: dict[str, Any], message: str
+) -> None:
+    proc = create(cluster, namespace, with_changes(changes))
+    assert proc.returncode != 0, f"accepted an invalid spec: {changes}"
+    assert message in proc.stderr, proc.stderr

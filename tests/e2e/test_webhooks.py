@@ -83,8 +83,8 @@ def test_every_gate_holds_and_opens_and_the_hooks_see_the_release_through_to_com
         hook(receiver, "more", "ConfirmTrafficIncrease"), hook(receiver, "promote", "ConfirmPromotion"),
         hook(receiver, "after", "PostRollout"), hook(receiver, "tell", "Event"),
     ]
-    receiver.answer("/confirm", 503)
-    receiver.answer("/promote", 503)
+    for gate in ("/confirm", "/more", "/promote"):
+        receiver.answer(gate, 503)
     with PhaseRecorder(cluster, ns) as seen:
         started = progressing_release(
             body, until="Pending",
@@ -98,7 +98,13 @@ def test_every_gate_holds_and_opens_and_the_hooks_see_the_release_through_to_com
             "True", "WaitingForWebhook")
         assert get(cluster, "deployment", "reviews-v2", ns) is None, "no canary before ConfirmRollout said yes"
         receiver.answer("/confirm", 200)
-        # ConfirmTrafficIncrease answers 200 at once: then only the approval holds the step.
+        both = wait_for(
+            lambda: status_when(cluster, ns, lambda s: (s.get("gate") or {}).get("gate") == "weight-50"),
+            timeout=90, what="the hold before 50%",
+        )
+        assert both["gate"]["waitingFor"] == ["Webhook", "Approval"] and both["gate"]["webhooks"] == ["more"]
+        receiver.answer("/more", 200)
+        # Once ConfirmTrafficIncrease said yes, only the approval holds the step.
         held = wait_for(
             lambda: status_when(cluster, ns, lambda s: (s.get("gate") or {}).get("waitingFor") == ["Approval"]),
             timeout=90, what="the approval before 50%",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pydantic
 import pytest
@@ -13,6 +14,8 @@ from istio_canary.hooks import caller
 from istio_canary.models import AnalysisSpec, CanaryReleaseSpec
 from istio_canary.models.hooks import Approve
 from istio_canary.plugin.patches import PluginError, approve_patch
+from istio_canary.plugin.views import render_status
+from rich.console import Console
 
 from tests.e2e.receivers import Receiver
 
@@ -117,3 +120,25 @@ def test_kubectl_canary_approve_writes_what_the_gate_asks_for() -> None:
                                                            "canaryRevision": "abc"}}}
     with pytest.raises(PluginError, match="waits for no approval"):
         approve_patch({"status": {}})
+
+
+def test_kubectl_canary_status_shows_the_gate_and_the_latest_calls() -> None:
+
+
+    approve = Approve(before_weight=50, canary_revision="abc123").to_wire()
+    release = {
+        "metadata": {"name": "reviews", "namespace": "bookinfo"},
+        "spec": {"stable": {"version": "v1"}, "canary": {"version": "v2"}},
+        "status": {
+            "phase": "Progressing",
+            "gate": {"gate": "weight-50", "webhooks": ["more"], "approve": approve, "since": "t"},
+            "webhooks": {"calls": [{"name": "more", "type": "ConfirmTrafficIncrease", "time": "t", "ok": False,
+                                    "code": 503, "result": "answered HTTP 503", "gate": "weight-50"}]},
+        },
+    }
+    console = Console(width=200, record=True)
+    console.print(render_status(release, [], now=datetime.now(UTC)))
+    shown = console.export_text()
+    assert "gated at weight-50: waiting for webhook(s) more" in shown
+    assert "kubectl canary approve reviews" in shown and "abc123" in shown
+    assert "answered HTTP 503" in shown

@@ -41,7 +41,7 @@ def decide(
     try:
         return _undo_or_forward(ctx, check=check)
     except errors.InvalidSpecError as err:
-        return failures.refused(previous=previous, error=err)
+        return gates.finish(ctx, failures.refused(previous=previous, error=err))
 
 
 def _undo_or_forward(ctx: Context, *, check: CheckResult | None) -> Decision:

@@ -26,6 +26,8 @@ class Receiver:
         self.codes: dict[str, int] = {}
         self.default_code, self.delay = code, delay
         self.received: list[Received] = []
+        self.in_flight = self.most_in_flight = 0
+        """Requests being answered now, and the most ever answered at the same time."""
         self._lock = threading.Lock()
         receiver = self
 
@@ -40,8 +42,12 @@ class Receiver:
                 with receiver._lock:
                     receiver.received.append(Received(path=path, payload=json.loads(raw), at=time.monotonic()))
                     code, delay = receiver.codes.get(path, receiver.default_code), receiver.delay
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
                 if delay:
                     time.sleep(delay)
+                with receiver._lock:
+                    receiver.in_flight -= 1
                 body = b'{"secret": "receiver-body-must-not-leak"}'
                 try:
                     self.send_response(code)

@@ -142,3 +142,15 @@ def test_kubectl_canary_status_shows_the_gate_and_the_latest_calls() -> None:
     assert "gated at weight-50: waiting for webhook(s) more" in shown
     assert "kubectl canary approve reviews" in shown and "abc123" in shown
     assert "answered HTTP 503" in shown
+
+
+def test_the_calls_of_one_decision_run_side_by_side() -> None:
+    with Receiver(delay=1.0) as slow:
+        calls = [
+            act.CallWebhook(name=f"h{i}", type="Event", url=slow.url(f"/h{i}"), timeout_seconds=5, gate="event",
+                            entry="", payload={"i": i})
+            for i in range(4)
+        ]
+        results = caller.call_all(calls, egress=egress_for(slow))
+    assert [r.name for _entry, r in results] == ["h0", "h1", "h2", "h3"] and all(r.ok for _e, r in results)
+    assert slow.most_in_flight > 1, "one call waited for another to end"

@@ -7,11 +7,13 @@ most ``MAX_ANSWER_BYTES`` are read. Redirects are not followed. A failed attempt
 more after a short pause; the result is a :class:`WebhookCall` in fixed words: the status code
 at most, never what the receiver wrote, never the URL (its query may hold a token).
 
-It blocks: the reconciler runs it in a worker thread, as it runs the analysis' looks.
+It blocks: the reconciler runs it in a worker thread, as it runs the analysis' looks, and the
+calls of one decision run side by side (at most ``MAX_WEBHOOKS`` threads).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -83,8 +85,15 @@ def _result(action: act.CallWebhook, clock: Clock, *, ok: bool, code: int | None
 
 
 def call_all(actions: Sequence[act.CallWebhook], *, egress: Egress) -> list[tuple[str, WebhookCall]]:
-    """Each call in order, with the entry its answer is recorded under."""
-    return [(action.entry, call(action, egress=egress)) for action in actions]
+    """Every call, at the same time, with the entry its answer is recorded under (in order).
+
+    At the same time: a release with several hooks waits for the slowest one, not for their sum.
+    """
+    if len(actions) <= 1:
+        return [(action.entry, call(action, egress=egress)) for action in actions]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="webhook") as pool:
+        results = list(pool.map(lambda action: call(action, egress=egress), actions))
+    return [(action.entry, result) for action, result in zip(actions, results, strict=True)]
 
 
 def rollout_look(

@@ -165,7 +165,7 @@ class Approve(ApiModel):
     before_promotion: bool = False
     """Approves the hold before promotion."""
     canary_revision: Annotated[str, Field(min_length=1, max_length=64)]
-    """The canary revision approved (`status.gate.canaryRevision`): an approval of another canary does not count."""
+    """The canary revision approved (`status.gate.approve.canaryRevision`, the same as `status.canaryRevision`): an approval of another canary does not count."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Approve:
@@ -202,9 +202,9 @@ class WebhooksStatus(ApiModel):
     calls: list[WebhookCall] = Field(default_factory=list, max_length=20)
     """The last calls, newest last."""
     passed: list[Annotated[str, Field(max_length=128)]] = Field(default_factory=list, max_length=128)
-    """`hook/gate` pairs whose last call answered 2xx."""
+    """`hook/gate@canary-revision` entries whose last call answered 2xx."""
     failed: list[Annotated[str, Field(max_length=128)]] = Field(default_factory=list, max_length=128)
-    """`hook/gate` pairs whose last call failed."""
+    """`hook/gate@canary-revision` entries whose last call failed."""
 
 
 class GateKind(str, enum.Enum):

@@ -216,7 +216,7 @@ class CanaryReleaseStatus(ApiModel):
     routing: list[RoutedObject] = Field(default_factory=list, max_length=64)
     """Every VirtualService the release splits (its own first, then gateway-bound, delegate and listed ones), as stored."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Kubernetes-style conditions, keyed by type: Ready, Reconciling and Stalled (kstatus), SpecValid, CanaryReady, MetricsAvailable, MeshOnly."""
+    """Kubernetes-style conditions, keyed by type: Ready, Reconciling and Stalled (kstatus), SpecValid, CanaryReady, MetricsAvailable, MeshOnly, Gated."""
     analysis: AnalysisStatus | None = None
     """Where automatic progression stands."""
     success_rate: Annotated[float, Field(ge=0, le=100)] | None = None

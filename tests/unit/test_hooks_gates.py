@@ -247,3 +247,24 @@ def test_a_rollback_hook_saying_no_is_no_warning_but_a_failed_gate_is() -> None:
         ("", call("gate", "promotion", ok=False, kind=HookType.CONFIRM_PROMOTION, code=500)),
     ])
     assert [(e.type, e.reason) for e in events] == [("Warning", "WebhookFailed")]
+
+
+def test_an_approval_of_an_earlier_image_approves_nothing_after_a_new_one() -> None:
+    newer = {"version": "v2", "image": "reviews:v3"}
+    approved_before = spec(approvals=[{"beforeWeight": 50}], canary=newer,
+                           approve={"beforeWeight": 50, "canaryRevision": REVISION})
+    new_revision = canary_revision(approved_before)
+    assert new_revision != REVISION
+    status = analysed().model_copy(update={"canary_revision": new_revision})
+    held = run(approved_before, status, check=passing())
+    assert held.gate is not None and held.gate.approve is not None
+    assert held.gate.approve.canary_revision == new_revision
+
+
+def test_an_approval_before_promotion_holds_the_last_step() -> None:
+    gated = spec(approvals=[{"beforePromotion": True}])
+    held = run(gated, analysed(step=1, weight=50), check=passing(step=1, weight=50))
+    assert held.phase is Phase.PROGRESSING and held.gate is not None and held.gate.gate == "promotion"
+    approval = {"beforePromotion": True, "canaryRevision": REVISION}
+    approved = spec(approvals=[{"beforePromotion": True}], approve=approval)
+    assert run(approved, analysed(step=1, weight=50), check=passing(step=1, weight=50)).phase is Phase.TAKEN_OVER

@@ -216,6 +216,8 @@ class Reconciler:
             if calls:
                 applied.calls += await asyncio.to_thread(hooks_caller.call_all, calls, egress=self.settings.egress)
             hooks_caller.log_calls(bound, applied.calls)
+            for _entry, made in applied.calls:
+                opmetrics.DEFAULT.count_webhook_call(kind=made.type, ok=made.ok)
             mem.failures = 0
             return decision
         except errors.ConflictError:

@@ -164,8 +164,10 @@ class Approve(ApiModel):
     """Approves the hold before this weight."""
     before_promotion: bool = False
     """Approves the hold before promotion."""
-    canary_revision: Annotated[str, Field(min_length=1, max_length=64)]
-    """The canary revision approved (`status.gate.approve.canaryRevision`, the same as `status.canaryRevision`): an approval of another canary does not count."""
+    canary_revision: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="The canary revision approved (`status.gate.approve.canaryRevision`, the same as "
+        "`status.canaryRevision`): an approval of another canary does not count."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Approve:

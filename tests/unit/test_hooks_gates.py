@@ -268,3 +268,17 @@ def test_an_approval_before_promotion_holds_the_last_step() -> None:
     approval = {"beforePromotion": True, "canaryRevision": REVISION}
     approved = spec(approvals=[{"beforePromotion": True}], approve=approval)
     assert run(approved, analysed(step=1, weight=50), check=passing(step=1, weight=50)).phase is Phase.TAKEN_OVER
+
+
+def test_a_release_being_deleted_calls_no_webhook() -> None:
+    deleting = ReleaseRef(namespace="bookinfo", name="reviews", uid="u-1", generation=1, deleting=True)
+    s = spec(("tell", "Event"), ("after", "PostRollout"), ("stop", "Rollback"))
+    decision = decide(release=deleting, spec=s, observed=BOTH_READY, previous=progressing(), now=NOW)
+    assert decision.calls == ()
+
+
+def test_a_person_who_pauses_or_takes_over_is_not_held_by_a_gate() -> None:
+    paused = spec(approvals=[{"beforeWeight": 50}], policy="Paused")
+    assert run(paused, analysed(), check=passing()).gate is None
+    taken = spec(approvals=[{"beforeWeight": 50}], takeOver="v2")
+    assert run(taken, analysed(), check=passing()).phase is Phase.TAKEN_OVER

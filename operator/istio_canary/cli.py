@@ -102,6 +102,11 @@ def _outbound_arguments(run: argparse.ArgumentParser) -> None:
         "scheme, host and port must match, the path is a prefix of whole segments)",
     )
     outbound.add_argument(
+        "--allowed-webhook-prefix", action="append", default=[], metavar="URL",
+        help="a URL prefix spec.webhooks[].url may name, e.g. http://loadtester.test:8080/ (repeatable; "
+        "scheme, host and port must match); default: none, and a release with webhooks fails",
+    )
+    outbound.add_argument(
         "--refuse-network", action="append", default=[], metavar="CIDR",
         help="never connect to this network, e.g. the cluster's Service range (repeatable); "
         "link-local and metadata addresses are always refused",
@@ -246,6 +251,7 @@ def _egress(args: argparse.Namespace) -> Egress:
         allow_release_prometheus_urls=args.allow_release_prometheus_urls,
         allowed_url_prefixes=args.allowed_url_prefix,
         refused_networks=args.refuse_network,
+        allowed_webhook_prefixes=args.allowed_webhook_prefix,
     )
     # Fixed resolver answers, "host=address,...", like curl's --resolve: the e2e tests point a
     # name at a link-local address with no DNS server. They are checked like any other answer.

@@ -1,7 +1,15 @@
 # The operator image: `docker build -t istio-canary-operator .`
-# Two stages: the first builds wheels (the package and its pinned dependencies), the second
-# installs only those wheels, offline, into a clean base, so no build tool reaches the image.
+# Three stages: the first installs the dashboard's JavaScript libraries from npm as
+# package-lock.json pins them; the second builds wheels (the package, with those libraries, and
+# its pinned dependencies); the last installs only those wheels, offline, into a clean base, so
+# no build tool reaches the image.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG NODE_IMAGE=node:20.19.5-bookworm-slim
+
+FROM ${NODE_IMAGE} AS web
+WORKDIR /src/operator/istio_canary/dashboard/web
+COPY operator/istio_canary/dashboard/web/package.json operator/istio_canary/dashboard/web/package-lock.json operator/istio_canary/dashboard/web/build.sh ./
+RUN bash build.sh
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
@@ -9,6 +17,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 COPY requirements.lock pyproject.toml README.md ./
 COPY operator/ operator/
+COPY --from=web /src/operator/istio_canary/dashboard/static/vendor/ operator/istio_canary/dashboard/static/vendor/
 # --no-deps for the package itself: its dependencies come from requirements.lock, pinned.
 RUN pip wheel --wheel-dir /wheels --no-deps . \
  && pip wheel --wheel-dir /wheels -r requirements.lock
@@ -35,6 +44,7 @@ RUN pip install --no-index --find-links /wheels -r /tmp/requirements.lock \
  && pip install --no-index --no-deps /wheels/istio_canary_operator-*.whl \
  && rm -rf /wheels /tmp/requirements.lock
 USER 10001:10001
-# 8080: kopf's /healthz (liveness), 9090: the operator's /metrics.
-EXPOSE 8080 9090
+# 8080: kopf's /healthz (liveness), 9090: the operator's /metrics, 8443: the dashboard
+# (`istio-canary-operator dashboard`, its own Deployment in the chart).
+EXPOSE 8080 8443 9090
 ENTRYPOINT ["istio-canary-operator", "run"]

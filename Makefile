@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PYTEST_ARGS ?=
 CLUSTER ?= local
 
-.PHONY: setup test unit e2e lint demo run cluster-up cluster-down crds bench reliability clean
+.PHONY: setup test unit e2e lint demo run dashboard cluster-up cluster-down crds bench reliability clean
 
 setup:
 	@bash hack/setup.sh
@@ -43,6 +43,10 @@ cluster-down:
 ## The operator against the local cluster, all namespaces.
 run: setup
 	KUBECONFIG=.cluster/kubeconfig .venv/bin/istio-canary-operator run --all-namespaces
+
+## The web dashboard against the local cluster, on loopback (plain HTTP, so no Secure cookie).
+dashboard: setup
+	KUBECONFIG=.cluster/kubeconfig .venv/bin/istio-canary-operator dashboard --insecure-cookies
 
 ## Regenerate everything derived from the models: the CRD, the chart's copy, the field reference.
 crds: setup

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v go >/dev/null || need_apt+=(golang-go)
+# The dashboard: npm builds its front end; Chromium and its driver run its browser tests.
+command -v npm >/dev/null || need_apt+=(npm)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if (( ${#need_apt[@]} )); then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
@@ -31,4 +35,5 @@ if [[ ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
   echo "$want" > $stamp
 fi
 
+bash operator/istio_canary/dashboard/web/build.sh
 bash hack/build-controlplane.sh

@@ -15,6 +15,7 @@ __all__ = [
     "ApplyDeployment",
     "ApplyRouting",
     "ApplyService",
+    "CallWebhook",
     "DeleteObject",
     "Event",
     "PatchObject",
@@ -108,6 +109,25 @@ class PatchObject:
     patch: dict[str, Any]
     namespace: str | None = None
     """Where the object lives; None: the release's namespace."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallWebhook:
+    """POST ``payload`` (JSON) to a release's webhook, under the outbound policy; the result goes to status.
+
+    Carried out by ``hooks.caller`` after the decision's Kubernetes actions (``Decision.calls``);
+    it is no ``Action``: the Kubernetes adapter never sees it.
+    """
+
+    name: str
+    type: str
+    url: str = field(repr=False)
+    timeout_seconds: float
+    gate: str
+    """What the call is for: ``confirm-rollout``, ``weight-50``, ``promotion``, ``rollback``, ``event``..."""
+    entry: str
+    """Where its answer is recorded in ``status.webhooks`` (``name/gate@revision``)."""
+    payload: dict[str, Any] = field(repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")
     run.add_argument("-v", "--verbose", action="store_true")
+    from istio_canary.dashboard import command as dashboard
+
+    dashboard.add_arguments(sub.add_parser("dashboard", help="serve the web dashboard (docs/dashboard.md)"))
     return parser
 
 
@@ -99,6 +102,11 @@ def _outbound_arguments(run: argparse.ArgumentParser) -> None:
         "scheme, host and port must match, the path is a prefix of whole segments)",
     )
     outbound.add_argument(
+        "--allowed-webhook-prefix", action="append", default=[], metavar="URL",
+        help="a URL prefix spec.webhooks[].url may name, e.g. http://loadtester.test:8080/ (repeatable; "
+        "scheme, host and port must match); default: none, and a release with webhooks fails",
+    )
+    outbound.add_argument(
         "--refuse-network", action="append", default=[], metavar="CIDR",
         help="never connect to this network, e.g. the cluster's Service range (repeatable); "
         "link-local and metadata addresses are always refused",
@@ -127,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "dashboard":
+        from istio_canary.dashboard import command as dashboard
+
+        return dashboard.run(args)
     return 2
 
 
@@ -239,6 +251,7 @@ def _egress(args: argparse.Namespace) -> Egress:
         allow_release_prometheus_urls=args.allow_release_prometheus_urls,
         allowed_url_prefixes=args.allowed_url_prefix,
         refused_networks=args.refuse_network,
+        allowed_webhook_prefixes=args.allowed_webhook_prefix,
     )
     # Fixed resolver answers, "host=address,...", like curl's --resolve: the e2e tests point a
     # name at a link-local address with no DNS server. They are checked like any other answer.

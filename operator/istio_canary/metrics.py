@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import start_http_server as _start_http_server
 
 from istio_canary.models import CanaryReleaseStatus, Phase, Role, Verdict
+from istio_canary.models.hooks import HookType
 
 __all__ = [
     "DEFAULT",
@@ -90,6 +91,10 @@ class OperatorMetrics:
             ["receiver", "result"],
             **common,
         )
+        self.webhook_calls = Counter(
+            "webhook_calls", "Calls of the releases' webhooks, by type and result (ok: a 2xx answer).",
+            ["type", "result"], **common,
+        )
         # Where each release stands, so the phase gauge is a count that a missed
         # delete event cannot push below zero, and stale weight series can be removed.
         self._lock = threading.Lock()
@@ -100,6 +105,9 @@ class OperatorMetrics:
             self.releases.labels(phase=phase.value).set(0)
         for verdict in Verdict:
             self.verdicts.labels(verdict=verdict.value)
+        for kind in HookType:
+            for result in ("ok", "failed"):
+                self.webhook_calls.labels(type=kind.value, result=result)
 
     def observe_release(
         self,
@@ -156,6 +164,9 @@ class OperatorMetrics:
 
     def count_notification(self, *, receiver: str, result: str) -> None:
         self.notifications.labels(receiver=receiver, result=result).inc()
+
+    def count_webhook_call(self, *, kind: HookType, ok: bool) -> None:
+        self.webhook_calls.labels(type=kind.value, result="ok" if ok else "failed").inc()
 
     def render(self) -> bytes:
         """The exposition text, as Prometheus would scrape it."""

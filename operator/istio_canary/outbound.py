@@ -274,6 +274,8 @@ class OutboundPolicy:
     allowed_prefixes: tuple[UrlPrefix, ...] = ()
     refused_networks: tuple[IpNetwork, ...] = ()
     """Refused on top of :data:`ALWAYS_REFUSED` (the cluster's Service range, say)."""
+    allowed_webhook_prefixes: tuple[UrlPrefix, ...] = ()
+    """Where ``spec.webhooks[].url`` may point; none by default."""
 
     @classmethod
     def build(
@@ -283,6 +285,7 @@ class OutboundPolicy:
         allow_release_prometheus_urls: bool = False,
         allowed_url_prefixes: Iterable[str] = (),
         refused_networks: Iterable[str] = (),
+        allowed_webhook_prefixes: Iterable[str] = (),
     ) -> OutboundPolicy:
         """The policy from the operator's flags; :class:`ValueError` names a flag value that is wrong."""
         networks = []
@@ -298,6 +301,10 @@ class OutboundPolicy:
             allow_release_prometheus_urls=allow_release_prometheus_urls,
             allowed_prefixes=tuple(UrlPrefix.parse(p) for p in allowed_url_prefixes),
             refused_networks=tuple(networks),
+            allowed_webhook_prefixes=tuple(
+                UrlPrefix(parse_url(p, what="allowed webhook prefix", allow_query=True))
+                for p in allowed_webhook_prefixes
+            ),
         )
 
     def allows(self, url: Url) -> bool:
@@ -326,6 +333,23 @@ class OutboundPolicy:
             raise errors.OutboundRefusedError(
                 f"{where} {_shown(text)} is refused by the operator's outbound policy: it is under no "
                 f"allowed URL prefix (outbound.allowedUrlPrefixes: {allowed})"
+            )
+        return url
+
+    def check_webhook_url(self, text: str, *, name: str) -> Url:
+        """A webhook's URL if the policy allows it; else :class:`~errors.OutboundRefusedError`.
+
+        The message names the webhook, never its URL: a query may carry a token.
+        """
+        where = f"webhook {name!r}"
+        try:
+            url = parse_url(text, what="url", allow_query=True)
+        except UrlFormError:
+            raise errors.OutboundRefusedError(f"{where}: its url is not an http(s) URL the operator may call") from None
+        if not any(prefix.covers(url) for prefix in self.allowed_webhook_prefixes):
+            raise errors.OutboundRefusedError(
+                f"{where}: its url is refused by the operator's outbound policy: it is under no allowed "
+                "webhook prefix (operator flag --allowed-webhook-prefix, chart value outbound.allowedWebhookPrefixes)"
             )
         return url
 

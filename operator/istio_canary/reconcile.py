@@ -24,25 +24,27 @@ from istio_canary import metrics as opmetrics
 from istio_canary import status as status_
 from istio_canary.analysis.source import MetricsSource
 from istio_canary.due import DueTable
+from istio_canary.hooks import caller as hooks_caller
+from istio_canary.hooks import plan as hooks_plan
 from istio_canary.k8s import secrets
+from istio_canary.k8s.applied import Applied, record_write
 from istio_canary.models import (
     CanaryReleaseSpec,
     CanaryReleaseStatus,
     ConditionType,
     Phase,
+    Verdict,
 )
 from istio_canary.models.analysis import CheckResult
-from istio_canary.notifications.notice import notice_for
+from istio_canary.notifications.notice import QUIET_REASONS, notice_for
 from istio_canary.notifications.sender import Notifier
 from istio_canary.phases.schedule import next_look_in
 from istio_canary.reconciling import (
     RESYNC_SECONDS,
-    Applied,
     ClusterWriter,
     Outcome,
     Settings,
     first_problem,
-    record,
 )
 from istio_canary.status import build_status, set_condition
 
@@ -79,6 +81,7 @@ class _Memory:
     metrics_due: float = 0.0
     failures: int = 0
     """Reconciles in a row that ended in an error: the back-off grows with it."""
+    recent_calls: hooks_caller.RecentCalls = field(default_factory=hooks_caller.RecentCalls)
 
 
 class Reconciler:
@@ -137,14 +140,14 @@ class Reconciler:
                        for o in gathered.observed.edge_virtual_services},
             )
             decision = await self._decide_and_apply(mem, gathered, applied)
-            for event in decision.events:
+            for event in (*decision.events, *hooks_plan.call_events(applied.calls)):
                 emit(event)
                 self._notify(gathered, decision, event)
             return self._report(mem, body=body, gathered=gathered, decision=decision, applied=applied)
 
     def _notify(self, gathered: _Gathered, decision: phases.Decision, event: act.Event) -> None:
         """Tell the receivers the release selects (spec.notifications) what the Event says."""
-        if self.notifier is None:
+        if self.notifier is None or event.reason in QUIET_REASONS:
             return
         plan = decision.plan
         notice = notice_for(
@@ -188,9 +191,7 @@ class Reconciler:
                 # A URL the outbound policy refuses fails the release before it changes anything;
                 # a release being deleted needs no metrics, and its clean-up must not wait for them.
                 self._check_outbound(spec)
-                check = await self._analysis_check(
-                    spec=spec, namespace=release.namespace, previous=previous, now=gathered.now
-                )
+                check = await self._analysis_check(gathered, applied)
             decision = phases.decide(
                 release=release, spec=spec, observed=gathered.observed, previous=previous, now=gathered.now,
                 check=check, drain_seconds=self.settings.drain_seconds,
@@ -203,7 +204,13 @@ class Reconciler:
                 done = await asyncio.to_thread(
                     self.cluster.execute, action, observed=gathered.observed, namespace=release.namespace
                 )
-                record(applied, action, done)
+                record_write(applied, action, done)
+            calls = mem.recent_calls.not_just_made(decision.calls)
+            if calls:
+                applied.calls += await asyncio.to_thread(hooks_caller.call_all, calls, egress=self.settings.egress)
+            hooks_caller.log_calls(bound, applied.calls)
+            for _entry, made in applied.calls:
+                opmetrics.DEFAULT.count_webhook_call(kind=made.type, ok=made.ok)
             mem.failures = 0
             return decision
         except errors.ConflictError:
@@ -230,6 +237,7 @@ class Reconciler:
             edge_virtual_services=list(applied.edges.values()),
             metrics=looked.metrics,
             metrics_stale=looked.stale,
+            webhook_calls=applied.calls,
             generation=release.generation,
             now=gathered.now,
         )
@@ -331,8 +339,24 @@ class Reconciler:
         """Raise ``OutboundRefusedError`` when the release names a URL the policy refuses (no I/O)."""
         if spec.analysis is not None and spec.analysis.prometheus_url:
             self.settings.egress.policy.check_release_prometheus_url(spec.analysis.prometheus_url)
+        for hook in spec.webhooks:
+            self.settings.egress.policy.check_webhook_url(hook.url, name=hook.name)
 
-    async def _analysis_check(
+    async def _analysis_check(self, gathered: _Gathered, applied: Applied) -> CheckResult | None:
+        """A look at the metrics when one is due, failed when a Rollout webhook fails it."""
+        release, spec, previous = gathered.release, gathered.spec, gathered.previous
+        check = await self._metrics_check(spec=spec, namespace=release.namespace, previous=previous, now=gathered.now)
+        if check is None or not spec.webhooks:
+            return check
+        calls = await asyncio.to_thread(
+            hooks_caller.rollout_look, spec=spec, namespace=release.namespace, name=release.name, previous=previous,
+            egress=self.settings.egress,
+        )
+        applied.calls += calls
+        failed = hooks_plan.failed_look(calls)
+        return check.model_copy(update={"verdict": Verdict.FAIL, "reason": failed}) if failed else check
+
+    async def _metrics_check(
         self, *, spec: CanaryReleaseSpec, namespace: str, previous: CanaryReleaseStatus, now: datetime
     ) -> CheckResult | None:
         from istio_canary.analysis import (

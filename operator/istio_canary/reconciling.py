@@ -1,5 +1,5 @@
 """What the reconcile loop shares with its callers: its settings, the cluster it writes through,
-the outcome of one reconcile, and how the result of each write is kept for status."""
+the outcome of one reconcile, and how an invalid spec is described."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from istio_canary.analysis.egress import Egress
 from istio_canary.k8s.cluster import Executed
 from istio_canary.models import CanaryReleaseStatus
 
-__all__ = ["RESYNC_SECONDS", "Applied", "ClusterWriter", "Outcome", "Settings", "first_problem", "record"]
+__all__ = ["RESYNC_SECONDS", "ClusterWriter", "Outcome", "Settings", "first_problem"]
 
 # How long a settled release waits before it is checked again for drift.
 RESYNC_SECONDS = 30.0
@@ -52,38 +52,6 @@ class Outcome:
     writes: int
     spec_invalid: bool = False
     """The spec itself did not parse: the release never changed anything."""
-
-
-@dataclass
-class Applied:
-    """What the writes left: the Deployments and VirtualService to report, and how many writes."""
-
-    deployments: dict[str, dict[str, Any]]
-    virtual_service: dict[str, Any] | None
-    edges: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    """The other VirtualServices the release splits, by (namespace, name)."""
-    writes: int = 0
-
-
-def record(applied: Applied, action: act.Action, done: Executed) -> None:
-    """Keep what a write stored, so that status reports the objects as they are now."""
-    if done.wrote:
-        applied.writes += 1
-    match action:
-        case act.ApplyDeployment() | act.PatchObject(kind="Deployment") if done.stored is not None:
-            applied.deployments[done.stored["metadata"]["name"]] = done.stored
-        case act.DeleteObject(kind="Deployment", name=name):
-            applied.deployments.pop(name, None)
-        case act.ApplyRouting(kind="VirtualService", namespace=where) | act.ReplaceRouting(
-            kind="VirtualService", namespace=where
-        ) if where is not None and done.stored is not None:
-            applied.edges[(where, done.stored["metadata"]["name"])] = done.stored
-        case act.ApplyRouting(kind="VirtualService") | act.ReplaceRouting(kind="VirtualService"):
-            applied.virtual_service = done.stored
-        case act.DeleteObject(kind="VirtualService"):
-            applied.virtual_service = None
-        case _:
-            pass
 
 
 def first_problem(err: pydantic.ValidationError) -> str:

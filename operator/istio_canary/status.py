@@ -13,6 +13,7 @@ from typing import Any
 import pydantic
 
 from istio_canary import workloads
+from istio_canary.hooks import plan as hooks_plan
 from istio_canary.istio import restore
 from istio_canary.models import (
     CanaryReleaseSpec,
@@ -28,6 +29,7 @@ from istio_canary.models import (
     VersionMetrics,
     VersionStatus,
 )
+from istio_canary.models.hooks import GateKind, WebhookCall
 from istio_canary.models.merge_patch import merge_patch
 from istio_canary.phases import Decision
 
@@ -70,9 +72,11 @@ def build_status(
     metrics: Mapping[str, VersionMetrics] | None,
     edge_virtual_services: Sequence[Mapping[str, Any]] = (),
     metrics_stale: bool = False,
+    webhook_calls: Sequence[tuple[str, WebhookCall]] = (),
     generation: int,
     now: datetime,
 ) -> CanaryReleaseStatus:
+    """The status after ``decision``; ``webhook_calls``: the calls this reconcile made, with their entries."""
     traffic = _traffic(spec, virtual_service)
     return CanaryReleaseStatus(
         phase=decision.phase,
@@ -91,6 +95,10 @@ def build_status(
         drain=decision.drain,
         # A transient error on an aborted release keeps who aborted it (an analysis rollback stays one).
         abort_reason=decision.abort_reason or (previous.abort_reason if decision.phase is Phase.ABORTED else None),
+        webhooks=hooks_plan.record(
+            decision.webhooks if decision.webhooks is not None else previous.webhooks, webhook_calls
+        ),
+        gate=decision.gate,
     )
 
 
@@ -148,6 +156,12 @@ def _conditions(
             conditions, ConditionType.CANARY_READY, ready, "PodsReady" if ready else "NoReadyPods",
             "" if ready else f"Deployment for {spec.canary.version} has no ready pod",
         )
+    if spec.webhooks or (spec.analysis is not None and spec.analysis.approvals):
+        gate = decision.gate
+        conditions = put(
+            conditions, ConditionType.GATED, gate is not None, _reason(decision) if gate else "NotHeld",
+            decision.message if gate else "",
+        )
     if decision.bypass is not None:
         conditions = put(
             conditions, ConditionType.MESH_ONLY, not decision.bypass,
@@ -177,7 +191,9 @@ def summary_conditions(
     """
     stalled = _stalled(decision, previous)
     ended = not stalled and decision.phase.is_final
-    reconciling = not (stalled or ended) and (
+    # A gate that waits only for a person's approval waits for the next change, like a pause.
+    person = decision.gate is not None and decision.gate.waiting_for == [GateKind.APPROVAL]
+    reconciling = not (stalled or ended or person) and (
         decision.phase in (Phase.PENDING, Phase.WAITING_FOR_CANARY)
         or decision.requeue_after is not None
         or (analysis_running and decision.phase is Phase.PROGRESSING)
@@ -192,11 +208,11 @@ def summary_conditions(
 
 
 def _stalled(decision: Decision, previous: CanaryReleaseStatus) -> bool:
-    """Failed, or rolled back by the analysis (while rolling back and once Aborted)."""
+    """Failed, or rolled back by the analysis or a webhook (while rolling back and once Aborted)."""
     abort_reason = decision.abort_reason
     if abort_reason is None and decision.phase is Phase.ABORTED:
         abort_reason = previous.abort_reason  # a transient error on an aborted release keeps who aborted it
-    return decision.phase is Phase.FAILED or abort_reason is Reason.ANALYSIS_FAILED
+    return decision.phase is Phase.FAILED or abort_reason in (Reason.ANALYSIS_FAILED, Reason.WEBHOOK_ROLLBACK)
 
 
 def _success_rate(

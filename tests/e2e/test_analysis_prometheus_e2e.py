@@ -102,14 +102,19 @@ def test_a_series_born_inside_the_window_is_counted_from_its_first_request(
     ns = "analysis-born"
     old = requests.labels("destination", ns, "reviews", "v1", "200")
     old.inc(1000)  # counted long before the window: none of it is the window's
-    time.sleep(4)
+    metrics = PrometheusMetrics(prometheus.url, timeout_seconds=2)
+    # Scraped for sure before the window starts (a new target may take a few seconds to be found).
+    deadline = time.monotonic() + 60
+    while metrics.query_value(f'sum(istio_requests_total{{destination_workload_namespace="{ns}"}})')[0] != 1000:
+        assert time.monotonic() < deadline, "Prometheus never scraped the exporter"
+        time.sleep(0.5)
+    time.sleep(2)
     started = time.time()
     requests.labels("destination", ns, "reviews", "v2", "200").inc(40)
     requests.labels("destination", ns, "reviews", "v2", "500").inc(7)
     old.inc(30)
     time.sleep(3)  # a few scrapes, and nothing more counted
 
-    metrics = PrometheusMetrics(prometheus.url, timeout_seconds=2)
     window = int(time.time() - started) + 1
     counts = metrics.version_counts(namespace=ns, service="reviews", window_seconds=window)
     assert (counts["v2"].requests, counts["v2"].errors) == (47, 7)

@@ -13,6 +13,7 @@ from typing import Any
 
 from istio_canary import errors
 from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, Phase, Reason
+from istio_canary.models.hooks import Approve, GateKind, GateStatus
 from istio_canary.phases import Decision, failed, refused
 from istio_canary.status import build_status
 
@@ -72,6 +73,12 @@ STATES: dict[str, State] = {
     )),
     "progressing at the weight the spec asks": State(PROGRESSING),
     "progressing under analysis": State(PROGRESSING, spec=ANALYSIS),
+    "waiting for an approval": State(Decision(
+        phase=Phase.PROGRESSING, reason=Reason.WAITING_FOR_APPROVAL,
+        message="80% to v1, 20% to v2; holding before raising the canary to 50%: waiting for an approval",
+        gate=GateStatus(gate="weight-50", waiting_for=[GateKind.APPROVAL], since=NOW.isoformat(),
+                        approve=Approve(before_weight=50, canary_revision="3f2a9c1d0b7e")),
+    ), spec={"analysis": {"steps": [10, 50], "approvals": [{"beforeWeight": 50}]}}),
     "paused": State(
         Decision(phase=Phase.PAUSED, reason=Reason.PAUSED, message="paused: routing is left as it is"),
         spec={"policy": "Paused"},
@@ -100,6 +107,10 @@ STATES: dict[str, State] = {
         message="rolling back (canary success rate 80% < stable 99%): 100% to v1, removing reviews-v2",
     ), spec=ANALYSIS),
     "rolled back by the analysis": State(_rolled_back_by_analysis(), spec=ANALYSIS),
+    "rolled back by a webhook": State(Decision(
+        phase=Phase.ABORTED, reason=Reason.WEBHOOK_ROLLBACK, abort_reason=Reason.WEBHOOK_ROLLBACK,
+        message="aborted (PreRollout webhook smoke answered HTTP 500): 100% to v1, reviews-v2 removed",
+    )),
     "rolled back, then a transient error": State(
         failed(
             previous=CanaryReleaseStatus(phase=Phase.ABORTED, abort_reason=Reason.ANALYSIS_FAILED),

@@ -17,7 +17,7 @@ from tests.unit import argocd_lua
 from tests.unit.release_states import STATES, release
 
 DISCOVERY, ACTIONS = argocd_lua.action_scripts(argocd_lua.configmap_data())
-VERBS = ("take-over-canary", "take-over-stable", "offline", "abort", "pause", "resume", "set-weight")
+VERBS = ("take-over-canary", "take-over-stable", "offline", "abort", "approve", "pause", "resume", "set-weight")
 
 
 def act(name: str, obj: dict[str, Any], params: dict[str, str] | None = None) -> dict[str, Any]:
@@ -62,6 +62,14 @@ def test_abort_pause_and_resume_patch_what_the_plugin_patches(name: str, plugin:
     assert act(name, release("progressing at the weight the spec asks")) == plugin()
 
 
+def test_approve_patches_what_the_plugin_patches_and_only_when_a_gate_asks() -> None:
+    obj = release("waiting for an approval")
+    assert act("approve", obj) == patches.approve_patch(obj)
+    assert act("approve", obj)["spec"]["approve"]["beforeWeight"] == 50
+    with pytest.raises(argocd_lua.LuaScriptError, match="waits for no approval"):
+        act("approve", release("progressing under analysis"))
+
+
 @pytest.mark.parametrize("weight", [0, 55, 100])  # the release is at 30
 def test_set_weight_patches_what_the_plugin_patches(weight: int) -> None:
     obj = release("progressing at the weight the spec asks")
@@ -101,6 +109,8 @@ ENABLED = {
     "waiting for the canary": LIVE,
     "progressing at the weight the spec asks": LIVE,
     "progressing under analysis": LIVE - {"set-weight"},
+    "waiting for an approval": (LIVE - {"set-weight"}) | {"approve"},
+    "rolled back by a webhook": set(),
     "paused": {"take-over-canary", "take-over-stable", "abort", "resume", "set-weight"},
     "taken over": {"take-over-stable", "offline", "abort", "pause"},
     "draining before job offline": set(),

@@ -16,6 +16,8 @@ EXPECTED = {
     "waiting for the canary": "Progressing",
     "progressing at the weight the spec asks": "Suspended",
     "progressing under analysis": "Progressing",
+    "waiting for an approval": "Suspended",
+    "rolled back by a webhook": "Degraded",
     "paused": "Suspended",
     "taken over": "Suspended",
     "draining before job offline": "Progressing",

@@ -161,9 +161,11 @@ def test_the_outbound_policy_values_become_flags_and_the_default_passes_none() -
         "outbound.allowReleasePrometheusUrls=true",
         "outbound.allowedUrlPrefixes={https://prometheus.team-a.example/,http://prom:9090}",
         "outbound.refusedNetworks={10.96.0.0/12}",
+        "outbound.allowedWebhookPrefixes={http://loadtester.test:8080/}",
     ))["args"]
 
     assert "--allow-release-prometheus-urls" in args
+    assert "--allowed-webhook-prefix=http://loadtester.test:8080/" in args
     assert "--allowed-url-prefix=https://prometheus.team-a.example/" in args
     assert "--allowed-url-prefix=http://prom:9090" in args
     assert "--refuse-network=10.96.0.0/12" in args

@@ -280,7 +280,7 @@ def test_the_keys_of_every_map_in_the_spec_are_bounded_by_a_rule_of_the_object_t
             if isinstance(prop.get("additionalProperties"), dict):
                 maps += 1
                 assert any(f"self.{name}.all(k, size(k) <= " in r for r in rules), f"{path}.{name}"
-    assert maps == 3, "match headers, images and Prometheus headers"
+    assert maps == 4, "match headers, images, Prometheus headers and webhook metadata"
 
 
 def test_a_union_of_two_types_is_refused_rather_than_written_loosely() -> None:

@@ -145,6 +145,16 @@ class TestSyntheticLoad:
         assert sim.step(1.0) == 0
         assert sim.loads() == {}
 
+    def test_a_load_from_a_deployment_carries_its_pod_labels_as_the_source(self, sim: Simulator) -> None:
+        sim.set_load(namespace="bookinfo", service="reviews", rps=50, source="reviews-v2")
+        sim.set_load(namespace="bookinfo", service="ratings", rps=50, source="no-such-deployment")
+        for _ in range(10):
+            sim.step(0.1)
+        labelled = {"source_workload": "reviews-v2", "source_canonical_service": "reviews", "source_version": "v2"}
+        assert samples(sim, "istio_requests_total", reporter="destination", **labelled) > 0
+        assert samples(sim, "istio_requests_total", source_workload="meshsim-client") > 0
+        assert sim.loads()["bookinfo/reviews"]["source"] == "reviews-v2"
+
     def test_reset_zeroes_stats_but_not_the_prometheus_counters(self, sim: Simulator) -> None:
         sim.request(host="reviews", namespace="bookinfo")
         sim.reset_stats()

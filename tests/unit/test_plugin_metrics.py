@@ -8,6 +8,7 @@ import pytest
 from istio_canary import metrics
 from istio_canary.metrics import OperatorMetrics, VersionWeight
 from istio_canary.models import CanaryReleaseStatus, Phase, Role, Verdict, VersionStatus
+from istio_canary.models.hooks import HookType
 
 
 @pytest.fixture
@@ -130,6 +131,15 @@ def test_verdicts_and_rollbacks_are_counted(m: OperatorMetrics) -> None:
     assert sample(m, "analysis_verdicts_total", verdict="Pass") == 1
     assert sample(m, "analysis_verdicts_total", verdict="NoData") == 0
     assert sample(m, "rollbacks_total") == 1
+
+
+def test_webhook_calls_are_counted_by_type_and_result_and_every_series_exists(m: OperatorMetrics) -> None:
+    m.count_webhook_call(kind=HookType.CONFIRM_PROMOTION, ok=False)
+    m.count_webhook_call(kind=HookType.CONFIRM_PROMOTION, ok=True)
+
+    assert sample(m, "webhook_calls_total", type="ConfirmPromotion", result="failed") == 1
+    assert sample(m, "webhook_calls_total", type="ConfirmPromotion", result="ok") == 1
+    assert sample(m, "webhook_calls_total", type="Rollback", result="ok") == 0
 
 
 def test_module_functions_act_on_the_default_metrics() -> None:

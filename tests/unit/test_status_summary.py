@@ -18,6 +18,8 @@ EXPECTED = {
     "waiting for the canary": (False, True, False),
     "progressing at the weight the spec asks": (False, False, False),
     "progressing under analysis": (False, True, False),
+    "waiting for an approval": (False, False, False),
+    "rolled back by a webhook": (False, False, True),
     "paused": (False, False, False),
     "taken over": (False, False, False),
     "draining before job offline": (False, True, False),

@@ -9,6 +9,7 @@ copy is recorded by the mirror target's sidecar only: the client never sees its 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import prometheus_client
@@ -61,6 +62,8 @@ class Observation:
     code: int
     flags: str
     latency_ms: float
+    # The client pod's labels (app, version), where the client is a Deployment of the mesh.
+    source_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class IstioMetrics:
@@ -108,9 +111,9 @@ def _labels(observation: Observation, *, reporter: str) -> dict[str, str]:
         "reporter": reporter,
         "source_workload": observation.source_workload,
         "source_workload_namespace": observation.source_namespace,
-        "source_app": observation.source_workload,
-        "source_version": UNKNOWN,
-        "source_canonical_service": observation.source_workload,
+        "source_app": observation.source_labels.get("app", observation.source_workload),
+        "source_version": observation.source_labels.get("version", UNKNOWN),
+        "source_canonical_service": observation.source_labels.get("app", observation.source_workload),
         "destination_workload": workload.name if workload else UNKNOWN,
         "destination_workload_namespace": workload.namespace if workload else UNKNOWN,
         "destination_app": app,

@@ -17,7 +17,7 @@
     PUT  /versions/{namespace}/{service}/{version}  {"errorRate": 0.1,
                                                      "latencyMs": {"p50": 20, "p99": 80}}
     GET  /load                                      loads set so far
-    PUT  /load/{namespace}/{service}                {"rps": 20, "port": 9080, "mix": [...]}
+    PUT  /load/{namespace}/{service}                {"rps": 20, "port": 9080, "mix": [...], "source": "productpage-v1"}
     DELETE /load/{namespace}/{service}              stop that load
     GET  /healthz
 
@@ -170,6 +170,7 @@ async def put_load(request: web.Request) -> web.Response:
         port=load.port,
         path=load.path,
         mix=load.mix,
+        source=load.source,
     )
     return web.json_response(load.to_json())
 

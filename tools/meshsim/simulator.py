@@ -31,6 +31,8 @@ __all__ = ["Simulator"]
 log = logging.getLogger(__name__)
 
 SOURCE_WORKLOAD = "meshsim-client"
+# Where a request's source labels carry its client Deployment's name (not a pod label).
+SOURCE_WORKLOAD_LABEL = "meshsim/workload"
 # Envoy answers 404/503 itself within a fraction of a millisecond.
 LOCAL_REPLY_MS = 0.2
 
@@ -125,8 +127,12 @@ class Simulator(InThread):
         mix: Iterable[traffic.RequestTemplate | Mapping[str, Any]] = (),
         port: int | None = None,
         path: str = "/",
+        source: str = "",
     ) -> None:
         """Send ``rps`` synthetic requests per second to ``service``; ``rps=0`` stops them.
+
+        ``source`` names the client Deployment of the namespace (``productpage-v1``): the
+        requests carry its pod labels, as its sidecar would report them.
 
         ``mix`` entries are :class:`~meshsim.traffic.RequestTemplate` or their JSON form,
         e.g. ``{"fraction": 0.1, "headers": {"end-user": "jason"}}``.
@@ -135,7 +141,7 @@ class Simulator(InThread):
             t if isinstance(t, traffic.RequestTemplate) else traffic.RequestTemplate.from_json(t)
             for t in mix
         )
-        load = traffic.LoadSpec(rps=rps, port=port, path=path, mix=templates)
+        load = traffic.LoadSpec(rps=rps, port=port, path=path, mix=templates, source=source)
         with self._lock:
             if load.rps > 0:
                 self._loads[namespace, service] = load
@@ -252,7 +258,8 @@ class Simulator(InThread):
         stats.requests += 1
         destination = decision.destination
         observed = metrics.Observation(
-            source_workload=SOURCE_WORKLOAD,
+            source_workload=req.source_labels.get(SOURCE_WORKLOAD_LABEL, SOURCE_WORKLOAD),
+            source_labels=req.source_labels,
             source_namespace=req.namespace,
             service=destination.service if destination else None,
             host=destination.host if destination else fqdn(req.host, req.namespace),
@@ -299,6 +306,13 @@ class Simulator(InThread):
             decision.response_headers,
         )
 
+    def _source_labels(self, namespace: str, source: str) -> dict[str, str]:
+        """The pod labels of client Deployment ``source`` (and its name, for the metrics)."""
+        for workload in self._snapshot.workloads if source else ():
+            if (workload.namespace, workload.name) == (namespace, source):
+                return {**workload.labels, SOURCE_WORKLOAD_LABEL: source}
+        return {"app": SOURCE_WORKLOAD}
+
     def _answer(self, observed: metrics.Observation, version: str) -> tuple[int, float]:
         service = observed.service
         key = (service.namespace, service.name, version) if service else ("", "", version)
@@ -319,7 +333,7 @@ class Simulator(InThread):
                         port=load.port,
                         path=path,
                         headers=headers,
-                        source_labels={"app": SOURCE_WORKLOAD},
+                        source_labels=self._source_labels(namespace, load.source),
                     )
                     self._serve(req)
                     sent += 1

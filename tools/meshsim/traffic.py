@@ -122,6 +122,9 @@ class LoadSpec:
     port: int | None = None
     path: str = "/"
     mix: tuple[RequestTemplate, ...] = ()
+    # The client Deployment the requests come from (its pod labels go into the source_* metric
+    # labels, as a sidecar reports them); "" is the simulator's own client.
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.rps < 0:
@@ -148,6 +151,7 @@ class LoadSpec:
                 port=int(port) if port is not None else None,
                 path=str(body.get("path") or "/"),
                 mix=tuple(RequestTemplate.from_json(t) for t in body.get("mix") or ()),
+                source=str(body.get("source") or ""),
             )
         except (TypeError, ValueError, AttributeError) as error:
             if isinstance(error, SpecError):
@@ -155,12 +159,15 @@ class LoadSpec:
             raise SpecError(str(error)) from error
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "rps": self.rps,
             "port": self.port,
             "path": self.path,
             "mix": [t.to_json() for t in self.mix],
         }
+        if self.source:
+            body["source"] = self.source
+        return body
 
 
 def draw_poisson(mean: float, rng: random.Random) -> int:

@@ -10,6 +10,12 @@ for longer than ``unreachableTimeoutSeconds``, or answering ``NoData`` for longe
 ``noDataTimeoutSeconds``) keeps answering "roll back", and a step count past the last step
 keeps answering "promote". Neither depends on the next look at the metrics.
 
+Every strategy runs the same steps. Canary: each step's number is the canary's weight. Mirror:
+it is the percent of requests copied to the canary, whose answers nobody sees, so its metrics
+are judged at no risk to users. BlueGreen: the canary gets only the test requests that
+``traffic.match`` sends it until the analysis promotes it, and the steps are looks in a row
+that must pass, each needing its share of the evidence.
+
 Safety: only ``Pass`` moves a step forward, and carries the step's evidence into
 ``status.evidence`` for the release-wide tests. ``Inconclusive``, ``NoData``, ``BadData`` and
 ``Unreachable`` hold the weight, so no traffic, no data and a silent Prometheus can never
@@ -33,7 +39,7 @@ from istio_canary.models.analysis import (
     Promotion,
     Verdict,
 )
-from istio_canary.models.spec import CanaryReleaseSpec, Strategy
+from istio_canary.models.spec import CanaryReleaseSpec
 from istio_canary.models.status import Phase
 
 __all__ = ["Advance", "Outcome", "advance", "offline_survivor", "rollback_cause", "start"]
@@ -72,7 +78,7 @@ def start(
     The first step's clock starts when the canary can first receive traffic, not when the
     release was created: time spent waiting for pods is no evidence.
     """
-    if spec.analysis is None or spec.strategy is not Strategy.CANARY:
+    if spec.analysis is None:
         return None
     status = previous
     if status is None or previous_phase in (Phase.ABORTED, Phase.FAILED):
@@ -169,7 +175,7 @@ def offline_survivor(*, spec: CanaryReleaseSpec, status: AnalysisStatus | None) 
     analysis = spec.analysis
     if analysis is None or status is None or spec.take_over or analysis.promotion is not Promotion.OFFLINE:
         return ""
-    if spec.strategy is not Strategy.CANARY or status.step < len(analysis.weights()):
+    if status.step < len(analysis.weights()):
         return ""
     return spec.canary.version
 

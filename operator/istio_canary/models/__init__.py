@@ -8,6 +8,7 @@ from istio_canary.models.analysis import (
     Verdict,
 )
 from istio_canary.models.marks import GROUP, KIND, PLURAL, VERSION
+from istio_canary.models.sessions import SessionAffinity
 from istio_canary.models.spec import (
     CanaryReleaseSpec,
     CanarySpec,
@@ -19,7 +20,6 @@ from istio_canary.models.spec import (
     Policy,
     RoutingMode,
     RoutingSpec,
-    SessionAffinity,
     StableSpec,
     Strategy,
     StringMatch,

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from istio_canary import outbound
 from istio_canary.models._base import ApiModel
+from istio_canary.models.hooks import Approval
 from istio_canary.models.metric_checks import MetricCheck
 
 __all__ = [
@@ -242,6 +243,8 @@ class AnalysisSpec(ApiModel):
         description="PromQL checks beside Istio's request metrics; a step passes only when every one is "
         "within its range, and a check outside it failureLimit looks in a row rolls the canary back.",
     )
+    approvals: list[Approval] = Field(default_factory=list, max_length=16)
+    """Points where the analysis holds until `spec.approve` approves them, for the canary revision that runs."""
 
     @field_validator("prometheus_url")
     @classmethod
@@ -260,6 +263,17 @@ class AnalysisSpec(ApiModel):
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError("every analysis.metrics check needs a name of its own")
+        return self
+
+    @model_validator(mode="after")
+    def _approvals_at_steps(self) -> AnalysisSpec:
+        later = self.weights()[1:]
+        for approval in self.approvals:
+            if approval.before_weight is not None and approval.before_weight not in later:
+                raise ValueError(
+                    f"approvals: beforeWeight {approval.before_weight} is not the weight of a step after the "
+                    f"first (steps: {', '.join(map(str, self.weights()))})"
+                )
         return self
 
     def weights(self) -> list[int]:

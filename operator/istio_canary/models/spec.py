@@ -17,9 +17,10 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator, model_valida
 
 from istio_canary.models._base import DNS_LABEL, DNS_SUBDOMAIN, ApiModel, DnsLabel
 from istio_canary.models.analysis import AnalysisSpec
+from istio_canary.models.hooks import MAX_WEBHOOKS, WEBHOOK_LIST_RULES, Approve, Webhook
 from istio_canary.models.notifications import NotificationsSpec
 from istio_canary.models.routing import ObjectRef, RoutingMode, RoutingSpec, version_service_name
-from istio_canary.models.sessions import AFFINITY_NEEDS_CANARY, SessionAffinity
+from istio_canary.models.sessions import AFFINITY_RULE, SessionAffinity, check_strategy
 
 __all__ = [
     "DNS_LABEL",
@@ -33,7 +34,6 @@ __all__ = [
     "Policy",
     "RoutingMode",
     "RoutingSpec",
-    "SessionAffinity",
     "StableSpec",
     "Strategy",
     "StringMatch",
@@ -45,29 +45,22 @@ HEADER_NAME = r"^[a-z0-9!#$%&'*+.^_`|~-]+$"
 
 # Size limits. Every string and collection of the spec is bounded: the API server's CEL cost
 # estimator sizes a rule by the maxLength/maxItems of what it reads, and every copy of the spec
-# must fit where it goes. ``kubectl apply`` keeps one in the last-applied-configuration
-# annotation (256 KiB of annotations per object), and the VirtualService the operator writes
-# repeats each match rule once per operating system and per routed port (1.5 MiB per object in
-# etcd). kopf keeps only a hash (handlers.HashDiffBaseStorage): its full copy once made a large
-# release impossible to patch, and so to delete.
-#
-# The largest spec the CRD admits, every string at its maxLength and every list and map full, is
-# 64,715 bytes of compact JSON (tests/unit/test_spec_size.py builds it):
-#   traffic.match      16 rules x (4 headers x (64 + 256) + uri 256 + cookie 256 + 256 + os)   35 KiB
-#   canary.images      16 containers x (63 + 1024)                                             17 KiB
-#   analysis.metrics   4 checks x (name 63 + query 512 + range)                                 3 KiB
-#   the rest           prometheusUrl 2048, Prometheus headers, versionLabel 316, 100 steps...  6 KiB
-# Written with quotes only, which JSON escapes to two bytes, it is 107,903 bytes (a URL and a
-# header value hold no quote), under half of kubectl's 256 KiB of annotations. SPEC_JSON_BUDGET
-# refuses, as a second line of defence, what an older, looser CRD let through, and text that JSON
-# makes much longer than it looks (quotes, backslashes, non-ASCII).
+# must fit where it goes: `kubectl apply`'s last-applied annotation (256 KiB of annotations per
+# object), and the VirtualService, which repeats each match rule per operating system and port
+# (1.5 MiB per object in etcd). kopf keeps only a hash (handlers.HashDiffBaseStorage).
+# The largest spec the CRD admits (tests/unit/test_spec_size.py builds it) is 83,129 bytes of
+# compact JSON: traffic.match 35 KiB (16 rules x 4 headers x (64 + 256) ...), canary.images
+# 17 KiB (16 x 1,087), webhooks 16 KiB (8 x (URL 512 + 8 metadata x 191)), analysis.metrics
+# 3 KiB, the rest 10 KiB. Written with quotes only, which JSON escapes to two bytes, it is 134,509
+# bytes (URLs and header values hold no quote). SPEC_JSON_BUDGET refuses, as a second line of
+# defence, what an older, looser CRD let through, and text JSON makes much longer than it looks.
 MAX_MATCH_RULES = 16
 MAX_HEADERS_PER_RULE = 4
 MAX_HEADER_NAME = 64
 MAX_MATCH_VALUE = 256
 MAX_IMAGE = 1024  # a reference is at most about 520 (name 255, tag 128, sha512 digest)
 MAX_CONTAINERS = 16  # canary.images names containers and init containers
-SPEC_JSON_BUDGET = 64 * 1024
+SPEC_JSON_BUDGET = 96 * 1024
 
 ImageRef = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE)]
 MatchValue = Annotated[str, Field(max_length=MAX_MATCH_VALUE)]
@@ -213,7 +206,7 @@ class TrafficSpec(ApiModel):
     weight: Annotated[int, Field(ge=0, le=100)] = 0
     """Canary strategy: percent of requests sent to the canary."""
     match: list[MatchRule] = Field(default_factory=list, max_length=MAX_MATCH_RULES)
-    """Canary strategy: request-content rules, ORed; a matching request goes to the canary, the rest are split by `weight`."""
+    """Canary strategy: request-content rules, ORed; a matching request goes to the canary, the rest are split by `weight`. BlueGreen: test requests that reach the canary before it takes over (all others stay on stable)."""
     mirror_percent: Annotated[float, Field(ge=0, le=100)] = 100.0
     """Mirror strategy: percent of requests copied to the canary."""
     session_affinity: SessionAffinity | None = None
@@ -306,11 +299,7 @@ _SPEC_RULES: list[JsonValue] = [
         "rule": "!has(self.offline) || !self.offline || (has(self.takeOver) && self.takeOver != '')",
         "message": "offline needs takeOver: name the version that keeps the traffic first",
     },
-    {
-        "rule": "!has(self.traffic) || !has(self.traffic.sessionAffinity) || "
-        "(has(self.strategy) ? self.strategy : 'Canary') == 'Canary'",
-        "message": AFFINITY_NEEDS_CANARY,
-    },
+    AFFINITY_RULE,
     {"rule": "self.service == oldSelf.service", "message": "service is immutable"},
     {"rule": f"{_MODE.format('self')} == {_MODE.format('oldSelf')}", "message": "routing.mode is immutable"},
     {
@@ -363,6 +352,20 @@ class CanaryReleaseSpec(ApiModel):
     analysis: AnalysisSpec | None = None
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     notifications: NotificationsSpec | None = None
+    webhooks: list[Webhook] = Field(
+        default_factory=list, max_length=MAX_WEBHOOKS, json_schema_extra={"x-kubernetes-validations": WEBHOOK_LIST_RULES}
+    )
+    """HTTP endpoints called at given moments of the release; gates hold it until they answer 2xx (docs/webhooks.md)."""
+    approve: Approve | None = None
+    """A person's approval of the gate the release waits at (`analysis.approvals`); `kubectl canary approve NAME` sets it."""
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_hook_names(cls, hooks: list[Webhook]) -> list[Webhook]:
+        names = [h.name for h in hooks]
+        if len(set(names)) != len(names):
+            raise ValueError("webhook names must be unique")
+        return hooks
 
     @property
     def metric_aliases(self) -> tuple[str, ...]:
@@ -382,8 +385,7 @@ class CanaryReleaseSpec(ApiModel):
             )
         if self.offline and not self.take_over:
             raise ValueError("offline needs takeOver: name the version that keeps the traffic first")
-        if self.traffic.session_affinity is not None and self.strategy is not Strategy.CANARY:
-            raise ValueError(AFFINITY_NEEDS_CANARY)
+        check_strategy(self.traffic.session_affinity, canary=self.strategy is Strategy.CANARY)
         return self
 
     @model_validator(mode="after")

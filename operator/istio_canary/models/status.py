@@ -9,6 +9,7 @@ from pydantic import Field
 
 from istio_canary.models._base import ApiModel
 from istio_canary.models.analysis import AnalysisStatus
+from istio_canary.models.hooks import GateStatus, WebhooksStatus
 
 __all__ = [
     "CanaryReleaseStatus",
@@ -80,6 +81,12 @@ class Reason(str, enum.Enum):
     """The analysis rolled the canary back."""
     DELETING = "Deleting"
     """The release is being deleted: what it changed is undone."""
+    WAITING_FOR_WEBHOOK = "WaitingForWebhook"
+    """A gate holds the release until a webhook answers 2xx (`status.gate`)."""
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
+    """A gate holds the release until `spec.approve` approves it (`status.gate`)."""
+    WEBHOOK_ROLLBACK = "WebhookRollback"
+    """A webhook rolled the canary back: a PreRollout hook failed, or a Rollback hook answered 2xx."""
 
 
 class Role(str, enum.Enum):
@@ -102,6 +109,8 @@ class ConditionType(str, enum.Enum):
     """The canary Deployment has ready pods."""
     METRICS_AVAILABLE = "MetricsAvailable"
     """Prometheus answered with data for both versions."""
+    GATED = "Gated"
+    """True while a gate (a webhook or an approval) holds the release; `status.gate` says which (only on releases with webhooks or approvals)."""
     MESH_ONLY = "MeshOnly"
     """No path to the Service that bypasses Envoy is visible (False: a NodePort or LoadBalancer Service, external IPs, an Ingress to the Service, or a namespace without sidecar injection reach both versions' pods by the selector)."""
 
@@ -207,7 +216,7 @@ class CanaryReleaseStatus(ApiModel):
     routing: list[RoutedObject] = Field(default_factory=list, max_length=64)
     """Every VirtualService the release splits (its own first, then gateway-bound, delegate and listed ones), as stored."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Kubernetes-style conditions, keyed by type: Ready, Reconciling and Stalled (kstatus), SpecValid, CanaryReady, MetricsAvailable, MeshOnly."""
+    """Kubernetes-style conditions, keyed by type: Ready, Reconciling and Stalled (kstatus), SpecValid, CanaryReady, MetricsAvailable, MeshOnly, Gated."""
     analysis: AnalysisStatus | None = None
     """Where automatic progression stands."""
     success_rate: Annotated[float, Field(ge=0, le=100)] | None = None
@@ -219,5 +228,10 @@ class CanaryReleaseStatus(ApiModel):
     )
     drain: DrainStatus | None = None
     abort_reason: Reason | None = Field(
-        default=None, description="Who rolled the release back: Aborted (spec.abort) or AnalysisFailed."
+        default=None,
+        description="Who rolled the release back: Aborted (spec.abort), AnalysisFailed or WebhookRollback.",
     )
+    webhooks: WebhooksStatus | None = None
+    """The webhooks' last calls and the gates they passed."""
+    gate: GateStatus | None = None
+    """The gate the release holds at, while it holds."""

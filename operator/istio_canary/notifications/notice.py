@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from istio_canary.models.notifications import NotificationsSpec, Severity
 from istio_canary.models.spec import CanaryReleaseSpec
 
-__all__ = ["PROVIDERS", "Notice", "Receiver", "chosen", "notice_for", "parse_receiver", "severity_of"]
+__all__ = ["PROVIDERS", "QUIET_REASONS", "Notice", "Receiver", "chosen", "notice_for", "parse_receiver", "severity_of"]
 
 PROVIDERS = ("Slack", "MSTeams", "Discord", "GoogleChat", "Webhook")
+
+# Events that are plumbing rather than news: a webhook that answered 2xx (a Rollout hook answers
+# at every look). A webhook that failed is a Warning, and is told.
+QUIET_REASONS = frozenset({"WebhookCalled"})
 
 # Event reasons that mean the operator rolled the canary back, whatever the phase says.
 _ROLLBACKS = frozenset({"AnalysisFailed", "CanaryNeverReady"})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
+from istio_canary import actions as act
 from istio_canary import errors
 from istio_canary.analysis import progression
 from istio_canary.models import CanaryReleaseSpec, CanaryReleaseStatus, Phase, Reason
 from istio_canary.models.analysis import CheckResult
-from istio_canary.phases import cleanup, failures, offline, progress, resolve, teardown
+from istio_canary.phases import cleanup, failures, gates, offline, progress, resolve, teardown
 from istio_canary.phases.model import DEFAULT_DRAIN_SECONDS, Context, Decision, Observed, ReleaseRef
 
 __all__ = ["decide"]
@@ -33,22 +35,29 @@ def decide(
     drain = spec.drain_seconds if spec.drain_seconds is not None else drain_seconds
     ctx = Context(release=release, spec=spec, observed=observed, previous=previous, now=now, drain_seconds=drain)
     if previous.phase is Phase.COMPLETED and _may_have_completed(spec):
-        return _completed(ctx)
+        return gates.finish(ctx, _completed(ctx))
     if release.deleting:
         return teardown.tear_down(ctx, reason=Reason.DELETING)
+    try:
+        return _undo_or_forward(ctx, check=check)
+    except errors.InvalidSpecError as err:
+        return gates.finish(ctx, failures.refused(previous=previous, error=err))
+
+
+def _undo_or_forward(ctx: Context, *, check: CheckResult | None) -> Decision:
+    """Aborted stays aborted, spec.abort rolls back, anything else moves forward (with its webhook calls)."""
+    spec, previous, release = ctx.spec, ctx.previous, ctx.release
     by_analysis = spec.analysis is not None or previous.abort_reason is not None
     rolled_back = by_analysis and previous.observed_generation in (None, release.generation)
     if previous.phase is Phase.ABORTED and (spec.abort or rolled_back):
         # Aborted stays aborted until the user changes the spec (for example sets abort back to false).
         # Only an analysis aborts without spec.abort (and records why): otherwise a stored Aborted
         # is someone's status write, not a rollback to carry on with.
-        return teardown.tear_down(ctx, reason=previous.abort_reason or Reason.ABORTED)
+        return gates.finish(ctx, teardown.tear_down(ctx, reason=previous.abort_reason or Reason.ABORTED))
     if spec.abort:
-        return teardown.tear_down(ctx, reason=Reason.ABORTED)
-    try:
-        return _forward(ctx, check=check)
-    except errors.InvalidSpecError as err:
-        return failures.refused(previous=previous, error=err)
+        return gates.finish(ctx, teardown.tear_down(ctx, reason=Reason.ABORTED))
+    resolved, decision = _forward(ctx, check=check)
+    return gates.finish(resolved, decision)
 
 
 def _may_have_completed(spec: CanaryReleaseSpec) -> bool:
@@ -78,8 +87,8 @@ def _completed(ctx: Context) -> Decision:
     )
 
 
-def _forward(ctx: Context, *, check: CheckResult | None) -> Decision:
-    """Towards what the spec asks: the split, take over, or job offline."""
+def _forward(ctx: Context, *, check: CheckResult | None) -> tuple[Context, Decision]:
+    """Towards what the spec asks: the split, take over, or job offline (with the context it resolved)."""
     spec = ctx.spec
     # Job offline: asked in the spec, or the promotion of a canary that passed its analysis.
     survivor = spec.take_over if spec.offline else progression.offline_survivor(spec=spec, status=ctx.previous.analysis)
@@ -88,7 +97,23 @@ def _forward(ctx: Context, *, check: CheckResult | None) -> Decision:
     ctx = resolve.resolve_workloads(
         ctx, stable_may_be_gone=survivor == spec.canary.version, canary_may_be_gone=survivor == spec.stable.version
     )
+    cause = gates.rollback_cause(ctx)
+    if cause:
+        return ctx, _hook_rollback(ctx, cause)
+    held = gates.confirm_rollout(ctx)
+    if held is not None:
+        return ctx, held
     if survivor and resolve.survivor_ready(ctx, survivor):
-        return offline.go_offline(ctx, survivor=survivor)
+        return ctx, offline.go_offline(ctx, survivor=survivor)
     # Not ready to go offline yet (e.g. offline asked at creation): bring the survivor up first.
-    return progress.progress(ctx, check=check)
+    return ctx, progress.progress(ctx, check=check)
+
+
+def _hook_rollback(ctx: Context, cause: str) -> Decision:
+    """A webhook rolls the canary back (said once, by the decision that starts it)."""
+    down = teardown.tear_down(ctx, reason=Reason.WEBHOOK_ROLLBACK, cause=cause)
+    events = down.events
+    if ctx.previous.abort_reason is None:
+        events = (act.Event(type="Warning", reason=Reason.WEBHOOK_ROLLBACK.value, message=f"rolling back: {cause}"),
+                  *events)
+    return replace(down, events=events, rolled_back=down.phase is Phase.ABORTED)

@@ -16,6 +16,7 @@ from istio_canary.models import (
     Phase,
     Reason,
 )
+from istio_canary.models.hooks import GateStatus, WebhooksStatus
 
 __all__ = [
     "DEFAULT_DRAIN_SECONDS",
@@ -95,6 +96,12 @@ class Decision:
     """How traffic can reach the Service's pods without Envoy ("": no such path seen; None: not looked)."""
     abort_reason: Reason | None = None
     """Set while rolling back and once aborted: who asked for it."""
+    calls: tuple[act.CallWebhook, ...] = ()
+    """Webhook calls to make after the actions (``hooks.caller``); their answers go to ``status.webhooks``."""
+    webhooks: WebhooksStatus | None = None
+    """The webhooks' answers to keep in status (None: as they were)."""
+    gate: GateStatus | None = None
+    """The gate the release holds at (None: no gate holds)."""
 
 
 @dataclass(frozen=True, kw_only=True)

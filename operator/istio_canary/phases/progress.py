@@ -26,7 +26,7 @@ from istio_canary.models import (
     Strategy,
 )
 from istio_canary.models.analysis import CheckResult, Verdict
-from istio_canary.phases import cleanup, offline, routing, teardown
+from istio_canary.phases import cleanup, gates, offline, routing, teardown
 from istio_canary.phases.bypass import bypass_paths
 from istio_canary.phases.model import WAIT_SECONDS, Context, Decision
 from istio_canary.phases.resolve import (
@@ -58,11 +58,16 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
     assert ctx.stable is not None
     canary_body, copies = _canary_objects(ctx)
     ready = canary_routable(ctx, canary_body=canary_body)
-    analysis, events = _start_analysis(ctx, canary_ready=ready, canary_body=canary_body)
+    # A canary revision that never had traffic gets none before its PreRollout hooks answered.
+    pre = gates.pre_rollout(ctx) if ready else None
+    routable = ready and pre is None
+    analysis, events = _start_analysis(ctx, canary_ready=routable, canary_body=canary_body)
     take_over = ctx.spec.take_over
-    stepped = _analysis_step(ctx, analysis=analysis, check=check, canary_ready=ready)
+    stepped = _analysis_step(ctx, analysis=analysis, check=check, canary_ready=routable)
+    hold = pre
     if stepped is not None:
         analysis, events, take_over, early = stepped[0], [*events, *stepped[1]], stepped[2], stepped[3]
+        hold = hold or stepped[4]
         if early is not None:
             return replace(early, events=(*events, *early.events), analysis=analysis)
     wanted = _intent(ctx, take_over=take_over, analysis=analysis)
@@ -70,7 +75,7 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
     # be routed (bad regex, match on a TCP port) is refused before the first write, not once the
     # canary is ready and traffic would move.
     virtual_service.check_expressible(plan=_plan(ctx, wanted), ports=ctx.ports)
-    split, warning = _clamp(ctx, wanted, canary_ready=ready)
+    split, warning = _clamp(ctx, wanted, canary_ready=routable)
     events.extend(warning)
     plan = _plan(ctx, split)
     routes, pending = _routes(ctx, plan)
@@ -80,25 +85,33 @@ def progress(ctx: Context, *, check: CheckResult | None) -> Decision:
     deadline = _ready_deadline_passed(ctx) if not ready and ctx.spec.policy is not Policy.PAUSED else None
     if deadline is not None:
         return _never_ready(deadline, actions=actions, analysis=analysis, plan=plan)
-    phase, reason, message = _phase(ctx, split=split, canary_ready=ready, take_over=take_over, analysis=analysis)
+    phase, reason, message = _phase(ctx, split=split, canary_ready=routable, take_over=take_over, analysis=analysis)
     if ctx.previous.phase is not phase:
         events.append(act.Event(type="Normal", reason=reason.value, message=message))
     bypass = _bypass(ctx, plan, events)
     waiting = phase is Phase.WAITING_FOR_CANARY or (phase is Phase.PROGRESSING and not ready)
-    return Decision(
-        phase=phase,
-        reason=reason,
-        message=message,
-        actions=actions,
-        events=tuple(events),
+    decision = Decision(
+        phase=phase, reason=reason, message=message, actions=actions, events=tuple(events),
         requeue_after=PENDING_SECONDS if pending else (WAIT_SECONDS if waiting else None),
         analysis=analysis,
         canary_ready=ready,
         plan=plan,
         stable_deployment=ctx.stable["metadata"]["name"],
         canary_deployment=canary_name(ctx),
-        canary_revision=revision(ctx) if ready else None,
+        canary_revision=revision(ctx) if routable else None,
         bypass=bypass,
+    )
+    return decision if hold is None else _held(ctx, decision, hold, first_traffic=pre is not None)
+
+
+def _held(ctx: Context, decision: Decision, hold: gates.Hold, *, first_traffic: bool) -> Decision:
+    """The decision while a gate holds: its reason, its calls, and a look when the next call is due."""
+    message = hold.message if first_traffic else f"{decision.message}; {hold.message}"
+    events = (*decision.events, *gates.hold_events(ctx, hold, message=message))
+    due = hold.retry_in if decision.requeue_after is None else min(hold.retry_in, decision.requeue_after)
+    return replace(
+        decision, reason=hold.reason, message=message, calls=hold.calls, gate=hold.gate, events=events,
+        requeue_after=due,
     )
 
 
@@ -179,10 +192,14 @@ def _start_analysis(
     return analysis, [act.Event(type="Normal", reason="CanaryUpdated", message=message)]
 
 
+_Stepped = tuple[AnalysisStatus, list[act.Event], str, Decision | None, gates.Hold | None]
+
+
 def _analysis_step(
     ctx: Context, *, analysis: AnalysisStatus | None, check: CheckResult | None, canary_ready: bool
-) -> tuple[AnalysisStatus, list[act.Event], str, Decision | None] | None:
-    """The analysis' move: (status, events, take over, a decision that ends here); None: no analysis now.
+) -> _Stepped | None:
+    """The analysis' move: (status, events, take over, a decision that ends here, a gate that holds);
+    None: no analysis now.
 
     A person's takeOver or Paused overrides the analysis; spec.abort never gets here.
     """
@@ -196,12 +213,32 @@ def _analysis_step(
         cause = progression.rollback_cause(spec=spec.analysis, status=step.status)
         down = teardown.tear_down(ctx, reason=Reason.ANALYSIS_FAILED, cause=cause)
         # Counted once: on the decision that reaches Aborted.
-        return step.status, events, "", replace(down, rolled_back=down.phase is Phase.ABORTED)
+        return step.status, events, "", replace(down, rolled_back=down.phase is Phase.ABORTED), None
+    gate = _gate_of(ctx, before=analysis, after=step.status)
+    hold = gates.step_gate(ctx, gate=gate) if gate and canary_ready else None
+    if hold is not None:
+        # The weight stays; the step is taken at the next look that passes once the gate is open.
+        kept = {k: getattr(analysis, k) for k in ("step", "weight", "step_started_at", "evidence")}
+        return step.status.model_copy(update=kept), [], "", None, hold
     if step.outcome is progression.Outcome.PROMOTE and canary_ready:
         if spec.analysis.promotion is Promotion.OFFLINE:
-            return step.status, events, spec.canary.version, offline.go_offline(ctx, survivor=spec.canary.version)
-        return step.status, events, spec.canary.version, None
-    return step.status, events, "", None
+            survivor = spec.canary.version
+            return step.status, events, survivor, offline.go_offline(ctx, survivor=survivor), None
+        return step.status, events, spec.canary.version, None, None
+    return step.status, events, "", None, None
+
+
+def _gate_of(ctx: Context, *, before: AnalysisStatus, after: AnalysisStatus) -> str:
+    """The gate the analysis passes now (``weight-N`` or ``promotion``), or the one it holds at; "" if none."""
+    assert ctx.spec.analysis is not None
+    weights = ctx.spec.analysis.weights()
+    if before.step >= len(weights):
+        return ""  # promoted already
+    if after.step > before.step:
+        return "promotion" if after.step >= len(weights) else f"weight-{after.weight}"
+    upcoming = "promotion" if before.step + 1 >= len(weights) else f"weight-{weights[before.step + 1]}"
+    held = ctx.previous.gate
+    return upcoming if held is not None and held.gate == upcoming else ""
 
 
 def _intent(ctx: Context, *, take_over: str, analysis: AnalysisStatus | None) -> _Split:
@@ -210,9 +247,11 @@ def _intent(ctx: Context, *, take_over: str, analysis: AnalysisStatus | None) ->
     if take_over:
         return _Split(canary_weight=100 if take_over == spec.canary.version else 0)
     if spec.strategy is Strategy.BLUE_GREEN:
-        return _Split(canary_weight=0)
+        # Test requests (a header, say) reach the new version before it takes over.
+        return _Split(canary_weight=0, match=tuple(spec.traffic.match))
     if spec.strategy is Strategy.MIRROR:
-        return _Split(canary_weight=0, mirror=spec.traffic.mirror_percent)
+        mirrored = float(analysis.weight) if analysis is not None else spec.traffic.mirror_percent
+        return _Split(canary_weight=0, mirror=mirrored)
     weight = analysis.weight if analysis is not None else spec.traffic.weight
     affinity = spec.traffic.session_affinity is not None
     return _Split(canary_weight=weight, match=tuple(spec.traffic.match), sticky=affinity)

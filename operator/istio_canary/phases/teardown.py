@@ -15,7 +15,7 @@ __all__ = ["tear_down"]
 
 
 def tear_down(ctx: Context, *, reason: Reason, cause: str = "") -> Decision:
-    """The next step of undoing the release; ``reason`` is Aborted, AnalysisFailed or Deleting.
+    """The next step of undoing the release; ``reason`` is Aborted, AnalysisFailed, WebhookRollback or Deleting.
 
     ``cause`` says why the operator itself rolls back (analysis); it leads every message.
     Traffic goes back to stable first, the canary goes after the drain, and the routing the

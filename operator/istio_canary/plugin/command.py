@@ -20,6 +20,7 @@ from istio_canary.plugin.patches import (
     Patch,
     PluginError,
     abort_patch,
+    approve_patch,
     describe_patch,
     offline_patch,
     pause_patch,
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("offline", "remove the version that was not taken over; the release completes"),
         ("abort", "send everything back to stable and remove the canary"),
+        ("approve", "approve the gate the release waits at (analysis.approvals), for the canary that runs now"),
         ("pause", "leave routing as it is (policy Paused)"),
         ("resume", "route again (policy WaitForWorkloadReady)"),
     ):
@@ -94,6 +96,7 @@ def patch_for(args: argparse.Namespace, current: Callable[[], Body]) -> Patch:
         "take-over": lambda: take_over_patch(current(), args.version),
         "offline": lambda: offline_patch(current()),
         "abort": abort_patch,
+        "approve": lambda: approve_patch(current()),
         "pause": pause_patch,
         "resume": resume_patch,
     }

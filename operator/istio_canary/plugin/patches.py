@@ -17,6 +17,7 @@ __all__ = [
     "Patch",
     "PluginError",
     "abort_patch",
+    "approve_patch",
     "describe_patch",
     "offline_patch",
     "pause_patch",
@@ -55,6 +56,18 @@ def offline_patch(release: Body) -> Patch:
             "offline needs a take over first: run `kubectl canary take-over NAME VERSION`"
         )
     return {"spec": {"offline": True}}
+
+
+def approve_patch(release: Body) -> Patch:
+    """Approves the gate the release waits at now, for the canary revision that runs now.
+
+    Only what ``status.gate.approve`` says: an approval of another gate, or of another canary,
+    would not count, so the plugin never writes one.
+    """
+    approve = (release.get("status", {}).get("gate") or {}).get("approve")
+    if not approve:
+        raise PluginError("the release waits for no approval now (status.gate.approve is empty)")
+    return {"spec": {"approve": dict(approve)}}
 
 
 def abort_patch() -> Patch:

@@ -122,6 +122,36 @@ def _routing_table(status: Body) -> Table | None:
     return table
 
 
+def _gate_line(name: str, status: Body) -> Text | None:
+    """The gate the release holds at, and how to open it."""
+    gate = status.get("gate")
+    if not gate:
+        return None
+    line = Text.assemble(("gated ", "bold yellow"), f"at {gate.get('gate', '?')}")
+    if gate.get("webhooks"):
+        line.append(f": waiting for webhook(s) {', '.join(gate['webhooks'])}")
+    approve = gate.get("approve")
+    if approve:
+        line.append(f"; approve with `kubectl canary approve {name}` (canary revision {approve.get('canaryRevision')})")
+    return line
+
+
+def _webhooks_table(status: Body) -> Table | None:
+    """The latest webhook calls and how they ended."""
+    calls = (status.get("webhooks") or {}).get("calls") or []
+    if not calls:
+        return None
+    table = Table(title="Webhooks", title_justify="left", header_style="bold")
+    for column in ("WEBHOOK", "TYPE", "GATE", "RESULT", "TIME"):
+        table.add_column(column)
+    for call in calls[-RECENT_EVENTS:]:
+        table.add_row(
+            call.get("name", "?"), call.get("type", "?"), call.get("gate", ""),
+            Text(call.get("result", ""), style="" if call.get("ok") else "yellow"), call.get("time", ""),
+        )
+    return table
+
+
 def _events_table(events: Sequence[Body], *, now: datetime) -> Table:
     table = Table(title="Events", title_justify="left", header_style="bold")
     for column in ("TYPE", "REASON", "AGE", "MESSAGE"):
@@ -189,7 +219,13 @@ def render_status(release: Body, events: Sequence[Body], *, now: datetime) -> Re
         parts.append(Text(f"mirroring {traffic['mirrorPercent']}% of requests to the canary"))
     if traffic.get("matchedToCanary"):
         parts.append(Text(_matched_note(spec)))
+    gate = _gate_line(meta["name"], status)
+    if gate is not None:
+        parts.append(gate)
     parts.append(_versions_table(status))
+    webhooks = _webhooks_table(status)
+    if webhooks is not None:
+        parts.append(webhooks)
     routing = _routing_table(status)
     if routing is not None:
         parts.append(routing)

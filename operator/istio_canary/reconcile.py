@@ -36,7 +36,7 @@ from istio_canary.models import (
     Verdict,
 )
 from istio_canary.models.analysis import CheckResult
-from istio_canary.notifications.notice import QUIET_REASONS, notice_for
+from istio_canary.notifications.notice import QUIET_REASONS, Told, notice_for
 from istio_canary.notifications.sender import Notifier
 from istio_canary.phases.schedule import next_look_in
 from istio_canary.reconciling import (
@@ -82,6 +82,8 @@ class _Memory:
     failures: int = 0
     """Reconciles in a row that ended in an error: the back-off grows with it."""
     recent_calls: hooks_caller.RecentCalls = field(default_factory=hooks_caller.RecentCalls)
+    told: Told = field(default_factory=Told)
+    """What the release's notification receivers last heard."""
 
 
 class Reconciler:
@@ -142,11 +144,11 @@ class Reconciler:
             decision = await self._decide_and_apply(mem, gathered, applied)
             for event in (*decision.events, *hooks_plan.call_events(applied.calls)):
                 emit(event)
-                self._notify(gathered, decision, event)
+                self._notify(mem, gathered, decision, event)
             return self._report(mem, body=body, gathered=gathered, decision=decision, applied=applied)
 
-    def _notify(self, gathered: _Gathered, decision: phases.Decision, event: act.Event) -> None:
-        """Tell the receivers the release selects (spec.notifications) what the Event says."""
+    def _notify(self, mem: _Memory, gathered: _Gathered, decision: phases.Decision, event: act.Event) -> None:
+        """Tell the receivers the release selects (spec.notifications) what the Event says, once."""
         if self.notifier is None or event.reason in QUIET_REASONS:
             return
         plan = decision.plan
@@ -155,7 +157,8 @@ class Reconciler:
             phase=decision.phase.value, weights=(plan.stable_weight, plan.canary_weight) if plan else None,
             event=(event.type, event.reason, event.message), time=gathered.now.isoformat(timespec="seconds"),
         )
-        self.notifier.notify(notice, gathered.spec.notifications)
+        if mem.told.is_news(notice, now=time.monotonic()):
+            self.notifier.notify(notice, gathered.spec.notifications)
 
     async def _gather(
         self,

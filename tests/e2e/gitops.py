@@ -113,12 +113,18 @@ def live_object(cluster: Cluster, kind: str, name: str, namespace: str) -> dict[
     return dict(json.loads(proc.stdout))
 
 
-def server_side_apply(cluster: Cluster, namespace: str, manifest: Mapping[str, Any], *, manager: str) -> None:
-    """`kubectl apply --server-side --force-conflicts` under ``manager``, as Argo CD and Flux apply."""
-    cluster.kubectl(
+def server_side_apply(
+    cluster: Cluster, namespace: str, manifest: Mapping[str, Any], *, manager: str
+) -> dict[str, Any]:
+    """`kubectl apply --server-side --force-conflicts` under ``manager``, as Argo CD and Flux apply.
+
+    Returns the object as the API server stored it by this apply (later writers may change it).
+    """
+    stored = cluster.kubectl(
         "apply", "--server-side", "--force-conflicts", f"--field-manager={manager}", "-n", namespace, "-f", "-",
-        input=json.dumps(manifest),
+        "-o", "json", input=json.dumps(manifest),
     )
+    return dict(json.loads(stored.stdout))
 
 
 def managers(obj: Mapping[str, Any]) -> dict[str, set[tuple[str, ...]]]:

@@ -68,13 +68,18 @@ def _git_objects(ns: str) -> list[dict[str, Any]]:
     ]
 
 
-def _sync(cluster: Cluster, ns: str, *, respect_ignore_differences: bool = True) -> None:
-    """One Argo CD sync of Git's routing, with the documented settings or without them."""
+def _sync(cluster: Cluster, ns: str, *, respect_ignore_differences: bool = True) -> dict[str, dict[str, Any]]:
+    """One Argo CD sync of Git's routing, with the documented settings or without them.
+
+    Returns each object (by kind) as the sync stored it.
+    """
     ignores = documented_argo_ignores() if respect_ignore_differences else {}
+    stored = {}
     for git in _git_objects(ns):
         live = live_object(cluster, git["kind"].lower(), "reviews", ns)
         manifest = argo_sync_manifest(git, live, ignored_managers=ignores.get(git["kind"], set()))
-        server_side_apply(cluster, ns, manifest, manager=ARGO_MANAGER)
+        stored[git["kind"]] = server_side_apply(cluster, ns, manifest, manager=ARGO_MANAGER)
+    return stored
 
 
 def _looks(cluster: Cluster, ns: str) -> tuple[list[dict[str, int]], int, int]:
@@ -130,9 +135,10 @@ def test_server_side_applies_with_the_documented_settings_never_flap_the_weights
     assert dr["spec"]["trafficPolicy"] == {"connectionPool": {"tcp": {"maxConnections": 100}}}
 
     # Without the settings the tool wins the routes at once, and the operator writes its split
-    # back at its next look: they would flap.
-    _sync(cluster, ns, respect_ignore_differences=False)
-    assert _looks(cluster, ns)[0] == [{"v1": 100}]
+    # back at its next look: they would flap (the operator watches VirtualServices, so the write
+    # back may already be stored when the sync returns; what the sync stored is read from its answer).
+    stored = _sync(cluster, ns, respect_ignore_differences=False)
+    assert route_weights(stored["VirtualService"]) == [{"v1": 100}]
     wait_for(lambda: _looks(cluster, ns)[0] == [{"v1": 50, "v2": 50}], timeout=60, what="the operator's split back")
     assert ("spec", "http") in managers(live_object(cluster, "virtualservice", "reviews", ns) or {})[OPERATOR_MANAGER]
 

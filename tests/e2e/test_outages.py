@@ -1,4 +1,4 @@
-"""Outage campaign: the API server killed and restarted, etcd frozen, in the middle of a release.
+"""Outage campaign: the API server killed and restarted, etcd frozen, istiod down, in the middle of a release.
 
 The operator keeps running through each outage: it has to reconnect its watches, finish what
 it was doing without creating anything twice, and converge on the spec as it is now. The
@@ -24,6 +24,7 @@ from tests.e2e.helpers import (
     route_weights,
     wait_for,
 )
+from tests.e2e.istiod_routes import assert_istiod_routes_say_status
 from tests.e2e.outages import ControlPlane
 from tests.e2e.processes import OperatorProcess
 
@@ -86,3 +87,36 @@ def test_etcd_frozen_mid_release_holds_everything_then_converges(
     wait_for(lambda: _split(cluster, ns, 80), timeout=CONVERGE_SECONDS, what="80% after etcd came back")
     assert _reviews_deployments(cluster, ns) == ["reviews-v1", "reviews-v2"]
     assert operator.proc is not None and operator.proc.poll() is None
+
+
+def test_istiod_down_while_the_operator_writes_moves_nothing_says_why_then_converges(
+    cluster: Cluster, namespace: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    """Istio's validating webhook fails closed, so with istiod down the API server refuses every
+    VirtualService and DestinationRule write: the release must hold its stored split whole, say
+    why in its status, and carry out the edit once istiod is back (and istiod then pushes it)."""
+    ns = namespace
+    deploy_bookinfo(cluster, ns)
+    operator = start_operator()
+    apply(cluster, ns, example_release())
+    wait_for(lambda: _split(cluster, ns, 30), timeout=CONVERGE_SECONDS, what="30%")
+    before = get(cluster, "virtualservice", "reviews", ns) or {}
+    cluster.istiod.stop()
+    try:
+        patch_spec(cluster, ns, "reviews", {"traffic": {"weight": 60}})
+
+        def says_why() -> str | None:
+            status = (get(cluster, "canaryrelease", "reviews", ns) or {}).get("status") or {}
+            message = str(status.get("message") or "")
+            return message if "webhook" in message.lower() else None
+
+        message = wait_for(says_why, timeout=60, what="the status to say the routing write is refused")
+        vs = get(cluster, "virtualservice", "reviews", ns) or {}
+        assert vs["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], "routing moved"
+        assert _split(cluster, ns, 30), "the status no longer says the split that is stored"
+        assert operator.proc is not None and operator.proc.poll() is None
+    finally:
+        cluster.istiod.up(cluster)
+    wait_for(lambda: _split(cluster, ns, 60), timeout=CONVERGE_SECONDS, what="60% once istiod is back")
+    assert_istiod_routes_say_status(cluster, ns, timeout=60)
+    print(f"outages: istiod down; the release said: {message}")

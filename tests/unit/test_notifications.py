@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from istio_canary.models.notifications import NotificationsSpec, Severity
 from istio_canary.notifications import formats
-from istio_canary.notifications.notice import Notice, Receiver, chosen, parse_receiver, severity_of
+from istio_canary.notifications.notice import (
+    REPEAT_SECONDS,
+    Notice,
+    Receiver,
+    Told,
+    chosen,
+    parse_receiver,
+    severity_of,
+)
 
 NOTICE = Notice(
     namespace="bookinfo", release="reviews", service="reviews", stable="v1", canary="v2", phase="Progressing",
@@ -35,6 +44,17 @@ def test_a_release_hears_on_its_default_receivers_or_those_it_names_above_both_s
     assert [r.name for r in chosen(RECEIVERS, named, Severity.WARNING)] == ["audit"]
     assert chosen(RECEIVERS, NotificationsSpec(receivers=[]), Severity.ERROR) == []
     assert chosen(RECEIVERS, NotificationsSpec(severity=Severity.ERROR), Severity.WARNING) == []
+
+
+def test_a_repeated_event_is_told_once_an_hour_and_anything_new_at_once() -> None:
+    told = Told()
+    assert told.is_news(NOTICE, now=0.0)
+    assert not told.is_news(NOTICE, now=10.0)
+    assert told.is_news(dataclasses.replace(NOTICE, stable_weight=50, canary_weight=50), now=11.0)
+    assert told.is_news(dataclasses.replace(NOTICE, reason="Progressing"), now=12.0)
+    assert told.is_news(NOTICE, now=13.0)  # the weights changed back: news again
+    assert not told.is_news(NOTICE, now=13.0 + REPEAT_SECONDS - 1)
+    assert told.is_news(NOTICE, now=13.0 + REPEAT_SECONDS)
 
 
 def test_the_receiver_flag_is_parsed_and_mistakes_are_named() -> None:

@@ -9,18 +9,25 @@ at or above the severity both ask for.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from istio_canary.models.notifications import NotificationsSpec, Severity
 from istio_canary.models.spec import CanaryReleaseSpec
 
-__all__ = ["PROVIDERS", "QUIET_REASONS", "Notice", "Receiver", "chosen", "notice_for", "parse_receiver", "severity_of"]
+__all__ = [
+    "PROVIDERS", "QUIET_REASONS", "REPEAT_SECONDS", "Notice", "Receiver", "Told", "chosen", "notice_for",
+    "parse_receiver", "severity_of",
+]
 
 PROVIDERS = ("Slack", "MSTeams", "Discord", "GoogleChat", "Webhook")
 
 # Events that are plumbing rather than news: a webhook that answered 2xx (a Rollout hook answers
 # at every look). A webhook that failed is a Warning, and is told.
 QUIET_REASONS = frozenset({"WebhookCalled"})
+
+# A notice that says again what the last one of the same reason said (a release waiting for its
+# canary emits the same Event at every look) is told at most once in this many seconds.
+REPEAT_SECONDS = 3600.0
 
 # Event reasons that mean the operator rolled the canary back, whatever the phase says.
 _ROLLBACKS = frozenset({"AnalysisFailed", "CanaryNeverReady"})
@@ -62,6 +69,22 @@ class Notice:
             ("Weights", self.weights),
             ("Severity", self.severity.value),
         ]
+
+
+@dataclass
+class Told:
+    """What one release's receivers last heard, per reason, so a repeated Event is not told again."""
+
+    last: dict[str, tuple[tuple[str, str, str], float]] = field(default_factory=dict)
+
+    def is_news(self, notice: Notice, *, now: float, repeat_seconds: float = REPEAT_SECONDS) -> bool:
+        """True (and remembered) unless the last notice of this reason said the same within ``repeat_seconds``."""
+        said = (notice.phase, notice.message, notice.weights)
+        before = self.last.get(notice.reason)
+        if before is not None and before[0] == said and now - before[1] < repeat_seconds:
+            return False
+        self.last[notice.reason] = (said, now)
+        return True
 
 
 @dataclass(frozen=True)
